@@ -220,10 +220,8 @@ def run_attack(
     pred_clean = torch.cat(preds_clean)
     pred_adv = torch.cat(preds_adv)
     yc = y.cpu()
-    if target_labels is not None:
-        success = pred_adv == target_labels.cpu()
-    else:
-        success = (pred_adv != yc) & (pred_clean == yc)
+    # Targeted: the target label was reached. Untargeted: a correct prediction was flipped.
+    success = (pred_adv == target_labels.cpu()) if target_labels is not None else (pred_adv != yc) & (pred_clean == yc)
     dist = perturbation_norm(x_adv - x.cpu().float(), p.norm)
     return Outcome(
         x_adv=x_adv,

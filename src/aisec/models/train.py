@@ -53,15 +53,10 @@ def fit(
 
 
 def split(data: TensorDataset, *, test_fraction: float = 0.3, seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
-    """A seeded, stratification-free train/test split of an in-memory dataset."""
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(data), generator=g)
-    k = int(round(len(data) * (1 - test_fraction)))
-    info = data.info
-    return (
-        data.subset(perm[:k], name=f"{info.name}-train"),
-        data.subset(perm[k:], name=f"{info.name}-test"),
-    )
+    """Seeded train/test split (see :func:`aisec.data.builtin.train_test_split`)."""
+    from aisec.data.builtin import train_test_split
+
+    return train_test_split(data, test_fraction=test_fraction, seed=seed)
 
 
 def digits_cnn(*, seed: int = 0, epochs: int = 30, cache: bool = True) -> nn.Module:
@@ -84,7 +79,7 @@ def digits_cnn(*, seed: int = 0, epochs: int = 30, cache: bool = True) -> nn.Mod
             return model.eval()
         except Exception:  # a corrupt cache entry is rebuilt, never trusted
             path.unlink(missing_ok=True)
-    train, _ = split(digits(), seed=seed)
+    train = digits(split="train") if seed == 0 else split(digits(), seed=seed)[0]
     fit(model, train.x, train.y, epochs=epochs, seed=seed)
     if cache:
         tmp = path.with_suffix(".tmp")

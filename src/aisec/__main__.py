@@ -1,0 +1,3 @@
+from aisec.cli.main import main
+
+main()

@@ -1,0 +1,375 @@
+"""Robustness check: how easily is the model fooled at test time?
+
+For each attack and each eps it reports robust accuracy (correct on the clean input *and* on the
+adversarial one) with a 95% Wilson interval, the attack success rate over the clean-correct
+samples, the median perturbation norm, and the SAFAIR delta (clean accuracy − attacked accuracy),
+plus CLEVER scores per sample. Per-sample predictions and distances are kept.
+
+Robust accuracy is reported as a worst case over the eps grid: an adversarial example found at a
+smaller eps lies inside every larger ball, so a sample fooled at eps₁ counts as fooled at every
+eps₂ > eps₁. The raw per-eps numbers are kept too; when the raw curve rises with eps, the check
+warns (a sign of gradient masking or too few steps), as it does when one-step FGSM beats
+multi-step PGD at the same eps.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from aisec.attacks.base import Outcome, run_attack
+from aisec.core.check import Result
+from aisec.core.dataset import Dataset, take
+from aisec.core.errors import ConfigError, ShapeError
+from aisec.core.evidence import Measurement
+from aisec.core.progress import Progress, no_progress
+from aisec.core.registry import AttackKind, get_attack, register_check
+from aisec.core.stats import median_interval, wilson
+from aisec.core.target import Target, check_inputs
+from aisec.core.types import Norm
+
+ATLAS_EVASION = ("AML.T0043.000", "AML.T0015")
+
+DEFAULT_EPS: dict[Norm, list[float]] = {
+    Norm.LINF: [2 / 255, 4 / 255, 8 / 255, 16 / 255, 32 / 255],
+    Norm.L2: [0.25, 0.5, 1.0, 2.0],
+    Norm.L1: [1.0, 2.0, 5.0, 10.0],
+    Norm.L0: [0.01, 0.02, 0.05, 0.1],
+}
+_NATURAL_NORM = {"cw": Norm.L2, "deepfool": Norm.L2, "jsma": Norm.L0}
+
+
+class AttackSpec(BaseModel):
+    """One attack to run: its name, norm, eps grid and extra parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    norm: Norm | None = Field(default=None, description="Default: the attack's natural norm.")
+    eps: list[float] | None = Field(
+        default=None, description="Eps grid; default: the check's grid for this norm."
+    )
+    targeted: bool = Field(default=False, description="Aim at a random other class per sample.")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    def resolved_norm(self) -> Norm:
+        if self.norm is not None:
+            return self.norm
+        info = get_attack(self.name)
+        natural = _NATURAL_NORM.get(info.name, Norm.LINF)
+        return natural if natural in info.norms else sorted(info.norms)[0]
+
+
+class CleverParams(BaseModel):
+    """CLEVER score estimation (Weng et al. 2018), untargeted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    samples: int = Field(default=20, ge=1, description="How many samples get a CLEVER score.")
+    norms: list[Norm] = Field(default_factory=lambda: [Norm.L2])
+    nb_batches: int = Field(default=10, ge=2)
+    batch_size: int = Field(default=100, ge=2)
+    radius: dict[Norm, float] = Field(
+        default_factory=lambda: {Norm.L2: 2.0, Norm.LINF: 0.1, Norm.L1: 10.0}
+    )
+
+
+class RobustnessParams(BaseModel):
+    """Options of the robustness check (the same model backs CLI flags, YAML plans and Python)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attacks: list[AttackSpec] = Field(
+        default_factory=lambda: [AttackSpec(name="fgsm"), AttackSpec(name="pgd")]
+    )
+    eps: list[float] | None = Field(default=None, description="Linf eps grid (default 2..32/255).")
+    eps_l2: list[float] | None = None
+    eps_l0: list[float] | None = None
+    samples: int | None = Field(default=500, ge=1, description="How many samples to attack.")
+    batch_size: int = Field(default=256, ge=1)
+    quantize: bool = Field(default=False, description="Round adversarials to 8-bit (SAFAIR rule).")
+    clever: CleverParams = Field(default_factory=CleverParams)
+    examples: int = Field(default=8, ge=0, description="Example images kept for the report.")
+    seed: int = 0
+
+    @field_validator("attacks", mode="before")
+    @classmethod
+    def _names(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [s for s in v.split(",") if s.strip()]
+        if isinstance(v, list):
+            return [{"name": a.strip()} if isinstance(a, str) else a for a in v]
+        return v
+
+    def grid(self, spec: AttackSpec, norm: Norm) -> list[float]:
+        if spec.eps is not None:
+            eps = spec.eps
+        else:
+            given = {Norm.LINF: self.eps, Norm.L2: self.eps_l2, Norm.L0: self.eps_l0}.get(norm)
+            eps = given if given is not None else DEFAULT_EPS[norm]
+        if not eps:
+            raise ConfigError(f"attack '{spec.name}': the eps grid is empty")
+        if any(e < 0 for e in eps):
+            raise ConfigError(f"attack '{spec.name}': eps must be ≥ 0, got {eps}")
+        return sorted(set(float(e) for e in eps))
+
+
+@register_check("robustness")
+class RobustnessCheck:
+    """Evasion robustness: robust accuracy vs eps with CIs, success rate, SAFAIR delta, CLEVER."""
+
+    Params = RobustnessParams
+
+    def run(
+        self,
+        target: Target,
+        data: Dataset,
+        params: RobustnessParams,
+        *,
+        progress: Progress = no_progress,
+    ) -> Result:
+        t0 = time.perf_counter()
+        spec = target.spec
+        if data.info.num_classes != spec.num_classes:
+            raise ShapeError(
+                f"dataset '{data.info.name}' has {data.info.num_classes} classes but model "
+                f"'{spec.name}' has {spec.num_classes} outputs (expected {spec.num_classes}, got "
+                f"{data.info.num_classes})"
+            )
+        for a in params.attacks:  # fail fast on names, norms and capabilities before any work
+            info = get_attack(a.name)
+            norm = a.resolved_norm()
+            if norm not in info.norms:
+                raise ConfigError(
+                    f"attack '{info.name}' supports norms {sorted(n.value for n in info.norms)}, "
+                    f"not '{norm.value}'"
+                )
+            if a.targeted and not info.targeted:
+                raise ConfigError(f"attack '{info.name}' cannot be targeted")
+        x, y = take(data, params.samples, device=spec.device)
+        check_inputs(spec, x, what=f"dataset '{data.info.name}'")
+        n = int(x.shape[0])
+        with torch.no_grad():
+            pred_clean = torch.cat(
+                [target.predict(x[i : i + params.batch_size]).argmax(1) for i in range(0, n, params.batch_size)]
+            ).cpu()
+        yc = y.cpu()
+        correct = pred_clean == yc
+        k_clean = int(correct.sum())
+        measurements = [
+            Measurement(
+                metric="robustness.clean_accuracy", value=k_clean / n, unit="fraction",
+                higher_is_better=True, interval=wilson(k_clean, n), sample_count=n,
+                parameters={}, raw_key="samples",
+            )
+        ]
+        table: dict[str, np.ndarray] = {
+            "index": np.arange(n), "label": yc.numpy(), "pred_clean": pred_clean.numpy(),
+        }
+        warnings: list[str] = []
+        curves: list[dict[str, Any]] = []
+        images: dict[str, dict[str, np.ndarray]] = {}
+        gen = torch.Generator().manual_seed(params.seed)
+        for a in params.attacks:
+            info = get_attack(a.name)
+            norm = a.resolved_norm()
+            grid = params.grid(a, norm)
+            tl = None
+            if a.targeted:
+                offset = torch.randint(1, spec.num_classes, (n,), generator=gen)
+                tl = (yc + offset) % spec.num_classes
+            curve = self._curve(target, x, y, tl, info.name, info.kind, norm, grid, a, params, progress)
+            key = f"{info.name}-{norm.value}" + ("-targeted" if a.targeted else "")
+            curve["key"] = key
+            curves.append(curve)
+            for point, fooled, dist in zip(curve["points"], curve["fooled"], curve["distances"], strict=True):
+                eps = point["eps"]
+                pp = {"attack": info.name, "norm": norm.value, "eps": eps, "targeted": a.targeted,
+                      "quantize": params.quantize, **a.params}
+                robust = correct & ~fooled
+                k_rob = int(robust.sum())
+                k_fool = int((fooled & correct).sum())
+                delta = k_clean - k_rob
+                d_succ = dist[(fooled & correct).numpy()]
+                med = float(np.median(d_succ)) if d_succ.size else float("nan")
+                point.update(
+                    robust_accuracy=k_rob / n, ci=wilson(k_rob, n).model_dump(),
+                    success_rate=k_fool / max(k_clean, 1), safair_delta=delta / n,
+                    median_distance=med,
+                )
+                measurements += [
+                    Measurement(metric="robustness.robust_accuracy", value=k_rob / n, unit="fraction",
+                                higher_is_better=True, interval=wilson(k_rob, n), sample_count=n,
+                                parameters=pp, raw_key=key),
+                    Measurement(metric="robustness.attack_success_rate", value=k_fool / max(k_clean, 1),
+                                unit="fraction", higher_is_better=False, interval=wilson(k_fool, k_clean),
+                                sample_count=k_clean, parameters=pp, raw_key=key),
+                    Measurement(metric="robustness.safair_delta", value=delta / n, unit="fraction",
+                                higher_is_better=False, interval=wilson(delta, n), sample_count=n,
+                                parameters=pp, raw_key=key),
+                    Measurement(metric="robustness.median_perturbation", value=med, unit=norm.value,
+                                higher_is_better=True,
+                                interval=median_interval(d_succ) if d_succ.size else None,
+                                sample_count=int(d_succ.size), parameters=pp, raw_key=key),
+                ]
+                table[f"{key}@{eps:g}:pred"] = curve["preds"][grid.index(eps)].numpy()
+                table[f"{key}@{eps:g}:fooled"] = fooled.numpy()
+                table[f"{key}@{eps:g}:distance"] = dist
+            warnings += curve["warnings"]
+            if params.examples and "example" in curve:
+                images[key] = curve.pop("example")
+            for k in ("fooled", "distances", "preds"):
+                curve.pop(k)
+        warnings += _masking_warnings(curves)
+        clever_summary = self._clever(target, x, params, measurements, table, warnings, progress)
+        summary = {
+            "samples": n, "clean_accuracy": k_clean / n, "clean_ci": wilson(k_clean, n).model_dump(),
+            "curves": curves, "clever": clever_summary, "classes": list(data.info.classes),
+        }
+        return Result(
+            check="robustness", measurements=measurements, params=params.model_dump(mode="json"),
+            summary=summary, tables={"samples": table}, images=images, warnings=warnings,
+            seconds=time.perf_counter() - t0, threats=ATLAS_EVASION,
+        )
+
+    def _curve(
+        self, target: Target, x: torch.Tensor, y: torch.Tensor, tl: torch.Tensor | None,
+        name: str, kind: AttackKind, norm: Norm, grid: list[float], spec: AttackSpec,
+        params: RobustnessParams, progress: Progress,
+    ) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        q0 = target.queries
+        points: list[dict[str, Any]] = []
+        fooled_list: list[torch.Tensor] = []
+        dist_list: list[np.ndarray] = []
+        preds: list[torch.Tensor] = []
+        warnings: list[str] = []
+        example: dict[str, np.ndarray] | None = None
+        y_cpu = y.cpu()
+        if kind is AttackKind.MIN_NORM:
+            out = run_attack(name, target, x, y, {"norm": norm, **spec.params}, target_labels=tl,
+                             batch_size=params.batch_size, quantize=params.quantize,
+                             seed=params.seed, progress=progress)
+            fooled_any = out.pred_adv != y_cpu
+            for eps in grid:
+                fooled = fooled_any & (out.distance <= eps + 1e-6)
+                points.append({"eps": eps, "raw_robust_accuracy": None})
+                fooled_list.append(fooled)
+                dist_list.append(np.where(fooled.numpy(), out.distance.numpy(), np.nan))
+                preds.append(torch.where(fooled, out.pred_adv, out.pred_clean))
+            example = _examples(x, out, params.examples)
+        else:
+            best_fooled = torch.zeros_like(y_cpu, dtype=torch.bool)
+            best_dist = torch.full((y_cpu.shape[0],), float("nan"))
+            best_pred: torch.Tensor | None = None
+            prev_raw: float | None = None
+            outs: list[Outcome] = []
+            for eps in grid:
+                out = run_attack(name, target, x, y, {"norm": norm, "eps": eps, **spec.params},
+                                 target_labels=tl, batch_size=params.batch_size,
+                                 quantize=params.quantize, seed=params.seed, progress=progress)
+                outs.append(out)
+                fooled_now = out.pred_adv != y_cpu
+                raw_acc = float((out.robust).float().mean())
+                if prev_raw is not None and raw_acc > prev_raw + 1e-12:
+                    warnings.append(
+                        f"{name} ({norm.value}): raw robust accuracy rose from {prev_raw:.3f} to "
+                        f"{raw_acc:.3f} at eps={eps:g}; the reported curve keeps the smaller-eps "
+                        "adversarials. A rising curve hints at gradient masking or too few steps."
+                    )
+                prev_raw = raw_acc
+                new = fooled_now & ~best_fooled
+                best_dist = torch.where(new, out.distance, best_dist)
+                best_pred = out.pred_adv if best_pred is None else torch.where(best_fooled, best_pred, out.pred_adv)
+                best_fooled = best_fooled | fooled_now
+                points.append({"eps": eps, "raw_robust_accuracy": raw_acc})
+                fooled_list.append(best_fooled.clone())
+                dist_list.append(best_dist.numpy().copy())
+                preds.append(best_pred.clone())
+            mid = outs[len(outs) // 2]
+            example = _examples(x, mid, params.examples)
+        return {
+            "attack": name, "norm": norm.value, "kind": kind.value, "targeted": spec.targeted,
+            "params": spec.params, "points": points, "fooled": fooled_list, "distances": dist_list,
+            "preds": preds, "warnings": warnings, "seconds": time.perf_counter() - t0,
+            "queries": target.queries - q0, **({"example": example} if example is not None else {}),
+            "example_eps": (grid[len(grid) // 2] if kind is AttackKind.FIXED_EPS else None),
+        }
+
+    def _clever(
+        self, target: Target, x: torch.Tensor, params: RobustnessParams,
+        measurements: list[Measurement], table: dict[str, np.ndarray], warnings: list[str],
+        progress: Progress,
+    ) -> dict[str, Any] | None:
+        cp = params.clever
+        if not cp.enabled:
+            return None
+        from aisec.core.types import Capability
+        from aisec.metrics.clever import clever_u
+
+        if Capability.GRADIENTS not in target.spec.capabilities:
+            warnings.append("CLEVER skipped: it needs gradients and the target is not white box")
+            return None
+        m = min(cp.samples, x.shape[0])
+        out: dict[str, Any] = {}
+        for norm in cp.norms:
+            radius = cp.radius.get(norm, DEFAULT_EPS[norm][-1])
+            res = clever_u(target, x[:m], norm=norm, nb_batches=cp.nb_batches,
+                           batch_size=cp.batch_size, radius=radius, seed=params.seed,
+                           progress=progress)
+            scores = res.scores.numpy().astype(float)
+            med = float(np.median(scores))
+            measurements.append(Measurement(
+                metric="robustness.clever_u", value=med, unit=norm.value, higher_is_better=True,
+                interval=median_interval(scores), sample_count=m,
+                parameters={"norm": norm.value, "nb_batches": cp.nb_batches,
+                            "batch_size": cp.batch_size, "radius": radius, "statistic": "median"},
+                raw_key="samples",
+            ))
+            col = np.full(x.shape[0], np.nan)
+            col[:m] = scores
+            table[f"clever_u:{norm.value}"] = col
+            out[norm.value] = {"scores": scores.tolist(), "radius": radius, **res.summary()}
+        return out
+
+
+def _examples(x: torch.Tensor, out: Outcome, k: int) -> dict[str, np.ndarray] | None:
+    """Up to ``k`` clean/adversarial pairs for the report, successful attacks first."""
+    if k <= 0:
+        return None
+    order = torch.argsort((~out.success).to(torch.int8), stable=True)[:k]
+    return {
+        "index": order.numpy(),
+        "clean": x.detach().cpu()[order].numpy(),
+        "adv": out.x_adv[order].numpy(),
+        "label": out.y[order].numpy(),
+        "pred_clean": out.pred_clean[order].numpy(),
+        "pred_adv": out.pred_adv[order].numpy(),
+        "distance": out.distance[order].numpy(),
+    }
+
+
+def _masking_warnings(curves: list[dict[str, Any]]) -> list[str]:
+    """Warn when one-step FGSM beats multi-step PGD/BIM at the same eps (a gradient-masking sign)."""
+    warnings = []
+    by = {(c["attack"], c["norm"], c["targeted"]): c for c in curves}
+    for multi in ("pgd", "bim"):
+        for nrm in ("linf", "l2"):
+            f, m = by.get(("fgsm", nrm, False)), by.get((multi, nrm, False))
+            if not f or not m:
+                continue
+            fr = {p["eps"]: p["raw_robust_accuracy"] for p in f["points"]}
+            for p in m["points"]:
+                if p["eps"] in fr and fr[p["eps"]] is not None and p["raw_robust_accuracy"] is not None \
+                        and fr[p["eps"]] + 1e-12 < p["raw_robust_accuracy"] - 0.02:
+                    warnings.append(
+                        f"FGSM beats {multi.upper()} at eps={p['eps']:g} ({nrm}): robust accuracy "
+                        f"{fr[p['eps']]:.3f} vs {p['raw_robust_accuracy']:.3f}. Iterative attacks should "
+                        "be at least as strong; suspect gradient masking or raise the steps."
+                    )
+    return warnings

@@ -1,0 +1,287 @@
+"""The ``aisec`` command line. It calls the Python API only; errors become one clear line.
+
+Exit codes: 0 success, 1 an unexpected failure, 2 a usage/config/data/model error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from aisec.core.errors import AisecError
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _floats(value: str | None, name: str) -> list[float] | None:
+    items = _csv(value)
+    if items is None:
+        return None
+    out = []
+    for v in items:
+        try:
+            out.append(float(eval_fraction(v)))
+        except ValueError as exc:
+            raise click.BadParameter(f"'{v}' is not a number (fractions like 8/255 are fine)", param_hint=name) from exc
+    return out
+
+
+def eval_fraction(v: str) -> float:
+    if "/" in v:
+        a, b = v.split("/", 1)
+        return float(a) / float(b)
+    return float(v)
+
+
+class _Main(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AisecError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="aisec")
+def main() -> None:
+    """aisec: measure the security of trained ML models and write audit evidence."""
+
+
+@main.command()
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False), help="YAML plan; flags override it.")
+@click.option("-m", "--model", help="Model file or built-in name (digits-cnn, lenet5-mnist, lenet5-mnist-adv).")
+@click.option("--arch", help="Architecture for weights files: package.module:Class or digits-cnn/lenet5.")
+@click.option(
+    "-d", "--data", help="Dataset: built-in name (digits, breast-cancer, fashion-mnist, mnist), folder or file."
+)
+@click.option("--split", help="Dataset split (train/test) where the source has them.")
+@click.option("-t", "--checks", default=None, help="Comma-separated checks (default: robustness).")
+@click.option("-a", "--attacks", help="Comma-separated attacks, e.g. pgd,fgsm,cw,deepfool,jsma.")
+@click.option("--eps", help="Linf eps grid, e.g. 0.05,0.1 or 4/255,8/255.")
+@click.option("--eps-l2", help="L2 eps grid for L2 attacks (cw, deepfool, pgd with --norm l2).")
+@click.option("--norm", type=click.Choice(["linf", "l2", "l1", "l0"]), help="Norm for all attacks.")
+@click.option("--targeted", is_flag=True, help="Targeted attacks toward a random other class.")
+@click.option("-c", "--count", type=int, help="How many samples to attack (default 500).")
+@click.option("--steps", type=int, help="Iterations for iterative attacks.")
+@click.option("--batch-size", type=int, help="Samples per forward pass.")
+@click.option("--quantize", is_flag=True, help="Round adversarial images to 8-bit (SAFAIR rule).")
+@click.option("--clever-samples", type=int, help="Samples that get a CLEVER score (0 = skip).")
+@click.option("--clever-norms", help="CLEVER norms, e.g. l2,linf,l1.")
+@click.option("--seed", type=int, help="Random seed (default 0).")
+@click.option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+@click.option("--input-shape", help="Per-sample input shape, e.g. 1,28,28 (default: the data's).")
+@click.option("--mean", help="Normalisation mean per channel, e.g. 0.4914,0.4822,0.4465.")
+@click.option("--std", help="Normalisation std per channel.")
+@click.option("--trust-model-code", is_flag=True, help="Allow unpickling code from the model file (UNSAFE).")
+@click.option("-o", "--out", type=click.Path(file_okay=False), help="Report folder (default aisec-report).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, **flags: Any) -> None:
+    """Assess a model: run checks, write evidence.jsonl, samples/ and report.html."""
+    from aisec.api import run_plan
+    from aisec.cli.progress import RichProgress
+    from aisec.plan import Plan
+
+    plan = _plan_from(plan_file, flags)
+    out_dir = out or "aisec-report"
+    with RichProgress(enabled=not quiet and not as_json) as progress:
+        run = run_plan(plan, out=out_dir, progress=progress)
+    if as_json:
+        click.echo(json.dumps(run.summary(), default=str))
+    else:
+        _print_summary(run)
+    del Plan
+
+
+def _plan_from(plan_file: str | None, f: dict[str, Any]) -> Any:
+    from aisec.plan import Plan
+
+    raw: dict[str, Any] = {}
+    if plan_file:
+        raw = Plan.from_yaml(plan_file).model_dump(mode="json")
+    model = dict(raw.get("model", {}))
+    if f["model"]:
+        model["path"] = f["model"]
+    for key in ("arch", "device"):
+        if f[key]:
+            model[key] = f[key]
+    if f["trust_model_code"]:
+        model["trust_model_code"] = True
+    if f["input_shape"]:
+        model["input_shape"] = [int(v) for v in _csv(f["input_shape"]) or []]
+    if f["mean"] or f["std"]:
+        if not (f["mean"] and f["std"]):
+            raise click.UsageError("--mean and --std go together")
+        model["normalization"] = {"mean": _floats(f["mean"], "--mean"), "std": _floats(f["std"], "--std")}
+    if "path" not in model:
+        raise click.UsageError("give --model (a file or a built-in such as digits-cnn) or a --plan")
+    data = dict(raw.get("data", {}))
+    if f["data"]:
+        data = {"source": f["data"], "options": {}}
+    if f["split"]:
+        data.setdefault("options", {})["split"] = f["split"]
+    if "source" not in data:
+        raise click.UsageError("give --data (e.g. digits, fashion-mnist, a folder) or a --plan")
+    checks: dict[str, dict[str, Any]] = dict(raw.get("checks", {}) or {})
+    if f["checks"]:
+        checks = {c: checks.get(c, {}) for c in _csv(f["checks"]) or []}
+    if not checks:
+        checks = {"robustness": {}}
+    if "robustness" in checks:
+        checks["robustness"] = _robustness_flags(dict(checks["robustness"]), f)
+    plan = {"model": model, "data": data, "checks": checks, "seed": raw.get("seed", 0)}
+    if f["seed"] is not None:
+        plan["seed"] = f["seed"]
+    if raw.get("target_of_evaluation_id"):
+        plan["target_of_evaluation_id"] = raw["target_of_evaluation_id"]
+    return Plan.parse(plan, source=plan_file or "command line")
+
+
+def _robustness_flags(r: dict[str, Any], f: dict[str, Any]) -> dict[str, Any]:
+    if f["attacks"]:
+        r["attacks"] = [{"name": a} for a in _csv(f["attacks"]) or []]
+    attack_params: dict[str, Any] = {}
+    if f["steps"]:
+        attack_params["steps"] = f["steps"]
+    if f["norm"] or f["targeted"] or attack_params:
+        specs = [a if isinstance(a, dict) else {"name": a} for a in r.get("attacks", ["fgsm", "pgd"])]
+        for a in specs:
+            if f["norm"]:
+                a["norm"] = f["norm"]
+            if f["targeted"]:
+                a["targeted"] = True
+            if attack_params and a["name"] in ("pgd", "bim", "cw", "deepfool"):
+                a["params"] = {**a.get("params", {}), **attack_params}
+        r["attacks"] = specs
+    if f["eps"]:
+        r["eps"] = _floats(f["eps"], "--eps")
+    if f["eps_l2"]:
+        r["eps_l2"] = _floats(f["eps_l2"], "--eps-l2")
+    if f["count"]:
+        r["samples"] = f["count"]
+    if f["batch_size"]:
+        r["batch_size"] = f["batch_size"]
+    if f["quantize"]:
+        r["quantize"] = True
+    clever = dict(r.get("clever", {}))
+    if f["clever_samples"] is not None:
+        if f["clever_samples"] == 0:
+            clever["enabled"] = False
+        else:
+            clever["samples"] = f["clever_samples"]
+    if f["clever_norms"]:
+        clever["norms"] = _csv(f["clever_norms"])
+    if clever:
+        r["clever"] = clever
+    return r
+
+
+def _print_summary(run: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for r in run.results:
+        if r.check == "robustness":
+            s = r.summary
+            console.print(
+                f"[bold]{run.target.spec.name}[/] on [bold]{run.data.info.name}[/]: clean accuracy "
+                f"{s['clean_accuracy']:.3f} ({s['clean_ci']['low']:.3f}–{s['clean_ci']['high']:.3f}, n={s['samples']})"
+            )
+            t = Table(title="robustness")
+            for col in ("attack", "norm", "eps", "robust acc", "95% CI", "success", "SAFAIR Δ", "median ‖δ‖"):
+                t.add_column(col, justify="right")
+            for c in s["curves"]:
+                for p in c["points"]:
+                    t.add_row(c["attack"] + (" (t)" if c["targeted"] else ""), c["norm"], f"{p['eps']:g}",
+                              f"{p['robust_accuracy']:.3f}", f"{p['ci']['low']:.3f}–{p['ci']['high']:.3f}",
+                              f"{p['success_rate']:.3f}", f"{p['safair_delta']:.3f}",
+                              f"{p['median_distance']:.4g}")
+            console.print(t)
+            if s.get("clever"):
+                for norm, c in s["clever"].items():
+                    console.print(
+                        f"CLEVER-u ({norm}): median {c['median']:.4g}, min {c['min']:.4g}, max {c['max']:.4g}"
+                    )
+        for w in r.warnings:
+            console.print(f"[yellow]warning:[/] {w}")
+    if run.out:
+        console.print(f"report: {run.out / 'report.html'}   evidence: {run.out / 'evidence.jsonl'}")
+
+
+@main.command()
+@click.option("-o", "--out", type=click.Path(file_okay=False), default="aisec-report", show_default=True)
+@click.option("-c", "--count", type=int, default=300, show_default=True, help="Samples to attack.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True)
+def demo(out: str, count: int, as_json: bool, quiet: bool) -> None:
+    """Train (cached) a small CNN on digits, assess its robustness, write a report."""
+    from aisec.cli.progress import RichProgress
+    from aisec.demo import run_demo
+
+    with RichProgress(enabled=not quiet and not as_json) as progress:
+        run = run_demo(out=out, samples=count, progress=progress)
+    if as_json:
+        click.echo(json.dumps(run.summary(), default=str))
+    else:
+        _print_summary(run)
+        click.echo(f"open {Path(out) / 'report.html'} in a browser")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def plugins(as_json: bool) -> None:
+    """List every attack, check, built-in model and dataset with what it needs."""
+    from aisec.core.registry import ATTACKS, CHECKS, PLUGIN_ERRORS, load_plugins
+    from aisec.models.builtin import BUILTIN_MODELS
+
+    load_plugins()
+    attacks = [
+        {"name": a.name, "kind": a.kind.value, "requires": sorted(c.value for c in a.requires),
+         "norms": sorted(n.value for n in a.norms), "targeted": a.targeted, "summary": a.summary,
+         "paper": a.paper, "params": {k: (str(v.default) if v.default is not None else None)
+                                      for k, v in a.cls.Params.model_fields.items()}}
+        for a in sorted(ATTACKS.values(), key=lambda a: a.name)
+    ]
+    checks = [{"name": c.name, "summary": c.summary} for c in CHECKS.values()]
+    models = [{"name": k, "input_shape": v[1], "summary": v[2]} for k, v in BUILTIN_MODELS.items()]
+    if as_json:
+        click.echo(json.dumps({"attacks": attacks, "checks": checks, "models": models,
+                               "errors": PLUGIN_ERRORS}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    t = Table(title="attacks")
+    for col in ("name", "kind", "needs", "norms", "targeted", "summary"):
+        t.add_column(col)
+    for a in attacks:
+        t.add_row(a["name"], a["kind"], ", ".join(a["requires"]), ", ".join(a["norms"]),
+                  "yes" if a["targeted"] else "no", a["summary"])
+    console.print(t)
+    t = Table(title="checks")
+    t.add_column("name")
+    t.add_column("summary")
+    for c in checks:
+        t.add_row(c["name"], c["summary"])
+    console.print(t)
+    t = Table(title="built-in models")
+    for col in ("name", "input", "summary"):
+        t.add_column(col)
+    for m in models:
+        t.add_row(m["name"], "x".join(map(str, m["input_shape"])), m["summary"])
+    console.print(t)
+    for name, err in PLUGIN_ERRORS.items():
+        console.print(f"[red]plugin {name} failed to load:[/] {err}")
+
+
+if __name__ == "__main__":
+    main()
