@@ -65,7 +65,8 @@ def load_model(plan_model: Any, data: Dataset) -> Target:
     input_shape = tuple(m.input_shape) if m.input_shape else data.info.sample_shape
     num_classes = m.num_classes or data.info.num_classes
     if m.path in BUILTIN_MODELS and not Path(m.path).exists():
-        build, _, _ = BUILTIN_MODELS[m.path]
+        build, shape, _ = BUILTIN_MODELS[m.path]
+        input_shape = tuple(m.input_shape) if m.input_shape else shape
         module = build()
         f = builtin_model_file(m.path)
         return TorchTarget(

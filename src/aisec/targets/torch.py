@@ -103,8 +103,17 @@ class TorchTarget:
         """Differentiable logits (log-probabilities if the module outputs probabilities)."""
         x = x.to(self.device)
         self._queries += int(x.shape[0])
-        z = self.module((x - self._mean) / self._std if self._spec.normalization else x)
-        if not self._checked:
+        inp = (x - self._mean) / self._std if self._spec.normalization else x
+        if self._checked:
+            z = self.module(inp)
+        else:
+            try:
+                z = self.module(inp)
+            except RuntimeError as exc:  # first call: turn a shape failure into a clear error
+                raise ShapeError(
+                    f"model '{self._spec.name}' failed on a batch of shape {tuple(x.shape)} (declared "
+                    f"per-sample input shape {self._spec.input_shape}): {exc}"
+                ) from exc
             self._check_output(z, x)
         if self._spec.output is OutputKind.PROBABILITIES:
             z = torch.log(z.clamp_min(1e-12))
