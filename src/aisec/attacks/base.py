@@ -117,23 +117,26 @@ def _project_l1(delta: torch.Tensor, eps: float) -> torch.Tensor:
 def quantize_8bit(
     x_adv: torch.Tensor, x: torch.Tensor, eps: float | None, norm: Norm, value_range: tuple[float, float]
 ) -> torch.Tensor:
-    """Round to 8-bit pixel values (SAFAIR rule) without leaving the eps-ball.
+    """Round to 8-bit pixel values (SAFAIR rule) without leaving the eps-ball where possible.
 
-    Nearest rounding first; coordinates (Linf) or samples (L2/L1) that the rounding pushed out of
-    the ball are rounded toward the clean value instead, which never grows the perturbation when
-    the clean input is itself 8-bit.
+    Linf: each coordinate goes to the grid value nearest ``x_adv`` among those inside
+    ``[x - eps, x + eps]``; if the interval holds no grid value (eps smaller than the clean
+    pixel's distance to the grid, possible only when the clean input is not 8-bit itself), to the
+    grid value nearest the clean pixel. L2/L1: nearest rounding, and where that leaves the ball the
+    sample is rounded toward the clean value, which never grows the perturbation for 8-bit inputs.
     """
     lo, hi = value_range
     scale = 255.0 / (hi - lo)
     u = (x_adv - lo) * scale
     u0 = (x - lo) * scale
     q = u.round()
-    toward = torch.where(u > u0, u.floor(), u.ceil())
     if eps is not None:
         if norm is Norm.LINF:
-            out_of_ball = ((q - u0).abs() / scale) > eps + 1e-7
-            q = torch.where(out_of_ball, toward, q)
+            g_lo = (u0 - eps * scale - 1e-4).ceil()
+            g_hi = (u0 + eps * scale + 1e-4).floor()
+            q = torch.where(g_lo <= g_hi, torch.minimum(torch.maximum(q, g_lo), g_hi), u0.round())
         else:
+            toward = torch.where(u > u0, u.floor(), u.ceil())
             dist = perturbation_norm((q - u0) / scale, norm)
             bad = (dist > eps + 1e-7).view(-1, *([1] * (x.ndim - 1)))
             q = torch.where(bad, toward, q)
