@@ -10,6 +10,7 @@ import csv
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,13 +92,17 @@ def load_data(source: str, options: dict[str, Any]) -> Dataset:
 
 
 def run_plan(
-    plan: Plan, *, out: str | Path | None = None, progress: Progress = no_progress
+    plan: Plan,
+    *,
+    out: str | Path | None = None,
+    progress: Progress = no_progress,
+    on_evidence: Callable[[list[Evidence]], None] | None = None,
 ) -> Run:
     """Load the plan's data and model and run its checks."""
     data = load_data(plan.data.source, plan.data.options)
     target = load_model(plan.model, data)
     return assess(target, data, checks=plan.checks, seed=plan.seed, out=out, progress=progress,
-                  plan=plan)
+                  plan=plan, on_evidence=on_evidence)
 
 
 def assess(
@@ -110,11 +115,12 @@ def assess(
     progress: Progress = no_progress,
     plan: Plan | None = None,
     target_of_evaluation_id: str | None = None,
+    on_evidence: Callable[[list[Evidence]], None] | None = None,
 ) -> Run:
     """Run checks on a target and dataset; write evidence and a report to ``out`` if given.
 
-    Each check's evidence is written as soon as that check finishes, so a crash in a later check
-    keeps what was measured before it.
+    Each check's evidence is written (and handed to ``on_evidence``, e.g. an evidence store) as soon
+    as that check finishes, so a crash in a later check keeps what was measured before it.
 
     >>> run = assess(TorchTarget(net, input_shape=(1, 8, 8), num_classes=10), digits(),
     ...              checks={"robustness": {"attacks": ["pgd"], "eps": [0.1]}}, out="report")
@@ -152,6 +158,8 @@ def assess(
         if out_dir is not None:
             write_jsonl(records, out_dir / "evidence.jsonl")
             _write_result(out_dir, run)
+        if on_evidence is not None:
+            on_evidence(records)
     run.seconds = time.perf_counter() - t0
     if out_dir is not None:
         _write_result(out_dir, run)

@@ -205,18 +205,20 @@ class RobustnessCheck:
                 measurements += [
                     Measurement(metric="robustness.robust_accuracy", value=k_rob / n, unit="fraction",
                                 higher_is_better=True, interval=wilson(k_rob, n), sample_count=n,
-                                parameters=pp, raw_key=key),
+                                parameters=pp, raw_key="samples"),
                     Measurement(metric="robustness.attack_success_rate", value=k_fool / max(k_clean, 1),
                                 unit="fraction", higher_is_better=False, interval=wilson(k_fool, k_clean),
-                                sample_count=k_clean, parameters=pp, raw_key=key),
+                                sample_count=k_clean, parameters=pp, raw_key="samples"),
                     Measurement(metric="robustness.safair_delta", value=delta / n, unit="fraction",
                                 higher_is_better=False, interval=wilson(delta, n), sample_count=n,
-                                parameters=pp, raw_key=key),
-                    Measurement(metric="robustness.median_perturbation", value=med, unit=norm.value,
-                                higher_is_better=True,
-                                interval=median_interval(d_succ) if d_succ.size else None,
-                                sample_count=int(d_succ.size), parameters=pp, raw_key=key),
+                                parameters=pp, raw_key="samples"),
                 ]
+                if d_succ.size:  # no successful attack: there is no perturbation to take the median of
+                    measurements.append(Measurement(
+                        metric="robustness.median_perturbation", value=med, unit=norm.value, higher_is_better=True,
+                        interval=median_interval(d_succ), sample_count=int(d_succ.size), parameters=pp,
+                        raw_key="samples",
+                    ))
                 table[f"{key}@{eps:g}:pred"] = curve["preds"][grid.index(eps)].numpy()
                 table[f"{key}@{eps:g}:fooled"] = fooled.numpy()
                 table[f"{key}@{eps:g}:distance"] = dist

@@ -81,23 +81,37 @@ def main() -> None:
 @click.option("--std", help="Normalisation std per channel.")
 @click.option("--trust-model-code", is_flag=True, help="Allow unpickling code from the model file (UNSAFE).")
 @click.option("-o", "--out", type=click.Path(file_okay=False), help="Report folder (default aisec-report).")
+@click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False),
+              help="YAML policy of metric thresholds; a failed policy exits with code 3.")
+@click.option("--store", "store_url", envvar="AISEC_STORE_URL", show_envvar=True,
+              help="Evidence store URL (sqlite:///path.db or postgresql://...); records are stored as each check ends.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, **flags: Any) -> None:
+def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, policy_file: str | None,
+           store_url: str | None, **flags: Any) -> None:
     """Assess a model: run checks, write evidence.jsonl, samples/ and report.html."""
     from aisec.api import run_plan
     from aisec.cli.progress import RichProgress
-    from aisec.plan import Plan
 
     plan = _plan_from(plan_file, flags)
     out_dir = out or "aisec-report"
+    gate = None
+    if policy_file or store_url:
+        from aisec.gate import Gate
+
+        gate = Gate.open(policy=policy_file, store=store_url)  # fails fast on a bad policy or store
     with RichProgress(enabled=not quiet and not as_json) as progress:
-        run = run_plan(plan, out=out_dir, progress=progress)
+        run = run_plan(plan, out=out_dir, progress=progress,
+                       on_evidence=gate.recorder(plan, out_dir) if gate else None)
+    outcome = gate.finish(run) if gate else None
     if as_json:
         click.echo(json.dumps(run.summary(), default=str))
     else:
         _print_summary(run)
-    del Plan
+        if outcome is not None and outcome.policy is not None:
+            click.echo(outcome.policy.text())
+    if outcome is not None and outcome.exit_code:
+        sys.exit(outcome.exit_code)
 
 
 def _plan_from(plan_file: str | None, f: dict[str, Any]) -> Any:
@@ -282,6 +296,17 @@ def plugins(as_json: bool) -> None:
     for name, err in PLUGIN_ERRORS.items():
         console.print(f"[red]plugin {name} failed to load:[/] {err}")
 
+
+def _register_subcommands() -> None:
+    from aisec.cli.evidence import evidence
+    from aisec.cli.graph import graph
+    from aisec.cli.reproduce import reproduce
+
+    for cmd in (evidence, graph, reproduce):
+        main.add_command(cmd)
+
+
+_register_subcommands()
 
 if __name__ == "__main__":
     main()

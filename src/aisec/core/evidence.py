@@ -87,7 +87,7 @@ class Measurement(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     metric: str = Field(description="Dotted metric id, e.g. 'robustness.robust_accuracy'.")
-    value: float
+    value: float = Field(allow_inf_nan=False)
     unit: str
     higher_is_better: bool
     interval: Interval | None = None
@@ -109,7 +109,7 @@ class Evidence(BaseModel):
     target_of_evaluation_id: str = DEFAULT_TOE
     check: str
     metric: str
-    value: float
+    value: float = Field(allow_inf_nan=False)
     unit: str
     higher_is_better: bool
     interval: Interval | None

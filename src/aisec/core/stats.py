@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
-from scipy import stats
 
 
 class Interval(BaseModel):
@@ -33,6 +32,8 @@ def wilson(successes: int, n: int, level: float = 0.95) -> Interval:
         return Interval(low=0.0, high=1.0, level=level, method="wilson")
     if not 0 <= successes <= n:
         raise ValueError(f"successes must lie in [0, {n}], got {successes}")
+    from scipy import stats  # lazy: scipy costs ~1 s at import and most callers never need it
+
     z = float(stats.norm.ppf(0.5 + level / 2))
     p = successes / n
     denom = 1 + z * z / n
@@ -50,6 +51,8 @@ def median_interval(values: np.ndarray, level: float = 0.95) -> Interval:
     n = v.size
     if n == 0:
         return Interval(low=math.nan, high=math.nan, level=level, method="order-statistic")
+    from scipy import stats
+
     alpha = 1 - level
     lo_idx = int(stats.binom.ppf(alpha / 2, n, 0.5))
     hi_idx = int(stats.binom.isf(alpha / 2, n, 0.5))

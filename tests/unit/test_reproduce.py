@@ -1,0 +1,83 @@
+"""Reproduce: re-run the recorded plan on the digits CNN; refuse when the model or data changed."""
+
+from __future__ import annotations
+
+import pytest
+
+from aisec import api
+from aisec.plan import Plan
+from aisec.reproduce import ReproduceRefused, reproduce
+from aisec.store import open_store
+from aisec.testing.evidence import fake_run
+
+CHECKS = {"robustness": {"attacks": ["fgsm"], "eps": [0.1], "samples": 48, "clever": {"enabled": False}}}
+
+
+def _target(seed: int = 0, digest: str | None = None):
+    """An untrained linear model: reproduction needs determinism, not accuracy (and no training time)."""
+    import torch
+    from torch import nn
+
+    from aisec.targets.torch import TorchTarget
+
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    return TorchTarget(net, input_shape=(1, 8, 8), num_classes=10, name="tiny-linear", device="cpu", digest=digest)
+
+
+@pytest.fixture(scope="module")
+def digits_halves():
+    from aisec.data.builtin import digits
+
+    return digits("train"), digits("test")
+
+
+@pytest.fixture
+def stored(tmp_path, monkeypatch, digits_halves):
+    monkeypatch.setenv("AISEC_KEY_DIR", str(tmp_path / "keys"))
+    _, test = digits_halves
+    target = _target()
+    plan = Plan.parse({"model": "digits-cnn", "data": {"source": "digits", "options": {"split": "test"}},
+                       "checks": CHECKS, "seed": 0})
+    run = api.assess(target, test, checks=plan.checks, seed=0, plan=plan)
+    store = open_store(f"sqlite:///{tmp_path / 'e.db'}")
+    store.save_run(run)
+    monkeypatch.setattr(api, "load_data", lambda source, options: test)
+    monkeypatch.setattr(api, "load_model", lambda model, data: _target())
+    yield store, run
+    store.close()
+
+
+def test_reproduces_a_robust_accuracy_within_its_interval(stored):
+    store, run = stored
+    rec = next(e for e in run.evidence if e.metric == "robustness.robust_accuracy")
+    result = reproduce(store, rec.id[:10], save=True)
+    assert result.within, result.text()
+    assert result.new_value == pytest.approx(rec.value)
+    assert "REPRODUCED" in result.text()
+    assert len(store.runs()) == 2  # the re-run was stored as its own run
+
+
+def test_refuses_when_the_model_changed(stored, monkeypatch):
+    store, run = stored
+    monkeypatch.setattr(api, "load_model", lambda model, data: _target(seed=1))  # other weights, other sha256
+    with pytest.raises(ReproduceRefused, match="the model changed"):
+        reproduce(store, run.evidence[0].id)
+
+
+def test_refuses_when_the_data_changed(stored, monkeypatch, digits_halves):
+    store, run = stored
+    train, _ = digits_halves
+    monkeypatch.setattr(api, "load_data", lambda source, options: train)
+    with pytest.raises(ReproduceRefused, match="the data changed"):
+        reproduce(store, run.evidence[0].id)
+
+
+def test_refuses_without_a_recorded_plan(tmp_path, monkeypatch):
+    monkeypatch.setenv("AISEC_KEY_DIR", str(tmp_path / "keys"))
+    store = open_store(f"sqlite:///{tmp_path / 'e.db'}")
+    records = fake_run(1)
+    store.add_evidence(records)
+    with pytest.raises(ReproduceRefused, match="no recorded plan"):
+        reproduce(store, records[0].id)
+    store.close()
