@@ -15,19 +15,22 @@ def demo_plan(samples: int = 300) -> Plan:
         "model": "digits-cnn",
         "data": {"source": "digits", "options": {"split": "test"}},
         "seed": 0,
-        "checks": {"robustness": {
-            "samples": samples,
-            "eps": [0.02, 0.05, 0.1, 0.15, 0.2, 0.3],
-            "eps_l2": [0.1, 0.25, 0.5, 1.0, 1.5, 2.0],
-            "attacks": [
-                {"name": "fgsm"},
-                {"name": "pgd", "params": {"steps": 20}},
-                {"name": "pgd", "norm": "l2", "params": {"steps": 20}},
-                {"name": "deepfool", "norm": "l2"},
-                {"name": "cw", "params": {"steps": 50, "binary_search_steps": 4}},
-            ],
-            "clever": {"samples": 30, "norms": ["l2", "linf"]},
-        }},
+        "checks": {
+            "robustness": {
+                "samples": samples,
+                "eps": [0.02, 0.05, 0.1, 0.15, 0.2, 0.3],
+                "eps_l2": [0.1, 0.25, 0.5, 1.0, 1.5, 2.0],
+                "attacks": [
+                    {"name": "fgsm"},
+                    {"name": "pgd", "params": {"steps": 20}},
+                    {"name": "pgd", "norm": "l2", "params": {"steps": 20}},
+                    {"name": "deepfool", "norm": "l2"},
+                    {"name": "cw", "params": {"steps": 50, "binary_search_steps": 4}},
+                ],
+                "clever": {"samples": 30, "norms": ["l2", "linf"]},
+            },
+            "explainability": {"samples": 50, "num_samples": 1000, "stability_samples": 10},
+        },
     })
 
 

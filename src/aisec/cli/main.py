@@ -74,6 +74,12 @@ def main() -> None:
 @click.option("--quantize", is_flag=True, help="Round adversarial images to 8-bit (SAFAIR rule).")
 @click.option("--clever-samples", type=int, help="Samples that get a CLEVER score (0 = skip).")
 @click.option("--clever-norms", help="CLEVER norms, e.g. l2,linf,l1.")
+@click.option("--explainer", type=click.Choice(["lime", "kernel_shap", "saliency", "integrated_gradients"]),
+              help="Explainability: which explainer to score (default lime).")
+@click.option("--explain-samples", type=int, help="Explainability: how many samples to explain.")
+@click.option("--num-samples", type=int, help="Explainability: LIME/SHAP perturbations per explanation.")
+@click.option("--segmentation", type=click.Choice(["grid", "slic", "quickshift"]),
+              help="Explainability: image segmentation for LIME.")
 @click.option("--seed", type=int, help="Random seed (default 0).")
 @click.option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--input-shape", help="Per-sample input shape, e.g. 1,28,28 (default: the data's).")
@@ -150,6 +156,13 @@ def _plan_from(plan_file: str | None, f: dict[str, Any]) -> Any:
         checks = {"robustness": {}}
     if "robustness" in checks:
         checks["robustness"] = _robustness_flags(dict(checks["robustness"]), f)
+    if "explainability" in checks:
+        ex = dict(checks["explainability"])
+        for flag, key in (("explainer", "explainer"), ("explain_samples", "samples"),
+                          ("num_samples", "num_samples"), ("segmentation", "segmentation")):
+            if f[flag] is not None:
+                ex[key] = f[flag]
+        checks["explainability"] = ex
     plan = {"model": model, "data": data, "checks": checks, "seed": raw.get("seed", 0)}
     if f["seed"] is not None:
         plan["seed"] = f["seed"]
@@ -224,6 +237,18 @@ def _print_summary(run: Any) -> None:
                     console.print(
                         f"CLEVER-u ({norm}): median {c['median']:.4g}, min {c['min']:.4g}, max {c['max']:.4g}"
                     )
+        elif r.check == "explainability":
+            fa = r.summary.get("faithfulness", {})
+            for kind in ("deletion", "insertion"):
+                v = fa.get(kind)
+                if isinstance(v, dict) and "mean" in v:
+                    ci = v["ci"]
+                    console.print(f"explainability faithfulness ({kind}): {v['mean']:.3f} "
+                                  f"({ci['low']:.3f}–{ci['high']:.3f}); 0.5 = no better than random")
+        else:
+            for m in r.measurements:
+                ci = f" ({m.interval.low:.3f}–{m.interval.high:.3f})" if m.interval else ""
+                console.print(f"{m.metric} {m.parameters or ''}: {m.value:.4g}{ci}")
         for w in r.warnings:
             console.print(f"[yellow]warning:[/] {w}")
     if run.out:

@@ -1,0 +1,74 @@
+"""The explainability section: faithfulness vs random, stability, explained area, and examples.
+
+Images get heat-map overlays next to the model's prediction, tables bar charts of the top
+features, text its words highlighted. For text, each example is also saved as LIME's own
+interactive HTML page (``explanations/lime-text-<i>.html`` next to the report), as ``lime``'s
+``save_to_file`` writes it, and linked from the section.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from aisec.report import figures_explain
+from aisec.report.sections import register_section, render_template
+
+if TYPE_CHECKING:
+    from aisec.api import Run
+    from aisec.core.check import Result
+
+
+def lime_text_html(example: dict[str, Any], num_features: int = 10) -> str:
+    """LIME's HTML page for one text example of the check's summary (rebuilt with ``lime`` itself)."""
+    from lime.explanation import Explanation
+    from lime.lime_text import IndexedString, TextDomainMapper
+
+    info = example["lime"]
+    indexed = IndexedString(example["text"], bow=True, split_expression=info["split_expression"])
+    exp = Explanation(TextDomainMapper(indexed), mode="classification", class_names=info["class_names"],
+                      random_state=0)
+    exp.predict_proba = np.asarray(info["predict_proba"], dtype=float)
+    label = int(example["explained"])
+    weights = list(enumerate(float(w) for w in info["weights"]))
+    exp.local_exp = {label: sorted(weights, key=lambda t: abs(t[1]), reverse=True)[:num_features]}
+    with warnings.catch_warnings():  # lime 0.2.0.1 reads its bundle.js without closing the file
+        warnings.simplefilter("ignore", ResourceWarning)
+        return str(exp.as_html(labels=[label]))
+
+
+@register_section("explainability")
+def explainability_section(result: Result, run: Run) -> str:
+    s = result.summary
+    classes = list(s.get("classes") or run.data.info.classes)
+    image_fig = None
+    if "examples" in result.images:
+        image_fig = figures_explain.image_examples(result.images["examples"], classes, s["explainer"])
+    bars: list[str] = []
+    texts: list[dict[str, Any]] = []
+    for ex in s.get("examples", []) or []:
+        if "features" in ex:
+            bars.append(figures_explain.tabular_bars(ex, classes, s["explainer"]))
+        elif "spans" in ex:
+            link = None
+            if run.out is not None:
+                path = Path(run.out) / "explanations" / f"lime-text-{ex['index']}.html"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(lime_text_html(ex), encoding="utf-8")
+                link = str(path.relative_to(run.out))
+            texts.append({
+                "html": figures_explain.highlighted_text(ex["spans"]), "link": link,
+                "pred": classes[ex["pred"]] if 0 <= ex["pred"] < len(classes) else ex["pred"],
+                "label": classes[ex["label"]] if 0 <= ex["label"] < len(classes) else ex["label"],
+                "explained": classes[ex["explained"]] if 0 <= ex["explained"] < len(classes) else ex["explained"],
+                "probability": ex["probability"], "index": ex["index"],
+            })
+    r = {
+        "summary": s, "warnings": result.warnings, "params": result.params,
+        "curves_fig": figures_explain.faithfulness_curves(s), "image_fig": image_fig, "bars": bars,
+        "texts": texts,
+    }
+    return render_template("explainability.html.j2", r=r)
