@@ -1,0 +1,52 @@
+"""The privacy section: attack table with CIs, log-log ROC, per-class AUCs, SHAPr distribution and
+the riskiest members (as images for image data)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from aisec.report import figures_privacy
+from aisec.report.sections import register_section, render_template
+
+if TYPE_CHECKING:
+    from aisec.api import Run
+    from aisec.core.check import Result
+
+
+def _per_class(attacks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rows = classes, columns = attacks (AUC), for the per-class table."""
+    if not attacks or not attacks[0].get("per_class"):
+        return {"keys": [], "rows": []}
+    rows: dict[int, dict[str, Any]] = {}
+    for a in attacks:
+        for r in a["per_class"]:
+            row = rows.setdefault(r["class"], {"name": r["name"], "n_members": r["n_members"],
+                                               "n_nonmembers": r["n_nonmembers"], "auc": {}})
+            row["auc"][a["key"]] = r.get("auc")
+    return {"keys": [a["key"] for a in attacks], "rows": [rows[c] for c in sorted(rows)]}
+
+
+@register_section("privacy")
+def privacy_section(result: Result, run: Run) -> str:
+    s = result.summary
+    attacks = s.get("attacks", [])
+    classes = [str(c) for c in s.get("classes", [])]
+    table = result.tables.get("samples", {})
+    shapr = s.get("shapr")
+    shapr_fig = None
+    if shapr and "shapr" in table:
+        vals = np.asarray(table["shapr"], dtype=float)
+        shapr_fig = figures_privacy.shapr_histogram(vals[np.isfinite(vals)], shapr["score"])
+    riskiest = result.images.get("shapr_riskiest")
+    r = {
+        "summary": s, "warnings": result.warnings, "params": result.params,
+        "fpr_keys": [f"{f:g}" for f in s.get("fprs", [])],
+        "roc_fig": figures_privacy.roc_loglog(attacks, s.get("fprs", [0.001, 0.01])) if attacks else None,
+        "forest_fig": figures_privacy.auc_forest(attacks) if attacks else None,
+        "per_class": _per_class(attacks),
+        "shapr_fig": shapr_fig,
+        "riskiest_fig": figures_privacy.riskiest_grid(riskiest, classes) if riskiest is not None else None,
+    }
+    return render_template("privacy.html.j2", r=r)
