@@ -41,6 +41,7 @@ class Run:
     out: Path | None = None
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    related: list[Run] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -53,6 +54,7 @@ class Run:
                                  "summary": _jsonable(r.summary)} for r in self.results},
             "evidence": [e.model_dump(mode="json") for e in self.evidence],
             "errors": self.errors,
+            **({"related": [r.summary() for r in self.related]} if self.related else {}),
         }
 
 
@@ -80,7 +82,7 @@ def load_model(plan_model: Any, data: Dataset) -> Target:
         m.path, arch=m.arch, arch_kwargs=m.arch_kwargs, input_shape=input_shape,
         num_classes=num_classes, normalization=m.normalization, value_range=m.value_range,
         device=m.device, trust_model_code=m.trust_model_code, query_budget=m.query_budget,
-        modality=data.info.modality,
+        modality=data.info.modality, endpoint=m.endpoint or None,
         class_names=data.info.classes if len(data.info.classes) == num_classes else None,
     )
 

@@ -34,10 +34,31 @@ def demo_plan(samples: int = 300) -> Plan:
     })
 
 
-def run_demo(*, out: str | Path = "aisec-report", samples: int = 300, progress: Progress = no_progress) -> Run:
+def run_demo(
+    *,
+    out: str | Path = "aisec-report",
+    samples: int = 300,
+    privacy: bool = True,
+    reference_models: int = 8,
+    progress: Progress = no_progress,
+) -> Run:
+    """Run the demo; with ``privacy`` also assess a deliberately over-fitted and a well-regularised
+    digits model for membership leakage, shown next to each other in the same report."""
     from aisec.api import load_data, load_model
+    from aisec.report.html import write_report
 
+    out = Path(out)
     plan = demo_plan(samples)
     data = load_data(plan.data.source, plan.data.options)
     target = load_model(plan.model, data)
-    return assess(target, data, checks=plan.checks, seed=plan.seed, out=out, progress=progress, plan=plan)
+    run = assess(target, data, checks=plan.checks, seed=plan.seed, out=out, progress=progress, plan=plan)
+    if privacy:
+        from aisec.demo_privacy import privacy_demo_models
+
+        for demo in privacy_demo_models():
+            run.related.append(assess(
+                demo.target(), demo.members, checks={"privacy": demo.check_params(reference_models=reference_models)},
+                seed=plan.seed, out=out / "privacy" / demo.name, progress=progress,
+            ))
+        write_report(run, out / "report.html")
+    return run

@@ -43,7 +43,12 @@ class ModelRef(BaseModel):
     trust_model_code: bool = Field(
         default=False, description="Allow unpickling code from the model file (unsafe)."
     )
-    query_budget: int | None = None
+    query_budget: int | None = Field(default=None, description="Hard cap on samples sent to a black-box target.")
+    endpoint: dict[str, Any] = Field(
+        default_factory=dict,
+        description="HTTP target options: protocol (v2/json), model, timeout, retries, rate_limit, max_batch, "
+        "request_template, response_path, log_path.",
+    )
 
 
 class DataRef(BaseModel):

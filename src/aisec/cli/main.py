@@ -85,6 +85,12 @@ def main() -> None:
 @click.option("--input-shape", help="Per-sample input shape, e.g. 1,28,28 (default: the data's).")
 @click.option("--mean", help="Normalisation mean per channel, e.g. 0.4914,0.4822,0.4465.")
 @click.option("--std", help="Normalisation std per channel.")
+@click.option("--query-budget", type=int, help="Hard cap on samples sent to a black-box target.")
+@click.option("--protocol", type=click.Choice(["v2", "json"]),
+              help="HTTP target: Open Inference Protocol v2 or plain JSON.")
+@click.option("--model-name", help="HTTP target: the model name on a v2 server.")
+@click.option("--timeout", type=float, help="HTTP target: seconds per request.")
+@click.option("--query-log", type=click.Path(dir_okay=False), help="HTTP target: JSONL log of every query.")
 @click.option("--trust-model-code", is_flag=True, help="Allow unpickling code from the model file (UNSAFE).")
 @click.option("-o", "--out", type=click.Path(file_okay=False), help="Report folder (default aisec-report).")
 @click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False),
@@ -134,6 +140,15 @@ def _plan_from(plan_file: str | None, f: dict[str, Any]) -> Any:
             model[key] = f[key]
     if f["trust_model_code"]:
         model["trust_model_code"] = True
+    if f["query_budget"]:
+        model["query_budget"] = f["query_budget"]
+    endpoint = dict(model.get("endpoint", {}))
+    for flag, key in (("protocol", "protocol"), ("model_name", "model"), ("timeout", "timeout"),
+                      ("query_log", "log_path")):
+        if f[flag] is not None:
+            endpoint[key] = f[flag]
+    if endpoint:
+        model["endpoint"] = endpoint
     if f["input_shape"]:
         model["input_shape"] = [int(v) for v in _csv(f["input_shape"]) or []]
     if f["mean"] or f["std"]:
@@ -258,19 +273,23 @@ def _print_summary(run: Any) -> None:
 @main.command()
 @click.option("-o", "--out", type=click.Path(file_okay=False), default="aisec-report", show_default=True)
 @click.option("-c", "--count", type=int, default=300, show_default=True, help="Samples to attack.")
+@click.option("--privacy/--no-privacy", default=True, show_default=True,
+              help="Also compare an over-fitted and a regularised model for membership leakage.")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("-q", "--quiet", is_flag=True)
-def demo(out: str, count: int, as_json: bool, quiet: bool) -> None:
-    """Train (cached) a small CNN on digits, assess its robustness, write a report."""
+def demo(out: str, count: int, privacy: bool, as_json: bool, quiet: bool) -> None:
+    """Train (cached) small CNNs on digits, assess them, write one report."""
     from aisec.cli.progress import RichProgress
     from aisec.demo import run_demo
 
     with RichProgress(enabled=not quiet and not as_json) as progress:
-        run = run_demo(out=out, samples=count, progress=progress)
+        run = run_demo(out=out, samples=count, privacy=privacy, progress=progress)
     if as_json:
         click.echo(json.dumps(run.summary(), default=str))
     else:
         _print_summary(run)
+        for other in run.related:
+            _print_summary(other)
         click.echo(f"open {Path(out) / 'report.html'} in a browser")
 
 
@@ -325,9 +344,10 @@ def plugins(as_json: bool) -> None:
 def _register_subcommands() -> None:
     from aisec.cli.evidence import evidence
     from aisec.cli.graph import graph
+    from aisec.cli.poisoning import detect_backdoor
     from aisec.cli.reproduce import reproduce
 
-    for cmd in (evidence, graph, reproduce):
+    for cmd in (evidence, graph, reproduce, detect_backdoor):
         main.add_command(cmd)
 
 

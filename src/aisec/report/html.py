@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from markupsafe import escape
+
 from aisec.report import sections as _sections
 from aisec.report.sections import SECTIONS, render_template
 
@@ -26,14 +28,13 @@ def _load_sections() -> None:
 
 def render(run: Run) -> str:
     _load_sections()
-    parts = []
-    for r in run.results:
-        renderer = SECTIONS.get(r.check)
-        if renderer is not None:
-            parts.append(renderer(r, run))
-        else:
-            parts.append(render_template("generic.html.j2", check=r.check, warnings=r.warnings,
-                                         measurements=r.measurements))
+    parts = _sections_of(run)
+    for other in run.related:  # e.g. the demo's over-fitted and regularised privacy models, side by side
+        folder = other.out.relative_to(run.out) if other.out and run.out else None
+        link = f' · <a href="{folder}/report.html">its own report</a>' if folder else ""
+        parts.append(f'<h2 class="related">{escape(other.target.spec.name)} on {escape(other.data.info.name)}'
+                     f"{link}</h2>")
+        parts += _sections_of(other)
     ev = [
         {"metric": e.metric, "value": e.value, "interval": e.interval, "sample_count": e.sample_count,
          "params": _params(e.parameters)}
@@ -48,6 +49,18 @@ def render(run: Run) -> str:
         resource=first.resource if first else None, env=first.environment if first else None,
         threats=sorted({t for r in run.results for t in r.threats}),
     )
+
+
+def _sections_of(run: Run) -> list[str]:
+    parts = []
+    for r in run.results:
+        renderer = SECTIONS.get(r.check)
+        if renderer is not None:
+            parts.append(renderer(r, run))
+        else:
+            parts.append(render_template("generic.html.j2", check=r.check, warnings=r.warnings,
+                                         measurements=r.measurements))
+    return parts
 
 
 def write_report(run: Run, path: str | Path) -> Path:

@@ -1,4 +1,7 @@
-"""Targets: the model under test behind the :class:`~aisec.core.target.Target` protocol."""
+"""Targets: the model under test behind the :class:`~aisec.core.target.Target` protocol.
+
+Framework-specific targets (ONNX, HTTP, Hugging Face) import their framework lazily.
+"""
 
 from aisec.targets.loading import load_target
 from aisec.targets.sklearn import ProbaTarget

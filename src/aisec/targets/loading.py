@@ -76,8 +76,14 @@ def load_target(
     trust_model_code: bool = False,
     query_budget: int | None = None,
     name: str | None = None,
+    endpoint: dict[str, Any] | None = None,
 ) -> Target:
-    """Load ``model`` (an object or a file path) as a target and probe it once.
+    """Load ``model`` (an object, a file path, a model folder or an endpoint URL) as a target.
+
+    ``.onnx`` files become :class:`~aisec.targets.onnx.OnnxTarget` (grey box), ``http(s)://``
+    URLs :class:`~aisec.targets.http.HttpTarget` (black box; ``endpoint`` holds its options:
+    protocol, model, timeout, retries, rate_limit, max_batch, request_template, response_path,
+    log_path ...), folders holding a ``config.json`` a local Hugging Face text classifier.
 
     Args:
         model: an ``nn.Module``, an object with ``predict_proba``, or a path to a TorchScript
@@ -108,6 +114,20 @@ def load_target(
     torch_opts: dict[str, Any] = {**common, "normalization": normalization, "device": device}
     proba_opts: dict[str, Any] = {**common, "query_budget": query_budget}
 
+    if isinstance(model, str) and model.startswith(("http://", "https://")):
+        from aisec.targets.http import HttpTarget
+
+        return HttpTarget(model, **common, name=name, query_budget=query_budget, **(endpoint or {}))
+    if isinstance(model, str | Path) and Path(model).expanduser().suffix.lower() == ".onnx":
+        from aisec.targets.onnx import OnnxTarget
+
+        return OnnxTarget(Path(model).expanduser(), **common, name=name, normalization=normalization,
+                          query_budget=query_budget)
+    if isinstance(model, str | Path) and (Path(model).expanduser() / "config.json").is_file():
+        from aisec.targets.hf import HfTextTarget
+
+        return HfTextTarget(Path(model).expanduser(), name=name, class_names=class_names,
+                            device=device if device is not None else "cpu")
     if isinstance(model, nn.Module) or hasattr(model, "predict_proba"):
         obj, digest, label = model, None, name
     elif isinstance(model, str | Path):

@@ -199,9 +199,16 @@ def test_truncated(tmp_path, net, kind):
 
 
 def test_unknown_suffix(tmp_path):
-    path = tmp_path / "model.onnx"
+    path = tmp_path / "model.xyz"
     path.write_bytes(b"not a model")
     with pytest.raises(TargetError, match="unknown model format"):
+        _load(path)
+
+
+def test_corrupt_onnx_is_a_target_error(tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"not a model")
+    with pytest.raises(TargetError, match="cannot load ONNX model"):
         _load(path)
 
 

@@ -1,0 +1,176 @@
+"""Query bookkeeping shared by the black-box attacks (Square, HopSkipJump, SimBA, Boundary).
+
+A :class:`QueryLedger` holds, for one batch, each sample's query count against the attack's
+per-sample ``max_queries`` and the target's remaining hard budget. Attacks ask it which samples
+can afford the next query *before* querying (:meth:`QueryLedger.afford`), so neither budget is ever
+exceeded and the target never has to raise :class:`~aisec.core.errors.BudgetExceeded`.
+
+The target budget keeps ``reserve`` queries back: :func:`~aisec.attacks.base.run_attack` queries
+each sample once more to score the adversarial example. With a target budget and several batches,
+earlier batches may spend what later ones needed; give a batch size ≥ the number of samples.
+
+Per-sample counts are also published to :func:`recording` so the scan summary can report
+queries min/avg/max per sample even though attacks run batched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+
+import torch
+
+from aisec.core.target import Target
+
+_RECORDER: ContextVar[list[torch.Tensor] | None] = ContextVar("aisec_query_recorder", default=None)
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list[torch.Tensor]]:
+    """Collect per-sample query counts of every black-box batch run inside the block."""
+    sink: list[torch.Tensor] = []
+    token = _RECORDER.set(sink)
+    try:
+        yield sink
+    finally:
+        _RECORDER.reset(token)
+
+
+class QueryLedger:
+    """Per-sample and target-wide query accounting for one batch of ``n`` samples."""
+
+    def __init__(self, target: Target, n: int, max_per_sample: int, *, reserve: int | None = None) -> None:
+        self.target = target
+        self.max_per_sample = max_per_sample
+        self.counts = torch.zeros(n, dtype=torch.long)
+        budget = target.spec.query_budget
+        keep = n if reserve is None else reserve
+        self._global_left = None if budget is None else max(0, budget - target.queries - keep)
+
+    @property
+    def global_left(self) -> int | None:
+        return self._global_left
+
+    def afford(self, idx: torch.Tensor, k: int = 1) -> torch.Tensor:
+        """The subset of sample indices ``idx`` (CPU, long) that can each spend ``k`` more queries."""
+        idx = idx.cpu()
+        ok = idx[self.counts[idx] + k <= self.max_per_sample]
+        if self._global_left is not None:
+            ok = ok[: self._global_left // k] if k > 0 else ok
+        return ok
+
+    def query(self, xq: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
+        """Probabilities for ``xq``; ``owners[i]`` is the sample index each row is charged to."""
+        m = int(xq.shape[0])
+        if m == 0:
+            return torch.zeros(0, self.target.spec.num_classes)
+        if self._global_left is not None:
+            if m > self._global_left:  # a bug in the caller, never the target's problem
+                raise RuntimeError(f"attack asked {m} queries with {self._global_left} left; call afford() first")
+            self._global_left -= m
+        self.counts.index_add_(0, owners.cpu(), torch.ones(m, dtype=torch.long))
+        return self.target.predict(xq).float().to(xq.device)
+
+    def publish(self) -> None:
+        sink = _RECORDER.get()
+        if sink is not None:
+            sink.append(self.counts.clone())
+
+
+def is_adversarial(probs: torch.Tensor, y: torch.Tensor, target_labels: torch.Tensor | None) -> torch.Tensor:
+    pred = probs.argmax(1)
+    return pred == target_labels if target_labels is not None else pred != y
+
+
+def margin(probs: torch.Tensor, y: torch.Tensor, target_labels: torch.Tensor | None) -> torch.Tensor:
+    """Log-probability margin; negative means adversarial (untargeted) / target reached (targeted)."""
+    logp = probs.clamp_min(1e-30).log()
+    lab = y if target_labels is None else target_labels
+    own = logp.gather(1, lab[:, None]).squeeze(1)
+    other = logp.scatter(1, lab[:, None], -torch.inf).amax(1)
+    return own - other if target_labels is None else other - own
+
+
+def flat_norm(d: torch.Tensor, linf: bool) -> torch.Tensor:
+    f = d.reshape(d.shape[0], -1)
+    return f.abs().amax(1) if linf else f.norm(dim=1)
+
+
+def bshape(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.view(-1, *([1] * (like.ndim - 1)))
+
+
+def find_starting_points(
+    ledger: QueryLedger,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    target_labels: torch.Tensor | None,
+    lo: float,
+    hi: float,
+    active: torch.Tensor,
+    *,
+    trials: int,
+    search_steps: int,
+    linf: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adversarial starting points for decision-based attacks, for the samples in the bool mask
+    ``active``: uniform noise, then a binary search toward ``x``. Returns ``(x_adv, found)``; where
+    not found, ``x_adv`` is ``x``."""
+    n = x.shape[0]
+    x_adv = x.clone()
+    found = torch.zeros(n, dtype=torch.bool)
+    for _ in range(trials):
+        idx = ledger.afford(torch.nonzero(active & ~found).flatten())
+        if idx.numel() == 0:
+            break
+        cand = torch.empty_like(x[idx]).uniform_(lo, hi)
+        tl = target_labels[idx] if target_labels is not None else None
+        adv = is_adversarial(ledger.query(cand, idx), y[idx], tl).cpu()
+        hit = idx[adv]
+        x_adv[hit] = cand[adv]
+        found[hit] = True
+    x_adv = boundary_search(ledger, x, x_adv, found, y, target_labels, steps=search_steps, linf=linf)
+    return x_adv, found
+
+
+def blend(x: torch.Tensor, x_adv: torch.Tensor, alpha: torch.Tensor, linf: bool) -> torch.Tensor:
+    """A point ``alpha`` of the way from ``x`` to ``x_adv`` (L2: on the segment; Linf: clipped box)."""
+    a = bshape(alpha, x)
+    if not linf:
+        return (1 - a) * x + a * x_adv
+    d = x_adv - x
+    r = bshape(flat_norm(d, True), x) * a
+    return x + torch.maximum(torch.minimum(d, r), -r)
+
+
+def boundary_search(
+    ledger: QueryLedger,
+    x: torch.Tensor,
+    x_adv: torch.Tensor,
+    active: torch.Tensor,
+    y: torch.Tensor,
+    target_labels: torch.Tensor | None,
+    *,
+    steps: int,
+    linf: bool = False,
+) -> torch.Tensor:
+    """Batched binary search, ``steps`` queries per sample, for the adversarial point nearest ``x``
+    on the path to ``x_adv``. Samples that run out of queries keep their last adversarial point."""
+    out = x_adv.clone()
+    idx_all = torch.nonzero(active).flatten()
+    low = torch.zeros(x.shape[0], device=x.device)
+    high = torch.ones(x.shape[0], device=x.device)
+    for _ in range(steps):
+        idx = ledger.afford(idx_all)
+        if idx.numel() == 0:
+            break
+        mid = (low[idx] + high[idx]) / 2
+        cand = blend(x[idx], x_adv[idx], mid, linf)
+        tl = target_labels[idx] if target_labels is not None else None
+        adv = is_adversarial(ledger.query(cand, idx), y[idx], tl).cpu()
+        high[idx[adv]] = mid[adv]
+        low[idx[~adv]] = mid[~adv]
+        out[idx[adv]] = cand[adv]
+        idx_all = idx
+    return out

@@ -1,0 +1,389 @@
+"""Poisoning check: how little poisoned training data plants a backdoor in a model trained this way?
+
+The data is split (seeded) into a training part, which the attacker poisons at each rate of a
+sweep, and a held-out test part. For every rate a victim is trained with the recipe (re-trained
+from a fresh initialisation, or fine-tuned from a copy of the target), and the check reports:
+
+- ``poisoning.attack_success_rate``: fraction of triggered test images of the source class(es)
+  classified as the target class (95% Wilson interval), per rate;
+- ``poisoning.clean_accuracy``: accuracy on the clean test images, per rate;
+- ``poisoning.min_poison_rate``: the smallest swept rate whose ASR reaches ``success_threshold``
+  (when none does, the largest swept rate with ``reached = false``: the true value is larger);
+- ``poisoning.pixels_needed`` (patch triggers): the smallest trigger area (pixels) whose ASR
+  reaches the threshold at ``pixels_rate``;
+- ``poisoning.resilience`` in [0, 1]: ``1 - mean_r max(0, ASR(r) - ASR(0)) / (1 - ASR(0))`` over the
+  swept rates r > 0; ASR(0) is the trigger's effect on a model trained without poisons.
+  1 = no tested rate plants a backdoor, 0 = every tested rate plants a perfect one.
+
+Dirty-label attacks (``badnets``, ``blended``) stamp the trigger on source-class samples and relabel
+them; clean-label attacks (``hidden-trigger``, ``sleeper-agent``) perturb target-class samples
+within an Linf eps-ball and keep their labels. Sweeps nest: the poisons of a smaller rate are a
+subset of those of a larger one, and all victims of a sweep are trained together
+(:meth:`TrainingRecipe.train_many`, vmapped). The target itself is never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch import nn
+
+from aisec.attacks.poisoning._model import batched_predict, module_copy
+from aisec.attacks.poisoning.badnets import PatchTrigger, Trigger, check_classes
+from aisec.attacks.poisoning.blended import BlendTrigger
+from aisec.attacks.poisoning.hidden_trigger import HiddenTriggerParams, hidden_trigger
+from aisec.attacks.poisoning.sleeper_agent import SleeperAgentParams, select_poisons, sleeper_agent
+from aisec.core.check import Result
+from aisec.core.dataset import Dataset, take
+from aisec.core.errors import ConfigError, DataError, ShapeError
+from aisec.core.evidence import Measurement
+from aisec.core.progress import Progress, no_progress
+from aisec.core.registry import register_check
+from aisec.core.stats import Interval, wilson
+from aisec.core.target import Target, check_inputs
+from aisec.models.recipe import TrainingRecipe
+
+ATLAS_POISONING = ("AML.T0020", "AML.T0018.000", "AML.T0043.004")
+DIRTY = ("badnets", "blended")
+CLEAN_LABEL = ("hidden-trigger", "sleeper-agent")
+
+
+class RecipeDivergedError(ConfigError):
+    """Training with the recipe produced a NaN/inf loss."""
+
+
+class PoisoningParams(BaseModel):
+    """Options of the poisoning check."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attack: Literal["badnets", "blended", "hidden-trigger", "sleeper-agent"] = "badnets"
+    rates: list[float] = Field(
+        default_factory=lambda: [0.0, 0.005, 0.01, 0.02, 0.04, 0.08],
+        description="Poisoning rates: fraction of the training set that is poisoned (0 is always added).",
+    )
+    source_class: int | None = Field(default=0, description="Class the trigger should flip (None: every other).")
+    target_class: int = Field(default=1, description="Class the backdoor sends triggered images to.")
+    trigger: Annotated[PatchTrigger | BlendTrigger, Field(discriminator="kind")] = Field(
+        default_factory=PatchTrigger
+    )
+    success_threshold: float = Field(default=0.9, gt=0, le=1, description="ASR that counts as a planted backdoor.")
+    trigger_sizes: list[int] = Field(
+        default_factory=lambda: [1, 2, 3, 4], description="Patch sides tried for 'pixels needed' ([] to skip)."
+    )
+    pixels_rate: float | None = Field(default=None, description="Rate for 'pixels needed' (default: largest rate).")
+    recipe: TrainingRecipe | None = Field(
+        default=None, description="How victims are trained; default: the target's architecture, Adam 3e-3, 8 epochs."
+    )
+    mode: Literal["retrain", "finetune"] | None = Field(
+        default=None, description="retrain from scratch, or fine-tune a copy of the target (default per attack)."
+    )
+    test_fraction: float = Field(default=0.3, gt=0, lt=1, description="Held-out part of the data for ASR/accuracy.")
+    samples: int | None = Field(default=None, ge=10, description="Use at most this many samples of the data.")
+    hidden_trigger: HiddenTriggerParams = Field(default_factory=HiddenTriggerParams)
+    sleeper_agent: SleeperAgentParams = Field(default_factory=SleeperAgentParams)
+    examples: int = Field(default=6, ge=0, description="Clean/poisoned pairs kept for the report.")
+    seed: int = 0
+
+    @field_validator("rates")
+    @classmethod
+    def _rates(cls, v: list[float]) -> list[float]:
+        if any(not 0 <= r <= 1 for r in v):
+            raise ValueError(f"rates must lie in [0, 1], got {v}")
+        return sorted(set([0.0, *v]))
+
+
+def default_recipe(target: Target) -> TrainingRecipe:
+    """Fresh copies of the target's own architecture, Adam lr 3e-3, 8 epochs, batch 64."""
+    template = module_copy(target)
+
+    def build() -> nn.Module:
+        m = copy.deepcopy(template)
+        for sub in m.modules():
+            reset = getattr(sub, "reset_parameters", None)
+            if callable(reset):
+                reset()
+        return m.train()
+
+    return TrainingRecipe.from_builder(build, architecture=f"copy-of:{target.spec.name}", epochs=8, lr=3e-3)
+
+
+def finetune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: TrainingRecipe, seed: int) -> nn.Module:
+    """Continue training ``model`` (a copy) on ``(x, y)`` with the recipe's optimiser settings."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if recipe.optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
+                                                     weight_decay=recipe.weight_decay)
+    else:
+        cls = torch.optim.Adam if recipe.optimizer == "adam" else torch.optim.AdamW
+        opt = cls(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    model.train()
+    n = x.shape[0]
+    for _ in range(recipe.epochs):
+        perm = torch.randperm(n, generator=g).to(x.device)
+        for i in range(0, n, recipe.batch_size):
+            idx = perm[i : i + recipe.batch_size]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            if not torch.isfinite(loss):
+                raise FloatingPointError("training loss became NaN/inf; lower the learning rate")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+def resilience_score(asr: list[float], rates: list[float]) -> float:
+    """``1 - mean_{r>0} max(0, ASR(r) - ASR(0)) / (1 - ASR(0))`` (see the module docstring)."""
+    base = asr[rates.index(0.0)]
+    pos = [a for a, r in zip(asr, rates, strict=True) if r > 0]
+    if not pos:
+        return 1.0
+    denom = max(1.0 - base, 1e-12)
+    excess = [min(1.0, max(0.0, a - base) / denom) for a in pos]
+    return float(min(1.0, max(0.0, 1.0 - sum(excess) / len(excess))))
+
+
+@register_check("poisoning")
+class PoisoningCheck:
+    """Backdoor resilience: ASR and clean accuracy vs poisoning rate, min rate, pixels needed."""
+
+    Params = PoisoningParams
+
+    def run(self, target: Target, data: Dataset, params: PoisoningParams, *,
+            progress: Progress = no_progress) -> Result:
+        t0 = time.perf_counter()
+        spec = target.spec
+        p = params
+        if data.info.num_classes != spec.num_classes:
+            raise ShapeError(
+                f"dataset '{data.info.name}' has {data.info.num_classes} classes but model '{spec.name}' has "
+                f"{spec.num_classes} outputs"
+            )
+        k_cls = spec.num_classes
+        check_classes(k_cls, p.target_class, p.source_class)
+        if p.attack in CLEAN_LABEL and p.source_class is None:
+            raise ConfigError(f"{p.attack} is a clean-label attack and needs a source_class")
+        if p.attack == "blended" and not isinstance(p.trigger, BlendTrigger):
+            trigger: Trigger = BlendTrigger(seed=p.seed)
+        elif p.attack != "blended" and isinstance(p.trigger, BlendTrigger):
+            raise ConfigError(
+                f"attack '{p.attack}' uses a patch trigger; give trigger.kind='patch' or attack='blended'"
+            )
+        else:
+            trigger = p.trigger
+        trigger.validate_for(spec.input_shape)
+        sizes = sorted(set(p.trigger_sizes)) if isinstance(trigger, PatchTrigger) and p.attack in DIRTY else []
+        for s in sizes:
+            trigger.model_copy(update={"size": s}).validate_for(spec.input_shape)  # type: ignore[union-attr]
+        x, y = take(data, p.samples, device=spec.device)
+        check_inputs(spec, x, what=f"dataset '{data.info.name}'")
+        g = torch.Generator().manual_seed(p.seed)
+        perm = torch.randperm(x.shape[0], generator=g).to(x.device)
+        n_test = max(1, round(p.test_fraction * x.shape[0]))
+        xte, yte = x[perm[:n_test]], y[perm[:n_test]]
+        xtr, ytr = x[perm[n_test:]], y[perm[n_test:]]
+        n = int(xtr.shape[0])
+        mode = p.mode or ("finetune" if p.attack == "hidden-trigger" else "retrain")
+        recipe = p.recipe or default_recipe(target)
+        warnings: list[str] = []
+
+        # ---- poisons (nested: the first m of `idx` are the poisons of any rate needing m) ----
+        rates = p.rates
+        m_of = [round(r * n) for r in rates]
+        if p.attack in DIRTY:
+            cand = ((ytr == p.source_class) if p.source_class is not None else (ytr != p.target_class)).nonzero()
+        else:
+            cand = (ytr == p.target_class).nonzero()
+        cand = cand.squeeze(1)
+        if max(m_of) > cand.numel():
+            what = "source-class" if p.attack in DIRTY else "target-class"
+            raise DataError(
+                f"rate {rates[-1]} needs {max(m_of)} poisons but the training part holds only {cand.numel()} "
+                f"{what} samples (max rate {cand.numel() / n:.3f}); lower the rates or set source_class=None"
+            )
+        m_max = max(m_of)
+        progress("crafting poisons", 0, 1)
+        surrogate = module_copy(target)
+        if p.attack in DIRTY:
+            idx = cand[torch.randperm(cand.numel(), generator=g)[:m_max].to(cand.device)]
+            xp = trigger.apply(xtr[idx], g) if m_max else xtr[:0]
+            yp = torch.full((m_max,), p.target_class, dtype=torch.long, device=y.device)
+        else:
+            xsrc = xtr[ytr == p.source_class]
+            if p.attack == "sleeper-agent":
+                sel = select_poisons(surrogate, xtr[cand], ytr[cand], m_max, p.sleeper_agent.selection, p.seed)
+                idx = cand[sel]
+            else:
+                idx = cand[torch.randperm(cand.numel(), generator=g)[:m_max].to(cand.device)]
+            if m_max:
+                if p.attack == "hidden-trigger":
+                    xp = hidden_trigger(surrogate, xtr[idx], xsrc, trigger, p.hidden_trigger, seed=p.seed)
+                else:
+                    xp = sleeper_agent(surrogate, xtr[idx], ytr[idx], xsrc, trigger, target_class=p.target_class,
+                                       params=p.sleeper_agent, seed=p.seed)
+            else:
+                xp = xtr[:0]
+            yp = ytr[idx]
+            eps = p.hidden_trigger.eps if p.attack == "hidden-trigger" else p.sleeper_agent.eps
+            linf = float((xp - xtr[idx]).abs().amax()) if m_max else 0.0
+            if linf > eps + 1e-6:  # an internal guarantee; never expected
+                raise RuntimeError(f"poisons left their eps-ball: {linf} > {eps}")
+        progress("crafting poisons", 1, 1)
+
+        # ---- one training set holding every variant; model k keeps its own rows ----
+        variants: list[tuple[str, float, int, Trigger]] = [("rate", r, m, trigger) for r, m in zip(rates, m_of,
+                                                                                                   strict=True)]
+        extra_x, extra_y = [xp], [yp]
+        offsets = [n]
+        pix_rate = p.pixels_rate if p.pixels_rate is not None else rates[-1]
+        m_pix = round(pix_rate * n)
+        if sizes and m_pix > cand.numel():
+            raise DataError(f"pixels_rate {pix_rate} needs {m_pix} poisons; only {cand.numel()} candidates")
+        pix_idx = idx[:m_pix] if m_pix <= idx.numel() else cand[:m_pix]
+        for s in sizes:
+            ts = trigger.model_copy(update={"size": s})
+            variants.append(("size", float(s), m_pix, ts))
+            offsets.append(offsets[-1] + int(extra_x[-1].shape[0]))
+            extra_x.append(ts.apply(xtr[pix_idx], g))
+            extra_y.append(torch.full((m_pix,), p.target_class, dtype=torch.long, device=y.device))
+        x_all = torch.cat([xtr, *extra_x])
+        y_all = torch.cat([ytr, *extra_y])
+        keep = torch.zeros(len(variants), x_all.shape[0], dtype=torch.bool)
+        keep[:, :n] = True
+        for k, (kind, _, m, _) in enumerate(variants):
+            pos = idx[:m] if kind == "rate" else pix_idx[:m]
+            keep[k, pos.cpu()] = False
+            off = offsets[0] if kind == "rate" else offsets[k - len(rates) + 1]
+            keep[k, off : off + m] = True
+        logits = self._train(target, recipe, mode, x_all, y_all, keep, k_cls, p.seed, progress, xte)
+
+        # ---- scores ----
+        victims = (yte == p.source_class) if p.source_class is not None else (yte != p.target_class)
+        xv = xte[victims]
+        if xv.shape[0] == 0:
+            raise DataError(f"the test part holds no samples of source class {p.source_class}; use more data")
+        measurements: list[Measurement] = []
+        points: list[dict[str, Any]] = []
+        pix_points: list[dict[str, Any]] = []
+        base = {"attack": p.attack, "source_class": p.source_class, "target_class": p.target_class,
+                "trigger": trigger.model_dump(mode="json"), "mode": mode,
+                "recipe": recipe.model_dump(mode="json")}
+        for k, (kind, val, m, trig) in enumerate(variants):
+            acc_k = int((logits[k]["clean"] == yte.cpu()).sum())
+            xt = trig.apply(xv, torch.Generator().manual_seed(p.seed + 1))
+            pred_t = batched_predict(logits[k]["model"], xt).cpu()
+            hit = int((pred_t == p.target_class).sum())
+            nv = int(xv.shape[0])
+            ci_asr, ci_acc = wilson(hit, nv), wilson(acc_k, n_test)
+            if kind == "rate":
+                pp = {**base, "rate": val, "poisons": m}
+                points.append({"rate": val, "poisons": m, "asr": hit / nv, "asr_ci": ci_asr.model_dump(),
+                               "clean_accuracy": acc_k / n_test, "clean_ci": ci_acc.model_dump()})
+                measurements += [
+                    Measurement(metric="poisoning.attack_success_rate", value=hit / nv, unit="fraction",
+                                higher_is_better=False, interval=ci_asr, sample_count=nv, parameters=pp),
+                    Measurement(metric="poisoning.clean_accuracy", value=acc_k / n_test, unit="fraction",
+                                higher_is_better=True, interval=ci_acc, sample_count=n_test, parameters=pp),
+                ]
+            else:
+                pix_points.append({"size": int(val), "pixels": int(val) ** 2, "asr": hit / nv,
+                                   "asr_ci": ci_asr.model_dump(), "clean_accuracy": acc_k / n_test})
+        asr = [q["asr"] for q in points]
+        thr = p.success_threshold
+        reached = [q for q in points if q["rate"] > 0 and q["asr"] >= thr]
+        min_rate = reached[0]["rate"] if reached else rates[-1]
+        if not reached:
+            warnings.append(
+                f"no swept rate up to {rates[-1]:g} reached ASR ≥ {thr:g}; min_poison_rate is a lower bound"
+            )
+        sweep = {**base, "rates": rates, "success_threshold": thr, "reached": bool(reached)}
+        measurements.append(Measurement(
+            metric="poisoning.min_poison_rate", value=float(min_rate), unit="fraction", higher_is_better=True,
+            interval=None, sample_count=int(xv.shape[0]), parameters=sweep,
+        ))
+        res = resilience_score(asr, rates)
+        lo = resilience_score([points[0]["asr"]] + [q["asr_ci"]["high"] for q in points[1:]], rates)
+        hi = resilience_score([points[0]["asr"]] + [q["asr_ci"]["low"] for q in points[1:]], rates)
+        measurements.append(Measurement(
+            metric="poisoning.resilience", value=res, unit="score", higher_is_better=True,
+            interval=Interval(low=min(lo, res), high=max(hi, res), level=0.95, method="wilson-bounds-plug-in"),
+            sample_count=int(xv.shape[0]),
+            parameters={**sweep, "definition": "1 - mean over rates r>0 of max(0, ASR(r)-ASR(0))/(1-ASR(0))"},
+        ))
+        pixels_needed = None
+        if pix_points:
+            ok = [q for q in pix_points if q["asr"] >= thr]
+            pixels_needed = ok[0]["pixels"] if ok else None
+            if ok:
+                measurements.append(Measurement(
+                    metric="poisoning.pixels_needed", value=float(ok[0]["pixels"]), unit="pixels",
+                    higher_is_better=True, interval=None, sample_count=int(xv.shape[0]),
+                    parameters={**base, "rate": pix_rate, "sizes": sizes, "success_threshold": thr},
+                ))
+            else:
+                warnings.append(f"no trigger size in {sizes} reached ASR ≥ {thr:g} at rate {pix_rate:g}")
+        drop = points[0]["clean_accuracy"] - min(q["clean_accuracy"] for q in points)
+        if drop > 0.05:
+            warnings.append(f"clean accuracy fell by {drop:.3f} under poisoning: the backdoor is not stealthy")
+        images: dict[str, dict[str, np.ndarray]] = {}
+        if p.examples and m_max:
+            e = min(p.examples, m_max)
+            xv_e = xv[:e]
+            last = logits[len(rates) - 1]["model"]
+            xt_e = trigger.apply(xv_e, torch.Generator().manual_seed(p.seed + 1))
+            images["poisons"] = {"clean": xtr[idx[:e]].cpu().numpy(), "poisoned": xp[:e].detach().cpu().numpy(),
+                                 "label_clean": ytr[idx[:e]].cpu().numpy(), "label_poisoned": yp[:e].cpu().numpy()}
+            images["triggered"] = {"clean": xv_e.cpu().numpy(), "poisoned": xt_e.cpu().numpy(),
+                                   "pred_clean": batched_predict(last, xv_e).cpu().numpy(),
+                                   "pred_poisoned": batched_predict(last, xt_e).cpu().numpy()}
+        table = {"train_index": perm[n_test:].cpu().numpy(),
+                 "poisoned": np.isin(np.arange(n), idx.cpu().numpy())}
+        summary = {
+            "attack": p.attack, "mode": mode, "train_samples": n, "test_samples": n_test,
+            "victim_samples": int(xv.shape[0]), "source_class": p.source_class, "target_class": p.target_class,
+            "points": points, "pixels": pix_points, "pixels_needed": pixels_needed, "pixels_rate": pix_rate,
+            "min_poison_rate": float(min_rate), "reached": bool(reached), "success_threshold": thr,
+            "resilience": res, "classes": list(data.info.classes), "trigger": trigger.model_dump(mode="json"),
+            "poison_linf": float((xp - xtr[idx]).abs().amax()) if m_max and p.attack in CLEAN_LABEL else None,
+        }
+        return Result(check="poisoning", measurements=measurements, params=p.model_dump(mode="json"),
+                      summary=summary, tables={"training": table}, images=images, warnings=warnings,
+                      seconds=time.perf_counter() - t0, threats=ATLAS_POISONING)
+
+    def _train(self, target: Target, recipe: TrainingRecipe, mode: str, x: torch.Tensor, y: torch.Tensor,
+               keep: torch.Tensor, k_cls: int, seed: int, progress: Progress, xte: torch.Tensor
+               ) -> list[dict[str, Any]]:
+        """Train one victim per row of ``keep``; returns each victim and its clean test predictions."""
+        out: list[dict[str, Any]] = []
+        try:
+            if mode == "retrain":
+                stack = recipe.train_many(x, y, keep, num_classes=k_cls, seed=seed, progress=progress,
+                                          task="training poisoned victims")
+                for k in range(len(stack)):
+                    m = stack.module(k)
+                    out.append({"model": m})
+            else:
+                for k in range(keep.shape[0]):
+                    rows = keep[k].nonzero().squeeze(1).to(x.device)
+                    m = finetune(module_copy(target), x[rows], y[rows], recipe, seed + k)
+                    out.append({"model": m})
+                    progress("fine-tuning poisoned victims", k + 1, keep.shape[0])
+        except FloatingPointError as exc:
+            raise RecipeDivergedError(
+                f"the training recipe diverged (NaN/inf loss) while training poisoned victims: {exc}. "
+                f"Lower the learning rate (lr={recipe.lr:g}) or use fewer epochs; nothing was written."
+            ) from exc
+        for o in out:
+            o["clean"] = batched_predict(o["model"], xte).cpu()
+            if not math.isfinite(float(o["clean"].float().sum())):
+                raise RecipeDivergedError("a poisoned victim produced NaN outputs; lower the learning rate")
+        return out

@@ -1,0 +1,188 @@
+"""ONNX targets: a model file run by onnxruntime, grey box (scores, no gradients) or black box.
+
+Loading an ONNX file runs no Python from it: the graph holds only ONNX operators. The target
+counts queries and, with ``query_budget``, refuses a batch that would exceed it before running it.
+Graphs with a fixed batch dimension are fed in chunks of that size.
+
+>>> target = OnnxTarget("digits.onnx", input_shape=(1, 8, 8), num_classes=10)
+>>> target.predict(x).shape
+torch.Size([N, 10])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from aisec.core.errors import CapabilityError, ConfigError, OutputError, ShapeError, TargetError
+from aisec.core.evidence import file_sha256
+from aisec.core.target import Normalization, TargetSpec
+from aisec.core.types import Access, Capability, Modality, OutputKind
+from aisec.targets.budget import QueryMeter
+
+_NP_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(float16)": np.float16,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+}
+
+
+class OnnxTarget:
+    """An ONNX classifier as a grey-box (default) or black-box target.
+
+    Args:
+        path: the ``.onnx`` file.
+        input_shape: shape of one sample as aisec sees it (reshaped to the graph's input shape).
+        num_classes: checked against the graph's output on first use.
+        output: ``logits`` (softmax applied here), ``probabilities``, or ``None`` to detect it
+            from the first batch (non-negative rows summing to one are probabilities).
+        access: ``grey`` exposes logits (when the graph gives them); ``black`` only probabilities.
+        normalization: mean/std applied before the graph, so attacks stay in the natural range.
+        query_budget: hard cap on samples queried.
+        threads: onnxruntime intra-op threads (default: onnxruntime's choice).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        name: str | None = None,
+        modality: Modality = Modality.IMAGE,
+        class_names: tuple[str, ...] | list[str] | None = None,
+        value_range: tuple[float, float] = (0.0, 1.0),
+        output: OutputKind | str | None = None,
+        access: Access | str = Access.GREY,
+        normalization: Normalization | dict[str, tuple[float, ...]] | None = None,
+        query_budget: int | None = None,
+        threads: int | None = None,
+    ) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise TargetError("ONNX models need onnxruntime: pip install 'aisec[onnx]'") from exc
+        p = Path(path)
+        if not p.is_file():
+            raise TargetError(f"ONNX file not found: {p}")
+        opts = ort.SessionOptions()
+        if threads is not None:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(str(p), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own (non-aisec) exception types
+            raise TargetError(f"cannot load ONNX model {p}: {exc}") from exc
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1:
+            raise TargetError(f"ONNX model {p.name} has {len(inputs)} inputs; aisec supports one")
+        inp = inputs[0]
+        self._input_name: str = inp.name
+        self._dtype = _NP_DTYPES.get(inp.type)
+        if self._dtype is None:
+            raise TargetError(f"ONNX input '{inp.name}' has unsupported type {inp.type}")
+        dims = list(inp.shape)
+        self._fixed_batch = dims[0] if dims and isinstance(dims[0], int) and dims[0] > 0 else None
+        self._graph_shape = tuple(d if isinstance(d, int) and d > 0 else -1 for d in dims[1:])
+        graph_size = int(np.prod([d for d in self._graph_shape if d > 0])) if self._graph_shape else 1
+        if -1 not in self._graph_shape and graph_size != int(np.prod(input_shape)):
+            raise ShapeError(
+                f"ONNX model {p.name} takes samples of shape {self._graph_shape} but input_shape "
+                f"{tuple(input_shape)} was declared"
+            )
+        self._output_name: str = self._session.get_outputs()[0].name
+        acc = Access(access)
+        self._kind = OutputKind(output) if output is not None else None
+        if self._kind is OutputKind.LABELS:
+            raise ConfigError("ONNX label-only outputs are not supported; export scores or logits")
+        norm = Normalization(**normalization) if isinstance(normalization, dict) else normalization
+        self._norm = norm
+        self._meter = QueryMeter(name or p.name, query_budget)
+        self._args: dict[str, Any] = dict(
+            name=name or p.name,
+            modality=modality,
+            input_shape=tuple(input_shape),
+            num_classes=num_classes,
+            class_names=tuple(class_names) if class_names is not None else None,
+            value_range=value_range,
+            access=acc,
+            normalization=norm,
+            query_budget=query_budget,
+            device="cpu",
+            digest=file_sha256(p),
+        )
+        self._spec = self._make_spec(self._kind or OutputKind.LOGITS)
+
+    def _make_spec(self, kind: OutputKind) -> TargetSpec:
+        caps = {Capability.PROBABILITIES}
+        if kind is OutputKind.LOGITS and self._args["access"] is Access.GREY:
+            caps.add(Capability.LOGITS)
+        if self._args["query_budget"] is not None:
+            caps.add(Capability.QUERY_BUDGET)
+        return TargetSpec(output=kind, capabilities=frozenset(caps), **self._args)
+
+    @property
+    def spec(self) -> TargetSpec:
+        return self._spec
+
+    @property
+    def queries(self) -> int:
+        return self._meter.used
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        raise CapabilityError(
+            f"target '{self._spec.name}' is an ONNX graph: it offers scores but no gradients "
+            "(use a black-box attack, or a transfer attack via the extraction check)"
+        )
+
+    def raw_scores(self, x: torch.Tensor) -> np.ndarray:
+        """The graph's raw output ``(N, K)`` (logits or probabilities), counted as queries."""
+        n = int(x.shape[0])
+        self._meter.charge(n)
+        arr = x.detach().cpu().float()
+        if self._norm is not None:
+            shape = (1, -1) + (1,) * (arr.ndim - 2)
+            arr = (arr - torch.tensor(self._norm.mean).view(shape)) / torch.tensor(self._norm.std).view(shape)
+        a = arr.numpy().astype(self._dtype, copy=False).reshape((n, *self._graph_shape))
+        step = self._fixed_batch or max(n, 1)
+        outs = []
+        for i in range(0, n, step):
+            chunk = a[i : i + step]
+            if self._fixed_batch and chunk.shape[0] < self._fixed_batch:
+                pad = np.zeros((self._fixed_batch - chunk.shape[0], *chunk.shape[1:]), dtype=chunk.dtype)
+                outs.append(self._run(np.concatenate([chunk, pad]))[: chunk.shape[0]])
+            else:
+                outs.append(self._run(chunk))
+        z = np.concatenate(outs) if outs else np.zeros((0, self._spec.num_classes), np.float32)
+        k = self._spec.num_classes
+        if z.ndim != 2 or z.shape[0] != n:
+            raise OutputError(f"ONNX model '{self._spec.name}' returned shape {z.shape} for {n} samples")
+        if z.shape[1] != k:
+            raise ShapeError(f"ONNX model '{self._spec.name}' has {z.shape[1]} outputs but {k} classes were declared")
+        if not np.isfinite(z).all():
+            raise OutputError(f"ONNX model '{self._spec.name}' produced NaN/inf outputs")
+        return z.astype(np.float32, copy=False)
+
+    def _run(self, a: np.ndarray) -> np.ndarray:
+        try:
+            out = self._session.run([self._output_name], {self._input_name: a})[0]
+        except Exception as exc:
+            raise ShapeError(
+                f"ONNX model '{self._spec.name}' failed on a batch of shape {a.shape}: {exc}"
+            ) from exc
+        return np.asarray(out)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        z = torch.from_numpy(self.raw_scores(x))
+        if self._kind is None and z.shape[0] > 0:
+            is_prob = bool((z >= 0).all() and torch.allclose(z.sum(1), torch.ones(z.shape[0]), atol=1e-3))
+            self._kind = OutputKind.PROBABILITIES if is_prob else OutputKind.LOGITS
+            self._spec = self._make_spec(self._kind)
+        if self._kind is OutputKind.PROBABILITIES:
+            return z
+        return torch.softmax(z, dim=1)

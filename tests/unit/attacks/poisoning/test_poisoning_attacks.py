@@ -1,0 +1,103 @@
+"""Triggers (BadNets, blended) and clean-label poisons (Hidden Trigger, Sleeper Agent)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from aisec.attacks.poisoning import BlendTrigger, PatchTrigger, poison_dataset
+from aisec.attacks.poisoning.hidden_trigger import HiddenTriggerParams, greedy_pairs, hidden_trigger
+from aisec.attacks.poisoning.sleeper_agent import SleeperAgentParams, select_poisons, sleeper_agent
+from aisec.core.errors import ConfigError
+from aisec.models.zoo import DigitsCNN
+
+
+def test_patch_is_stamped_where_asked() -> None:
+    x = torch.zeros(3, 1, 8, 8)
+    xp = PatchTrigger(size=2, position=(1, 4), pattern="white").apply(x)
+    assert xp[:, 0, 1:3, 4:6].eq(1).all() and xp.sum() == 3 * 4
+    xr = PatchTrigger(size=3, position="random", pattern="white").apply(torch.zeros(50, 1, 8, 8))
+    assert xr.flatten(1).sum(1).eq(9).all()
+    assert len({tuple(v.nonzero()[0].tolist()) for v in xr}) > 1  # positions differ
+
+
+def test_patch_from_file(tmp_path) -> None:
+    from PIL import Image
+
+    img = Image.new("L", (4, 4), color=255)
+    img.save(tmp_path / "t.png")
+    xp = PatchTrigger(size=2, path=str(tmp_path / "t.png")).apply(torch.zeros(1, 1, 8, 8))
+    assert xp[0, 0, 6:, 6:].eq(1).all()
+
+
+def test_blend() -> None:
+    x = torch.rand(4, 1, 8, 8)
+    t = BlendTrigger(alpha=0.25, seed=3)
+    assert torch.allclose(t.apply(x), 0.75 * x + 0.25 * t.full_pattern((1, 8, 8)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "msg"),
+    [({"size": 9}, "larger than the 8x8"), ({"size": 3, "position": (6, 0)}, "falls outside")],
+)
+def test_trigger_errors(kwargs, msg) -> None:
+    with pytest.raises(ConfigError, match=msg):
+        PatchTrigger(**kwargs).apply(torch.zeros(1, 1, 8, 8))
+
+
+def test_poison_dataset_errors_and_nesting() -> None:
+    x, y = torch.rand(100, 1, 8, 8), torch.arange(100) % 10
+    trig = PatchTrigger()
+    with pytest.raises(ConfigError, match="both 1"):
+        poison_dataset(x, y, trig, rate=0.05, target_class=1, source_class=1)
+    with pytest.raises(ConfigError, match="does not exist"):
+        poison_dataset(x, y, trig, rate=0.05, target_class=12)
+    ps = poison_dataset(x, y, trig, rate=0.05, target_class=1, source_class=0)
+    assert ps.index.numel() == 5 and ps.y[ps.index].eq(1).all() and y[ps.index].eq(0).all()
+    untouched = ~ps.is_poison
+    assert torch.equal(ps.x[untouched], x[untouched])
+
+
+def test_greedy_pairs_distinct() -> None:
+    a, b = torch.randn(7, 5), torch.randn(12, 5)
+    p = greedy_pairs(a, b)
+    assert p.unique().numel() == 7
+    assert torch.equal(greedy_pairs(b[:7], b), torch.arange(7))
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    torch.manual_seed(0)
+    return DigitsCNN().eval()
+
+
+def test_hidden_trigger_stays_in_eps_ball_and_moves_features(small_model) -> None:
+    g = torch.Generator().manual_seed(0)
+    xt, xs = torch.rand(8, 1, 8, 8, generator=g), torch.rand(16, 1, 8, 8, generator=g)
+    eps = 8 / 255
+    from aisec.attacks.poisoning._model import feature_fn
+
+    phi = feature_fn(small_model)
+    trig = PatchTrigger()
+    with torch.no_grad():
+        fs = phi(trig.apply(xs))
+        before = torch.cdist(phi(xt), fs).min(1).values.mean()
+    z = hidden_trigger(small_model, xt, xs, trig, HiddenTriggerParams(eps=eps, steps=60, lr=0.01))
+    assert (z - xt).abs().max() <= eps + 1e-6 and z.min() >= 0 and z.max() <= 1
+    with torch.no_grad():
+        after = torch.cdist(phi(z), fs).min(1).values.mean()
+    assert after < before
+    assert all(p.requires_grad for p in small_model.parameters())  # restored
+
+
+def test_sleeper_agent_stays_in_eps_ball_and_aligns(small_model) -> None:
+    g = torch.Generator().manual_seed(1)
+    xp, xs = torch.rand(6, 1, 8, 8, generator=g), torch.rand(10, 1, 8, 8, generator=g)
+    yp = torch.ones(6, dtype=torch.long)
+    eps = 16 / 255
+    out = sleeper_agent(small_model, xp, yp, xs, PatchTrigger(), target_class=1,
+                        params=SleeperAgentParams(eps=eps, steps=30, restarts=2))
+    assert (out - xp).abs().max() <= eps + 1e-6 and out.min() >= 0 and out.max() <= 1
+    assert not torch.equal(out, xp)
+    sel = select_poisons(small_model, xp, yp, 3)
+    assert sel.numel() == 3 and sel.unique().numel() == 3

@@ -1,0 +1,59 @@
+"""HF text target from a tiny BERT built from a config in the test; proves no network is touched."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from aisec.core.errors import TargetError  # noqa: E402
+from aisec.core.target import TextTarget  # noqa: E402
+from aisec.targets.hf import HfTextTarget  # noqa: E402
+
+WORDS = ["good", "bad", "film", "movie", "great", "awful", "the", "a", "is", "was", "plot", "acting"]
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    d = tmp_path_factory.mktemp("tiny-bert")
+    (d / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    tok = BertTokenizerFast(vocab_file=str(d / "vocab.txt"))
+    cfg = BertConfig(vocab_size=len(WORDS) + 5, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=32, num_labels=2)
+    torch.manual_seed(0)
+    BertForSequenceClassification(cfg).save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("network touched")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+def test_loads_offline_white_box(tiny_folder, no_network):
+    t = HfTextTarget(tiny_folder, max_length=12)
+    assert isinstance(t, TextTarget)
+    ids = t.encode(["good film", "the plot was awful"])
+    assert ids.shape == (2, 12)
+    p = t.predict(ids)
+    assert p.shape == (2, 2) and torch.allclose(p.sum(1), torch.ones(2))
+    e = t.embed(ids).requires_grad_(True)
+    t.logits_from_embeddings(e, ids)[:, 0].sum().backward()
+    assert e.grad is not None and e.grad.abs().sum() > 0
+    assert torch.allclose(t.logits(ids), t.logits_from_embeddings(t.embed(ids), ids))
+
+
+def test_hub_name_refused(no_network):
+    with pytest.raises(TargetError, match="never downloads"):
+        HfTextTarget("bert-base-uncased")
