@@ -42,6 +42,8 @@ class Run:
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     related: list[Run] = field(default_factory=list)
+    policy: Any = None
+    verdict: Any = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -54,8 +56,22 @@ class Run:
                                  "summary": _jsonable(r.summary)} for r in self.results},
             "evidence": [e.model_dump(mode="json") for e in self.evidence],
             "errors": self.errors,
+            **({"verdict": self.verdict.model_dump(mode="json")} if self.verdict is not None else {}),
             **({"related": [r.summary() for r in self.related]} if self.related else {}),
         }
+
+    def judge(self) -> None:
+        """Judge the evidence against the run's policy (default: Clouditor's AISecurity thresholds).
+
+        The verdict heads every report; a policy that cannot be applied is reported as an error
+        of the run rather than hiding the measurements.
+        """
+        from aisec.policy import evaluate_policy
+
+        try:
+            self.verdict = evaluate_policy(self.evidence, self.policy)
+        except AisecError as exc:
+            self.errors.append(f"policy could not be applied: {exc}")
 
 
 def load_model(plan_model: Any, data: Dataset) -> Target:
@@ -99,12 +115,13 @@ def run_plan(
     out: str | Path | None = None,
     progress: Progress = no_progress,
     on_evidence: Callable[[list[Evidence]], None] | None = None,
+    policy: Any = None,
 ) -> Run:
     """Load the plan's data and model and run its checks."""
     data = load_data(plan.data.source, plan.data.options)
     target = load_model(plan.model, data)
     return assess(target, data, checks=plan.checks, seed=plan.seed, out=out, progress=progress,
-                  plan=plan, on_evidence=on_evidence)
+                  plan=plan, on_evidence=on_evidence, policy=policy)
 
 
 def assess(
@@ -118,6 +135,7 @@ def assess(
     plan: Plan | None = None,
     target_of_evaluation_id: str | None = None,
     on_evidence: Callable[[list[Evidence]], None] | None = None,
+    policy: Any = None,
 ) -> Run:
     """Run checks on a target and dataset; write evidence and a report to ``out`` if given.
 
@@ -148,7 +166,7 @@ def assess(
         out_dir.mkdir(parents=True, exist_ok=True)
         if plan is not None:
             (out_dir / "plan.yaml").write_text(plan.to_yaml(), encoding="utf-8")
-    run = Run(run_id=run_id, plan=plan, target=target, data=data, out=out_dir)
+    run = Run(run_id=run_id, plan=plan, target=target, data=data, out=out_dir, policy=policy)
     toe = target_of_evaluation_id or (plan.target_of_evaluation_id if plan else None)
     t0 = time.perf_counter()
     torch.manual_seed(seed)
@@ -163,12 +181,22 @@ def assess(
         if on_evidence is not None:
             on_evidence(records)
     run.seconds = time.perf_counter() - t0
+    run.judge()
     if out_dir is not None:
-        _write_result(out_dir, run)
-        from aisec.report.html import write_report
-
-        write_report(run, out_dir / "report.html")
+        write_reports(run)
     return run
+
+
+def write_reports(run: Run) -> None:
+    """(Re)write the run's ``result.json``, ``report.html`` and ``report.md``."""
+    from aisec.report.html import write_report
+    from aisec.report.markdown import write_markdown
+
+    if run.out is None:
+        return
+    _write_result(run.out, run)
+    write_report(run, run.out / "report.html")
+    write_markdown(run, run.out / "report.md")
 
 
 def _evidence(

@@ -27,7 +27,7 @@ def demo_plan(samples: int = 300) -> Plan:
                     {"name": "deepfool", "norm": "l2"},
                     {"name": "cw", "params": {"steps": 50, "binary_search_steps": 4}},
                 ],
-                "clever": {"samples": 30, "norms": ["l2", "linf"]},
+                "clever": {"samples": 20, "norms": ["l2", "linf"]},
             },
             "explainability": {"samples": 50, "num_samples": 1000, "stability_samples": 10},
         },
@@ -38,14 +38,13 @@ def run_demo(
     *,
     out: str | Path = "aisec-report",
     samples: int = 300,
-    privacy: bool = True,
+    privacy: bool = False,
     reference_models: int = 8,
     progress: Progress = no_progress,
 ) -> Run:
     """Run the demo; with ``privacy`` also assess a deliberately over-fitted and a well-regularised
     digits model for membership leakage, shown next to each other in the same report."""
-    from aisec.api import load_data, load_model
-    from aisec.report.html import write_report
+    from aisec.api import load_data, load_model, write_reports
 
     out = Path(out)
     plan = demo_plan(samples)
@@ -60,5 +59,5 @@ def run_demo(
                 demo.target(), demo.members, checks={"privacy": demo.check_params(reference_models=reference_models)},
                 seed=plan.seed, out=out / "privacy" / demo.name, progress=progress,
             ))
-        write_report(run, out / "report.html")
+        write_reports(run)
     return run

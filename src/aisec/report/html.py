@@ -28,7 +28,7 @@ def _load_sections() -> None:
 
 def render(run: Run) -> str:
     _load_sections()
-    parts = _sections_of(run)
+    parts = [executive_summary(run), *_sections_of(run)]
     for other in run.related:  # e.g. the demo's over-fitted and regularised privacy models, side by side
         folder = other.out.relative_to(run.out) if other.out and run.out else None
         link = f' · <a href="{folder}/report.html">its own report</a>' if folder else ""
@@ -48,6 +48,18 @@ def render(run: Run) -> str:
         sections=parts, evidence=ev,
         resource=first.resource if first else None, env=first.environment if first else None,
         threats=sorted({t for r in run.results for t in r.threats}),
+    )
+
+
+def executive_summary(run: Run) -> str:
+    """Verdict per requirement, failed rules, then every check's warnings: the riskiest first."""
+    warnings = [f"{r.check}: {w}" for r in run.results for w in r.warnings]
+    for other in run.related:
+        warnings += [f"{other.target.spec.name} {r.check}: {w}" for r in other.results for w in r.warnings]
+    policy_name = "policy" if run.policy is not None else "default policy (Clouditor AISecurity thresholds)"
+    return render_template(
+        "summary.html.j2", verdict=run.verdict, warnings=warnings, errors=run.errors,
+        checks=[r.check for r in run.results], n_evidence=len(run.evidence), policy_name=policy_name,
     )
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -33,7 +35,7 @@ def test_curves_never_rise_with_eps_and_stay_below_clean(result):
         accs = [p["robust_accuracy"] for p in c["points"]]
         assert [p["eps"] for p in c["points"]] == sorted(p["eps"] for p in c["points"])
         assert all(a <= clean + 1e-12 for a in accs)
-        assert all(b <= a + 1e-12 for a, b in zip(accs, accs[1:], strict=False))
+        assert all(b <= a + 1e-12 for a, b in itertools.pairwise(accs))
 
 
 def test_safair_delta_is_clean_minus_attacked_and_cis_contain_values(result):
@@ -96,7 +98,7 @@ def test_gradient_attack_on_black_box_names_alternatives(small_data):
     x = small_data.x.reshape(len(small_data), -1).numpy()
     clf = LogisticRegression(max_iter=200).fit(x, small_data.y.numpy())
     target = ProbaTarget(clf, input_shape=(1, 8, 8), num_classes=10, name="logreg")
-    with pytest.raises(CapabilityError, match="pgd.*needs gradients.*logreg"):
+    with pytest.raises(CapabilityError, match=r"pgd.*needs gradients.*logreg"):
         RobustnessCheck().run(target, small_data, RobustnessParams(attacks=["pgd"], clever={"enabled": False}))
 
 

@@ -29,6 +29,11 @@ def test_assess_with_seed_toolbox_style_flags_writes_evidence(runner, tmp_path):
     assert {r.metric for r in records} >= {"robustness.clean_accuracy", "robustness.clever_u"}
     assert (out / "report.html").stat().st_size > 10_000
     assert (out / "plan.yaml").exists()
+    # One report across checks: the verdict per requirement heads the HTML and the Markdown.
+    assert "Executive summary" in (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    assert "## Executive summary" in md and "adversarialRobustnessScore" in md
+    assert summary["verdict"]["requirements"]
 
 
 def test_plan_file_and_flag_override(runner, tmp_path):
@@ -56,6 +61,18 @@ def test_bad_input_gets_one_clear_line_and_exit_2(runner, tmp_path, args, messag
     res = runner.invoke(main, ["assess", *args, "-c", "10", "-o", str(tmp_path / "r"), "-q"])
     assert res.exit_code == 2, res.output
     assert message in res.output
+
+
+def test_policy_failure_exits_3_and_keeps_the_report(runner, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("rules:\n  - {metric: adversarialRobustnessScore, operator: '>=', target: 0.99}\n")
+    out = tmp_path / "r"
+    res = runner.invoke(main, ["assess", "-m", "digits-cnn", "-d", "digits", "--split", "test", "-a", "fgsm",
+                               "--eps", "0.1", "-c", "30", "--clever-samples", "0", "-o", str(out), "-q",
+                               "--policy", str(policy)])
+    assert res.exit_code == 3, res.output
+    assert "FAIL" in res.output
+    assert (out / "evidence.jsonl").exists() and (out / "policy.md").exists()
 
 
 def test_plugins_lists_every_attack_with_needs(runner):
