@@ -5,19 +5,20 @@ batch_size, radius and norm. The two are different estimators of the same quanti
 within their spread, not to float precision. Two comparisons per sample:
 
 1. Without the fit: margin / largest sampled dual gradient norm, min over classes. ART's maxima are
-   read off the data it hands to ``weibull_min.fit`` (a spy). Both draw the same number of uniform
-   points in the ball, independently (ART from one pool resampled with replacement, aisec fresh),
-   so they differ only by sampling: medians over seeds must agree within 10% (seen: ≤ 7%).
-   This pins the sampling, the dual norm (l2 vs l1 norms of a 64-pixel gradient differ ~8x), the
-   margins and the class pairs.
-2. The final scores. ART fits once from shape 1 with Nelder-Mead, which mostly stops at
+   read off the data it hands to ``weibull_min.fit`` (a spy). Both evaluate nb_batches × batch_size
+   gradients per class at uniform points in the ball, independently. ART's batches are drawn with
+   replacement from a pool of that many points and so see only ~63% of it; its largest norm is a
+   little lower and its score a little higher. Medians over seeds must agree within
+   ``0.85 <= aisec / ART <= 1.1`` (seen: 0.91 to 1.03 over l1, l2 and linf). This pins the
+   sampling, the dual norm (l2 vs l1 norms of a 64-pixel gradient differ ~8x), the margins and the
+   class pairs.
+2. The final scores. ART fits once from shape 1 with Nelder-Mead, which mostly stops near
    ``loc = -max(S)`` (so ART reports about the largest sampled norm) and sometimes diverges
-   (``loc → -∞``, score ≈ 0; 4 of 15 runs in one measurement, all 3 seeds for one l1 sample in
-   another). Runs whose score is below half their own fit-free score are such divergences and are
-   left out; of the rest we take the largest over seeds (divergence only pushes scores down).
-   aisec's fit never reports less than the largest sampled norm and extrapolates a little beyond
-   it (≤ ~10% with the shape penalty), so its score (median of two seeds) sits at or somewhat below
-   ART's: we require ``0.8 <= aisec / ART <= 1.1`` (sampling spread above, plus extrapolation below).
+   (``loc → -∞``, score ≈ 0: 7 of 45 runs in the slow test). Runs whose score is below half their
+   own fit-free score are such divergences and are left out; we take the median of the rest.
+   aisec's fit never reports less than the largest sampled norm and extrapolates a little beyond it
+   (≤ ~10% with the shape penalty), so its score (median of two seeds) sits at or below ART's:
+   we require ``0.8 <= aisec / ART <= 1.1`` (seen: 0.85 to 1.02).
 """
 
 from __future__ import annotations
@@ -93,11 +94,11 @@ def compare(digits_target, x, monkeypatch, *, norm, nb_batches, batch_size, radi
     print(f"\n{norm}: aisec {np.round(ours, 4)}   fit-free {np.round(ours_nofit, 4)}"
           f"\n  ART runs {np.round(art, 4).tolist()}   fit-free {np.round(np.median(art_nofit, 0), 4)}")
     ratio_nofit = ours_nofit / np.median(art_nofit, 0)
-    assert ((ratio_nofit >= 0.9) & (ratio_nofit <= 1.1)).all(), ratio_nofit
+    assert ((ratio_nofit >= 0.85) & (ratio_nofit <= 1.1)).all(), ratio_nofit
     converged = art >= 0.5 * art_nofit
     for n in range(len(x)):
         if converged[:, n].any():
-            ratio = ours[n] / art[converged[:, n], n].max()
+            ratio = ours[n] / np.median(art[converged[:, n], n])
             assert 0.8 <= ratio <= 1.1, (n, ratio)
     assert converged.any(0).sum() >= len(x) - 1, "ART's fit diverged on more samples than seen when tuning"
 

@@ -155,11 +155,14 @@ def run_attack(
     quantize: bool = False,
     seed: int | None = 0,
     progress: Progress = no_progress,
+    pred_clean: torch.Tensor | None = None,
 ) -> Outcome:
     """Run an evasion attack on ``(x, y)`` against ``target`` and score it.
 
     ``x`` is ``(N, *input_shape)`` in the target's value range; ``y`` the true labels ``(N,)``.
     With ``target_labels`` the attack is targeted and success means reaching those labels.
+    ``pred_clean`` (the target's predictions on ``x``) saves a forward pass when a caller runs
+    several attacks or eps on the same samples.
     """
     info = get_attack(attack) if isinstance(attack, str) else attack
     p = _params(info, params)
@@ -204,7 +207,8 @@ def run_attack(
             xb = x[i : i + batch_size].to(dev).float()
             yb = y[i : i + batch_size].to(dev)
             tb = target_labels[i : i + batch_size].to(dev).long() if target_labels is not None else None
-            pc = target.predict(xb).argmax(1)
+            pc = (pred_clean[i : i + batch_size].to(dev) if pred_clean is not None
+                  else target.predict(xb).argmax(1))
             xa = impl.run(target, xb, yb, p, target_labels=tb).detach()
             if xa.shape != xb.shape:
                 raise ConfigError(f"attack '{info.name}' returned shape {tuple(xa.shape)}")

@@ -183,7 +183,7 @@ class RobustnessCheck:
             if a.targeted:
                 offset = torch.randint(1, spec.num_classes, (n,), generator=gen)
                 tl = (yc + offset) % spec.num_classes
-            curve = self._curve(target, x, y, tl, info.name, info.kind, norm, grid, a, params, progress)
+            curve = self._curve(target, x, y, tl, info.name, info.kind, norm, grid, a, params, progress, pred_clean)
             key = f"{info.name}-{norm.value}" + ("-targeted" if a.targeted else "")
             curve["key"] = key
             curves.append(curve)
@@ -242,7 +242,7 @@ class RobustnessCheck:
     def _curve(
         self, target: Target, x: torch.Tensor, y: torch.Tensor, tl: torch.Tensor | None,
         name: str, kind: AttackKind, norm: Norm, grid: list[float], spec: AttackSpec,
-        params: RobustnessParams, progress: Progress,
+        params: RobustnessParams, progress: Progress, pred_clean: torch.Tensor,
     ) -> dict[str, Any]:
         t0 = time.perf_counter()
         q0 = target.queries
@@ -256,7 +256,7 @@ class RobustnessCheck:
         if kind is AttackKind.MIN_NORM:
             out = run_attack(name, target, x, y, {"norm": norm, **spec.params}, target_labels=tl,
                              batch_size=params.batch_size, quantize=params.quantize,
-                             seed=params.seed, progress=progress)
+                             seed=params.seed, progress=progress, pred_clean=pred_clean)
             fooled_any = out.pred_adv != y_cpu
             for eps in grid:
                 fooled = fooled_any & (out.distance <= eps + 1e-6)
@@ -274,7 +274,7 @@ class RobustnessCheck:
             for eps in grid:
                 out = run_attack(name, target, x, y, {"norm": norm, "eps": eps, **spec.params},
                                  target_labels=tl, batch_size=params.batch_size,
-                                 quantize=params.quantize, seed=params.seed, progress=progress)
+                                 quantize=params.quantize, seed=params.seed, progress=progress, pred_clean=pred_clean)
                 outs.append(out)
                 fooled_now = out.pred_adv != y_cpu
                 raw_acc = float((out.robust).float().mean())

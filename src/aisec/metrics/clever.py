@@ -43,6 +43,7 @@ Defaults and how this differs from ART's ``art.metrics.clever_u``:
 from __future__ import annotations
 
 import math
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -261,7 +262,7 @@ def _clever(
         points_per_pass -= points_per_pass % batch_size
     maxima = torch.zeros(n * nb_batches, j_count, device=dev)
     gen = torch.Generator(device=dev)
-    gen.manual_seed(seed if seed is not None else int(torch.seed() % (2**63)))
+    gen.manual_seed(seed if seed is not None else secrets.randbits(62))
     chunks = math.ceil(total / points_per_pass)
     for step, p0 in enumerate(range(0, total, points_per_pass)):
         idx = torch.arange(p0, min(p0 + points_per_pass, total), device=dev)
