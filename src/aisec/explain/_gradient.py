@@ -74,11 +74,15 @@ def random_attribution(
     target: Target, x: Any, labels: torch.Tensor, *, seed: int, batch_size: int, progress: Progress,
 ) -> Attribution:
     """A control: i.i.d. uniform scores, seeded. Any faithful explainer must beat it."""
+    from aisec.core.errors import ConfigError
     from aisec.core.types import Modality
 
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(seed)
     if target.spec.modality is Modality.TEXT:
-        raise NotImplementedError("the random control is defined on tensor inputs; text uses word orders")
+        raise ConfigError(
+            "the 'random' control explains tensor inputs (images, tables); for text use 'lime', whose "
+            "faithfulness score already compares against random word orders"
+        )
     return Attribution(values=torch.rand(tuple(x.shape), generator=g), label=labels, method="random",
                        params={"seed": seed}, seconds=time.perf_counter() - t0)
