@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from aisec.core.check import Result
+from aisec.core.check import Result, require_same_classes
 from aisec.core.dataset import Dataset, take
-from aisec.core.errors import ConfigError, ShapeError
+from aisec.core.errors import ConfigError
 from aisec.core.evidence import Measurement
 from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import register_check
@@ -94,11 +94,7 @@ class ExplainabilityCheck:
     ) -> Result:
         t0 = time.perf_counter()
         spec = target.spec
-        if data.info.num_classes != spec.num_classes:
-            raise ShapeError(
-                f"dataset '{data.info.name}' has {data.info.num_classes} classes but model '{spec.name}' has "
-                f"{spec.num_classes} outputs (expected {spec.num_classes}, got {data.info.num_classes})"
-            )
+        require_same_classes(target, data)
         name = params.explainer
         require(target, METHODS[name][1], what=f"explainer '{name}'",
                 alternatives="'lime' or 'kernel_shap'" if name in ("saliency", "integrated_gradients") else "")

@@ -40,9 +40,9 @@ from aisec.attacks.poisoning.badnets import PatchTrigger, Trigger, check_classes
 from aisec.attacks.poisoning.blended import BlendTrigger
 from aisec.attacks.poisoning.hidden_trigger import HiddenTriggerParams, hidden_trigger
 from aisec.attacks.poisoning.sleeper_agent import SleeperAgentParams, select_poisons, sleeper_agent
-from aisec.core.check import Result
+from aisec.core.check import Result, require_same_classes
 from aisec.core.dataset import Dataset, take
-from aisec.core.errors import ConfigError, DataError, ShapeError
+from aisec.core.errors import ConfigError, DataError
 from aisec.core.evidence import Measurement
 from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import register_check
@@ -163,11 +163,7 @@ class PoisoningCheck:
         t0 = time.perf_counter()
         spec = target.spec
         p = params
-        if data.info.num_classes != spec.num_classes:
-            raise ShapeError(
-                f"dataset '{data.info.name}' has {data.info.num_classes} classes but model '{spec.name}' has "
-                f"{spec.num_classes} outputs"
-            )
+        require_same_classes(target, data)
         k_cls = spec.num_classes
         check_classes(k_cls, p.target_class, p.source_class)
         if p.attack in CLEAN_LABEL and p.source_class is None:

@@ -33,7 +33,7 @@ from aisec.attacks.inference.base import (
     MembershipTask,
     get_inference_attack,
 )
-from aisec.core.check import Result
+from aisec.core.check import Result, require_same_classes
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import AisecError, ConfigError, DataError, ShapeError
 from aisec.core.evidence import Measurement
@@ -255,12 +255,7 @@ class PrivacyCheck:
     ) -> Result:
         t0 = time.perf_counter()
         spec = target.spec
-        if data.info.num_classes != spec.num_classes:
-            raise ShapeError(
-                f"member dataset '{data.info.name}' has {data.info.num_classes} classes but model "
-                f"'{spec.name}' has {spec.num_classes} outputs (expected {spec.num_classes}, got "
-                f"{data.info.num_classes})"
-            )
+        require_same_classes(target, data, role="member dataset")
         attacks = self._attacks(target, params)
         x_in_all, y_in_all = take(data)
         nonmembers, nm_source = self._nonmembers(data, x_in_all, params)
@@ -270,11 +265,7 @@ class PrivacyCheck:
                 f"non-members ('{nonmembers.info.name}') have {tuple(nonmembers.info.sample_shape)}; both must "
                 "come from the same distribution and feature space"
             )
-        if nonmembers.info.num_classes != spec.num_classes:
-            raise ShapeError(
-                f"non-member dataset '{nonmembers.info.name}' has {nonmembers.info.num_classes} classes but "
-                f"model '{spec.name}' has {spec.num_classes}"
-            )
+        require_same_classes(target, nonmembers, role="non-member dataset")
         x_out_all, y_out_all = take(nonmembers)
         warnings: list[str] = []
         out_index = np.arange(x_out_all.shape[0])  # positions in the non-member dataset

@@ -22,9 +22,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aisec.attacks.base import Outcome, run_attack
-from aisec.core.check import Result
+from aisec.core.check import Result, require_same_classes
 from aisec.core.dataset import Dataset, take
-from aisec.core.errors import ConfigError, ShapeError
+from aisec.core.errors import ConfigError
 from aisec.core.evidence import Measurement
 from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import AttackKind, get_attack, register_check
@@ -135,12 +135,7 @@ class RobustnessCheck:
     ) -> Result:
         t0 = time.perf_counter()
         spec = target.spec
-        if data.info.num_classes != spec.num_classes:
-            raise ShapeError(
-                f"dataset '{data.info.name}' has {data.info.num_classes} classes but model "
-                f"'{spec.name}' has {spec.num_classes} outputs (expected {spec.num_classes}, got "
-                f"{data.info.num_classes})"
-            )
+        require_same_classes(target, data)
         for a in params.attacks:  # fail fast on names, norms and capabilities before any work
             info = get_attack(a.name)
             norm = a.resolved_norm()

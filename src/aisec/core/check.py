@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from aisec.core.dataset import Dataset
+from aisec.core.errors import ShapeError
 from aisec.core.evidence import Measurement
 from aisec.core.progress import Progress
 from aisec.core.target import Target
@@ -40,6 +41,16 @@ class Result:
             if m.metric == metric and all(m.parameters.get(k) == v for k, v in where.items()):
                 return m
         raise KeyError(f"no measurement {metric} with {where}")
+
+
+def require_same_classes(target: Target, data: Dataset, *, role: str = "dataset") -> None:
+    """Raise :class:`ShapeError` unless the data has as many classes as the model has outputs."""
+    spec, info = target.spec, data.info
+    if info.num_classes != spec.num_classes:
+        raise ShapeError(
+            f"{role} '{info.name}' has {info.num_classes} classes but model '{spec.name}' has "
+            f"{spec.num_classes} outputs (expected {spec.num_classes}, got {info.num_classes})"
+        )
 
 
 class Check(Protocol):
