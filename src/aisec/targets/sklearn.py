@@ -11,9 +11,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from aisec.core.errors import BudgetExceeded, CapabilityError, OutputError, ShapeError
+from aisec.core.errors import CapabilityError, OutputError, ShapeError
 from aisec.core.target import TargetSpec
 from aisec.core.types import Access, Capability, Modality, OutputKind
+from aisec.targets.budget import QueryMeter
 
 
 class SupportsPredictProba(Protocol):
@@ -66,7 +67,7 @@ class ProbaTarget:
             device="cpu",
             digest=digest,
         )
-        self._queries = 0
+        self._meter = QueryMeter(self._spec.name, query_budget)
 
     @property
     def spec(self) -> TargetSpec:
@@ -74,7 +75,7 @@ class ProbaTarget:
 
     @property
     def queries(self) -> int:
-        return self._queries
+        return self._meter.used
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         raise CapabilityError(
@@ -83,24 +84,20 @@ class ProbaTarget:
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         n = int(x.shape[0])
-        budget = self._spec.query_budget
-        if budget is not None and self._queries + n > budget:
-            raise BudgetExceeded(
-                f"query budget of {budget} for '{self._spec.name}' would be exceeded "
-                f"({self._queries} used, {n} more asked)",
-                used=self._queries,
-                budget=budget,
-            )
+        self._meter.charge(n)  # raises before the model is called if the budget would be crossed
         arr = x.detach().cpu().numpy()
         if self.flatten:
             arr = arr.reshape(n, -1)
-        self._queries += n
-        p = np.asarray(self.model.predict_proba(arr), dtype=np.float32)
-        if p.shape != (n, self._spec.num_classes):
-            raise ShapeError(
-                f"predict_proba of '{self._spec.name}' returned shape {p.shape}; expected "
-                f"({n}, {self._spec.num_classes})"
-            )
-        if not np.isfinite(p).all():
-            raise OutputError(f"model '{self._spec.name}' returned NaN/inf probabilities")
-        return torch.from_numpy(p)
+        return validate_probabilities(self.model.predict_proba(arr), n, self._spec)
+
+
+def validate_probabilities(raw: Any, n: int, spec: TargetSpec) -> torch.Tensor:
+    """``predict_proba`` output as a float tensor, or a clear error for a wrong shape or NaN/inf."""
+    p = np.asarray(raw, dtype=np.float32)
+    if p.shape != (n, spec.num_classes):
+        raise ShapeError(
+            f"predict_proba of '{spec.name}' returned shape {p.shape}; expected ({n}, {spec.num_classes})"
+        )
+    if not np.isfinite(p).all():
+        raise OutputError(f"model '{spec.name}' returned NaN/inf probabilities")
+    return torch.from_numpy(p)

@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 
-from aisec.core.errors import BudgetExceeded, CapabilityError, OutputError, ShapeError
+from aisec.core.errors import CapabilityError
 from aisec.core.target import TargetSpec
 from aisec.core.types import Access, Capability, Modality, OutputKind
 from aisec.data.text import decode_texts, encode_texts
+from aisec.targets.budget import QueryMeter
+from aisec.targets.sklearn import validate_probabilities
 
 
 class SupportsTextProba(Protocol):
@@ -61,7 +62,7 @@ class TextPipelineTarget:
             value_range=(0.0, 255.0), access=Access.BLACK, output=OutputKind.PROBABILITIES,
             capabilities=frozenset(caps), query_budget=query_budget, device="cpu", digest=digest,
         )
-        self._queries = 0
+        self._meter = QueryMeter(self._spec.name, query_budget)
 
     @property
     def spec(self) -> TargetSpec:
@@ -69,7 +70,7 @@ class TextPipelineTarget:
 
     @property
     def queries(self) -> int:
-        return self._queries
+        return self._meter.used
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         raise CapabilityError(f"text target '{self._spec.name}' is a black box: it offers probabilities only")
@@ -82,19 +83,5 @@ class TextPipelineTarget:
 
     def predict_texts(self, texts: Sequence[str]) -> torch.Tensor:
         n = len(texts)
-        budget = self._spec.query_budget
-        if budget is not None and self._queries + n > budget:
-            raise BudgetExceeded(
-                f"query budget of {budget} for '{self._spec.name}' would be exceeded "
-                f"({self._queries} used, {n} more asked)", used=self._queries, budget=budget,
-            )
-        self._queries += n
-        p = np.asarray(self.model.predict_proba(list(texts)), dtype=np.float32)
-        if p.shape != (n, self._spec.num_classes):
-            raise ShapeError(
-                f"predict_proba of '{self._spec.name}' returned shape {p.shape}; expected ({n}, "
-                f"{self._spec.num_classes})"
-            )
-        if not np.isfinite(p).all():
-            raise OutputError(f"model '{self._spec.name}' returned NaN/inf probabilities")
-        return torch.from_numpy(p)
+        self._meter.charge(n)
+        return validate_probabilities(self.model.predict_proba(list(texts)), n, self._spec)
