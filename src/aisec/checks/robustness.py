@@ -5,6 +5,10 @@ adversarial one) with a 95% Wilson interval, the attack success rate over the cl
 samples, the median perturbation norm, and the SAFAIR delta (clean accuracy − attacked accuracy),
 plus CLEVER scores per sample. Per-sample predictions and distances are kept.
 
+On a text target (modality text, e.g. a local Hugging Face classifier) the check runs the text
+attacks instead: HotFlip word substitutions with a budget of 1/2/3 words as the "eps" sweep, and
+embedding-space PGD as a lower-bound line (:mod:`aisec.checks._text_robustness`).
+
 Robust accuracy is reported as a worst case over the eps grid: an adversarial example found at a
 smaller eps lies inside every larger ball, so a sample fooled at eps₁ counts as fooled at every
 eps₂ > eps₁. The raw per-eps numbers are kept too; when the raw curve rises with eps, the check
@@ -30,7 +34,7 @@ from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import AttackKind, get_attack, register_check
 from aisec.core.stats import median_interval, wilson
 from aisec.core.target import Target, check_inputs
-from aisec.core.types import Norm
+from aisec.core.types import Modality, Norm
 
 ATLAS_EVASION = ("AML.T0043.000", "AML.T0015")
 
@@ -136,6 +140,10 @@ class RobustnessCheck:
         t0 = time.perf_counter()
         spec = target.spec
         require_same_classes(target, data)
+        if spec.modality is Modality.TEXT:
+            from aisec.checks._text_robustness import run_text_robustness
+
+            return run_text_robustness(target, data, params, progress=progress)
         for a in params.attacks:  # fail fast on names, norms and capabilities before any work
             info = get_attack(a.name)
             norm = a.resolved_norm()

@@ -80,6 +80,12 @@ def main() -> None:
 @click.option("--num-samples", type=int, help="Explainability: LIME/SHAP perturbations per explanation.")
 @click.option("--segmentation", type=click.Choice(["grid", "slic", "quickshift"]),
               help="Explainability: image segmentation for LIME.")
+@click.option("--poison-rates", help="Poisoning: poisoning rates to sweep, e.g. 0.01,0.05,0.1.")
+@click.option("--train-mode", type=click.Choice(["retrain", "finetune"]),
+              help="Poisoning: train victims from scratch or fine-tune a copy of the model.")
+@click.option("--train-epochs", type=int, help="Poisoning: training epochs per victim.")
+@click.option("--train-lr", type=float, help="Poisoning: learning rate of the victims' optimiser.")
+@click.option("--detect-methods", help="Backdoor: detectors, e.g. neural-cleanse,activation-clustering.")
 @click.option("--seed", type=int, help="Random seed (default 0).")
 @click.option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--input-shape", help="Per-sample input shape, e.g. 1,28,28 (default: the data's).")
@@ -179,12 +185,31 @@ def _plan_from(plan_file: str | None, f: dict[str, Any]) -> Any:
             if f[flag] is not None:
                 ex[key] = f[flag]
         checks["explainability"] = ex
+    if "poisoning" in checks:
+        checks["poisoning"] = _poisoning_flags(dict(checks["poisoning"]), f)
+    if "backdoor" in checks and f["detect_methods"]:
+        checks["backdoor"] = {**checks["backdoor"], "methods": _csv(f["detect_methods"])}
     plan = {"model": model, "data": data, "checks": checks, "seed": raw.get("seed", 0)}
     if f["seed"] is not None:
         plan["seed"] = f["seed"]
     if raw.get("target_of_evaluation_id"):
         plan["target_of_evaluation_id"] = raw["target_of_evaluation_id"]
     return Plan.parse(plan, source=plan_file or "command line")
+
+
+def _poisoning_flags(p: dict[str, Any], f: dict[str, Any]) -> dict[str, Any]:
+    """Rates and the victims' training recipe; without a recipe in the plan, the flags adjust the
+    default one (``architecture: target``: the model's own architecture)."""
+    if f["poison_rates"]:
+        p["rates"] = _floats(f["poison_rates"], "--poison-rates")
+    recipe = dict(p.get("recipe") or {})
+    for flag, key in (("train_mode", "mode"), ("train_epochs", "epochs"), ("train_lr", "lr")):
+        if f[flag] is not None:
+            recipe[key] = f[flag]
+    if recipe:
+        recipe.setdefault("architecture", "target")
+        p["recipe"] = recipe
+    return p
 
 
 def _robustness_flags(r: dict[str, Any], f: dict[str, Any]) -> dict[str, Any]:
@@ -261,6 +286,18 @@ def _print_summary(run: Any) -> None:
                     ci = v["ci"]
                     console.print(f"explainability faithfulness ({kind}): {v['mean']:.3f} "
                                   f"({ci['low']:.3f}–{ci['high']:.3f}); 0.5 = no better than random")
+        elif r.check == "poisoning":
+            s = r.summary
+            console.print(f"poisoning {s['attack']} ({s['mode']}): resilience {s['resilience']:.3f}; ASR by rate "
+                          + ", ".join(f"{100 * p['rate']:g}%: {p['asr']:.2f}" for p in s["points"])
+                          + f"; clean accuracy {min(p['clean_accuracy'] for p in s['points']):.3f}"
+                          f"–{max(p['clean_accuracy'] for p in s['points']):.3f}")
+        elif r.check == "backdoor":
+            for d in r.summary["methods"]:
+                verdict = f"suspects class(es) {d['suspected']}" if d["alarm"] else "no alarm"
+                flagged = "" if d["method"] == "neural-cleanse" else f", {d['flagged_count']} samples flagged"
+                console.print(f"backdoor {d['method']}: {verdict} (max anomaly index "
+                              f"{max(d['anomaly_index']):.2f}, threshold {d['threshold']:g}{flagged})")
         else:
             for m in r.measurements:
                 ci = f" ({m.interval.low:.3f}–{m.interval.high:.3f})" if m.interval else ""
@@ -274,18 +311,21 @@ def _print_summary(run: Any) -> None:
 @main.command()
 @click.option("-o", "--out", type=click.Path(file_okay=False), default="aisec-report", show_default=True)
 @click.option("-c", "--count", type=int, default=300, show_default=True, help="Samples to attack.")
-@click.option("--privacy", is_flag=True,
-              help="Also compare an over-fitted and a regularised model for membership leakage "
-              "(about 4 min on 2 cores).")
+@click.option("--privacy/--no-privacy", default=True, show_default=True,
+              help="Compare an over-fitted and a regularised model for membership leakage (quick settings: "
+              "a few seconds once the models are cached).")
+@click.option("--privacy-full", is_flag=True,
+              help="Run every membership attack with the check's default model counts (minutes on a CPU).")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("-q", "--quiet", is_flag=True)
-def demo(out: str, count: int, privacy: bool, as_json: bool, quiet: bool) -> None:
+def demo(out: str, count: int, privacy: bool, privacy_full: bool, as_json: bool, quiet: bool) -> None:
     """Train (cached) small CNNs on digits, assess them, write one report."""
     from aisec.cli.progress import RichProgress
     from aisec.demo import run_demo
 
     with RichProgress(enabled=not quiet and not as_json) as progress:
-        run = run_demo(out=out, samples=count, privacy=privacy, progress=progress)
+        run = run_demo(out=out, samples=count, privacy=privacy or privacy_full, privacy_full=privacy_full,
+                       progress=progress)
     if as_json:
         click.echo(json.dumps(run.summary(), default=str))
     else:
@@ -310,11 +350,20 @@ def plugins(as_json: bool) -> None:
                                       for k, v in a.cls.Params.model_fields.items()}}
         for a in sorted(ATTACKS.values(), key=lambda a: a.name)
     ]
+    from aisec.attacks.inference.base import inference_attacks
+
+    inference = [
+        {"name": a.name, "kind": "membership", "requires": sorted(c.value for c in a.requires),
+         "needs_recipe": a.needs_recipe, "labels_only": a.labels_only, "summary": a.summary, "paper": a.paper,
+         "params": {k: (str(v.default) if v.default is not None else None)
+                    for k, v in a.cls.Params.model_fields.items()}}
+        for a in inference_attacks()
+    ]
     checks = [{"name": c.name, "summary": c.summary} for c in CHECKS.values()]
     models = [{"name": k, "input_shape": v[1], "summary": v[2]} for k, v in BUILTIN_MODELS.items()]
     if as_json:
-        click.echo(json.dumps({"attacks": attacks, "checks": checks, "models": models,
-                               "errors": PLUGIN_ERRORS}))
+        click.echo(json.dumps({"attacks": attacks, "inference_attacks": inference, "checks": checks,
+                               "models": models, "errors": PLUGIN_ERRORS}))
         return
     from rich.console import Console
     from rich.table import Table
@@ -326,6 +375,13 @@ def plugins(as_json: bool) -> None:
     for a in attacks:
         t.add_row(a["name"], a["kind"], ", ".join(a["requires"]), ", ".join(a["norms"]),
                   "yes" if a["targeted"] else "no", a["summary"])
+    console.print(t)
+    t = Table(title="membership-inference attacks (privacy check)")
+    for col in ("name", "needs", "trains models", "summary"):
+        t.add_column(col)
+    for a in inference:
+        needs = ", ".join(a["requires"]) or ("predicted labels" if a["labels_only"] else "-")
+        t.add_row(a["name"], needs, "yes (recipe)" if a["needs_recipe"] else "no", a["summary"])
     console.print(t)
     t = Table(title="checks")
     t.add_column("name")
@@ -348,8 +404,9 @@ def _register_subcommands() -> None:
     from aisec.cli.graph import graph
     from aisec.cli.poisoning import detect_backdoor
     from aisec.cli.reproduce import reproduce
+    from aisec.cli.scan import scan_command
 
-    for cmd in (evidence, graph, reproduce, detect_backdoor):
+    for cmd in (evidence, graph, reproduce, detect_backdoor, scan_command):
         main.add_command(cmd)
 
 

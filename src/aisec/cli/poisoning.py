@@ -1,11 +1,14 @@
 """``aisec detect-backdoor``: look for a backdoor in a given model with (part of) its training data.
 
+It runs the ``backdoor`` check (:mod:`aisec.checks.backdoor`), so with ``--out`` it writes the same
+evidence, raw per-sample flags and report as ``aisec assess --checks backdoor``.
 Wire it with ``main.add_command(detect_backdoor)`` in :mod:`aisec.cli.main`.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -15,31 +18,41 @@ import click
 @click.option("--arch", help="Architecture for weights files: package.module:Class or digits-cnn.")
 @click.option("-d", "--data", "data_name", default="digits", show_default=True, help="Dataset (built-in name or path).")
 @click.option("--split", default="train", show_default=True, help="Split of the dataset (its training data).")
-@click.option("--method", type=click.Choice(["neural-cleanse", "activation-clustering", "spectral-signatures"]),
-              default="neural-cleanse", show_default=True)
-@click.option("-c", "--count", type=int, help="Use at most this many samples.")
-@click.option("--threshold", type=float, help="Anomaly-index threshold (default per method).")
+@click.option("--method", "methods", multiple=True,
+              type=click.Choice(["neural-cleanse", "activation-clustering", "spectral-signatures"]),
+              help="Detector; repeat for several (default: neural-cleanse).")
+@click.option("-c", "--count", type=int, help="Use at most this many samples (default: all).")
+@click.option("--threshold", type=float, help="Anomaly-index threshold (default 3).")
 @click.option("--steps", type=int, default=300, show_default=True, help="Neural Cleanse optimisation steps.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-o", "--out", type=click.Path(file_okay=False),
+              help="Write evidence.jsonl, samples/ and report.html here (nothing is written without it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def detect_backdoor(model: str, arch: str | None, data_name: str, split: str, method: str, count: int | None,
-                    threshold: float | None, steps: int, seed: int, as_json: bool) -> None:
+def detect_backdoor(model: str, arch: str | None, data_name: str, split: str, methods: tuple[str, ...],
+                    count: int | None, threshold: float | None, steps: int, seed: int, out: str | None,
+                    as_json: bool) -> None:
     """Report suspected backdoor target classes and the samples flagged as poisoned."""
-    from aisec.api import load_model
+    from aisec.api import assess, load_model
     from aisec.data.loading import load_dataset
-    from aisec.detect import detect_backdoor as run
     from aisec.plan import ModelRef
 
+    chosen = list(methods) or ["neural-cleanse"]
+    params: dict[str, Any] = {"methods": chosen, "samples": count, "steps": steps}
+    if threshold is not None:
+        params["thresholds"] = dict.fromkeys(chosen, threshold)
     data = load_dataset(data_name, split=split)
     target = load_model(ModelRef(path=model, arch=arch), data)
-    det = run(target, data, method=method, samples=count, threshold=threshold, steps=steps, seed=seed)
-    d = det.to_dict()
+    run = assess(target, data, checks={"backdoor": params}, seed=seed, out=out)
+    s = run.results[0].summary
     if as_json:
-        click.echo(json.dumps(d))
+        click.echo(json.dumps(run.summary() if out else s, default=str))
         return
-    verdict = f"suspected classes: {d['suspected']}" if d["alarm"] else "no backdoor suspected"
-    click.echo(f"{method}: {verdict} (threshold {d['threshold']:g})")
-    for k, (score, ai) in enumerate(zip(d["class_scores"], d["anomaly_index"], strict=True)):
-        click.echo(f"  class {k}: score {score:.4g}  anomaly index {ai:+.2f}")
-    if d["flagged_count"]:
-        click.echo(f"flagged samples: {d['flagged_count']} (first: {d['flagged'][:20]})")
+    for d in s["methods"]:
+        verdict = f"suspected classes: {d['suspected']}" if d["alarm"] else "no backdoor suspected"
+        click.echo(f"{d['method']}: {verdict} (threshold {d['threshold']:g})")
+        for k, (score, ai) in enumerate(zip(d["class_scores"], d["anomaly_index"], strict=True)):
+            click.echo(f"  class {k}: score {score:.4g}  anomaly index {ai:+.2f}")
+        if d["flagged_count"]:
+            click.echo(f"  flagged samples: {d['flagged_count']} (first: {d['flagged'][:20]})")
+    if out:
+        click.echo(f"report: {run.out / 'report.html' if run.out else out}   evidence: {out}/evidence.jsonl")

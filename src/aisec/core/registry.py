@@ -57,7 +57,7 @@ ATTACKS: dict[str, AttackInfo] = {}
 CHECKS: dict[str, CheckInfo] = {}
 PLUGIN_ERRORS: dict[str, str] = {}
 # Every module in these packages is imported on first lookup, so a new attack file registers itself.
-_BUILTIN_PACKAGES = ("aisec.attacks.evasion", "aisec.checks")
+_BUILTIN_PACKAGES = ("aisec.attacks.evasion", "aisec.attacks.text", "aisec.checks")
 _loaded = False
 
 

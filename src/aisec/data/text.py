@@ -75,6 +75,16 @@ TOPIC_FAMILIES: dict[str, tuple[str, ...]] = {
 }
 
 
+def byte_width(target: object) -> int | None:
+    """How wide the byte tensors fed to a text target must be: its input width when it reads bytes
+    (``input_shape = (max_bytes,)``), or ``None`` (the longest text) when it tokenises them itself —
+    then ``input_shape`` counts tokens, and cutting the bytes to that many would drop words."""
+    if getattr(target, "tokenizes_bytes", False):
+        return None
+    shape = target.spec.input_shape  # type: ignore[attr-defined]
+    return int(shape[0]) if shape else None
+
+
 def python_docs(split: str | None = None, *, min_words: int = 15, max_bytes: int = 1024) -> TensorDataset:
     """Paragraphs of the Python language reference, labelled statement / expression / type.
 

@@ -99,7 +99,7 @@ def explain(
     if target.spec.modality is Modality.TEXT:
         if name not in TEXT_METHODS:
             raise ConfigError(f"explainer '{name}' does not explain text; use one of {sorted(TEXT_METHODS)}")
-        from aisec.data.text import decode_texts, encode_texts
+        from aisec.data.text import byte_width, decode_texts, encode_texts
 
         if isinstance(x, str):
             texts = [x]
@@ -107,7 +107,7 @@ def explain(
             texts = decode_texts(x)
         else:
             texts = list(x)
-        width = int(target.spec.input_shape[0]) if target.spec.input_shape else None
+        width = byte_width(target)
         labels, prob = resolve_labels(target, encode_texts(texts, width), label, batch_size)
         attr = fn(target, texts, labels, seed=seed, batch_size=batch_size, progress=progress, **options)
     else:

@@ -212,10 +212,10 @@ def lime_text(
     """LIME on words with ``lime``'s ``LimeTextExplainer`` (bag of words: a word is removed everywhere)."""
     from lime.lime_text import LimeTextExplainer
 
-    from aisec.data.text import encode_texts
+    from aisec.data.text import byte_width, encode_texts
 
     t0 = time.perf_counter()
-    width = int(target.spec.input_shape[0]) if target.spec.input_shape else None
+    width = byte_width(target)
     fn = model_fn_numpy(target, batch_size, lambda strs: encode_texts(list(strs), width))
     names = class_names or [target.spec.class_name(k) for k in range(target.spec.num_classes)]
     enc = encode_texts(texts, width)

@@ -232,11 +232,11 @@ def _text_curves(
     """Deletion/insertion on words: remove every occurrence of the deleted words (lime's bag of words)."""
     from lime.lime_text import IndexedString
 
-    from aisec.data.text import encode_texts
+    from aisec.data.text import byte_width, encode_texts
 
     assert attr.texts is not None and attr.group_weights is not None
     split = attr.params.get("split_expression", r"\W+")
-    width = int(target.spec.input_shape[0]) if target.spec.input_shape else None
+    width = byte_width(target)
     o = random_orders + 1
     out = np.zeros((len(attr), 2, o, fractions.size))
     for i, text in enumerate(attr.texts):

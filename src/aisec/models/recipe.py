@@ -3,7 +3,12 @@
 A :class:`TrainingRecipe` names an architecture (a zoo name such as ``digits-cnn`` or an import
 path ``package.module:Class``) with its keyword arguments and the optimiser settings. Privacy
 attacks use it to train shadow and reference models the way the target was trained; the poisoning
-check uses it to retrain on poisoned data.
+check uses it to train victims on poisoned data.
+
+``mode`` says where training starts: ``retrain`` (the default) builds a freshly initialised model
+from the architecture; ``finetune`` starts from a deep copy of a given model (``init=``, e.g. the
+target's module) and usually wants fewer epochs and a smaller learning rate. The given model is
+never modified: only copies are trained.
 
 :meth:`TrainingRecipe.train_many` trains K copies in one loop: the K models' parameters are
 stacked (``torch.func.stack_module_state``) and one forward/backward pass runs all of them with
@@ -18,10 +23,12 @@ it is then called once per model.
 >>> recipe = TrainingRecipe(architecture="digits-cnn", epochs=30, lr=1e-3)
 >>> model = recipe.train(x, y)                     # one nn.Module
 >>> stack = recipe.train_many(x, y, keep)          # keep: (K, N) bool; stack.logits(x) -> (K, N, C)
+>>> tuned = TrainingRecipe(architecture="digits-cnn", mode="finetune", epochs=3, lr=5e-4).train(x, y, init=net)
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 import inspect
 import math
@@ -38,8 +45,16 @@ from torch import nn
 from aisec.core.errors import ConfigError
 from aisec.core.progress import Progress, no_progress
 
-Trainer = Callable[[torch.Tensor, torch.Tensor, int], nn.Module]
-"""A user training function: ``(x, y, seed) -> trained nn.Module`` (in eval mode)."""
+Trainer = Callable[..., nn.Module]
+"""A user training function: ``(x, y, seed) -> trained nn.Module`` (in eval mode); for
+``mode="finetune"`` it is called as ``(x, y, seed, init)`` with a copy of the model to start from."""
+
+
+class RecipeDivergedError(ConfigError, FloatingPointError):
+    """Training with the recipe produced a NaN/inf loss (a ``ConfigError``: the recipe is at fault).
+
+    Also a ``FloatingPointError`` for callers that caught the bare error before it had a type.
+    """
 
 Builder = Callable[[], nn.Module]
 
@@ -75,6 +90,11 @@ class TrainingRecipe(BaseModel):
     kwargs: dict[str, Any] = Field(
         default_factory=dict,
         description="Constructor arguments; num_classes and in_features are filled from the data if omitted.",
+    )
+    mode: Literal["retrain", "finetune"] = Field(
+        default="retrain",
+        description="retrain: fresh initialisation from the architecture; finetune: continue from a copy of the "
+        "given model (init=..., e.g. the target's weights).",
     )
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(default=1e-3, gt=0)
@@ -136,19 +156,23 @@ class TrainingRecipe(BaseModel):
 
     def train(
         self, x: torch.Tensor, y: torch.Tensor, *, seed: int | None = None, num_classes: int | None = None,
-        device: str | torch.device | None = None,
+        device: str | torch.device | None = None, init: nn.Module | None = None,
     ) -> nn.Module:
         """Train one model on ``(x, y)``; deterministic for a given seed.
 
         The loop matches :func:`aisec.models.train.fit` (seed the global RNG, build, then per epoch
-        a seeded permutation), so the demo model is reproduced exactly by its recipe.
+        a seeded permutation), so the demo model is reproduced exactly by its recipe. With
+        ``mode="finetune"`` training starts from a deep copy of ``init`` (which is left untouched).
         """
         s = self.seed if seed is None else seed
         k = num_classes if num_classes is not None else int(y.max()) + 1
+        self._check_init(init)
         if self._trainer is not None:
+            if self.mode == "finetune":
+                return self._trainer(x, y, s, self._start(init)).eval()
             return self._trainer(x, y, s).eval()
         torch.manual_seed(s)
-        model = self.build(x, k)
+        model = self._start(init) if self.mode == "finetune" else self.build(x, k)
         dev = torch.device(device) if device is not None else x.device
         model = model.to(dev)
         x, y = x.to(dev), y.to(dev)
@@ -163,7 +187,7 @@ class TrainingRecipe(BaseModel):
                 opt.zero_grad(set_to_none=True)
                 loss = F.cross_entropy(model(x[idx]), y[idx])
                 if not torch.isfinite(loss):
-                    raise FloatingPointError("training loss became NaN/inf; lower the learning rate")
+                    raise self._diverged()
                 loss.backward()  # type: ignore[no-untyped-call]
                 opt.step()
         return model.eval()
@@ -179,13 +203,16 @@ class TrainingRecipe(BaseModel):
         device: str | torch.device | None = None,
         progress: Progress = no_progress,
         task: str = "training models",
+        init: nn.Module | None = None,
     ) -> ModelStack:
         """Train ``K = keep.shape[0]`` models, model k on the samples where ``keep[k]`` is True.
 
         Models are batched with ``torch.vmap`` when the architecture allows it (no buffers such as
         BatchNorm running statistics, no user trainer); otherwise they are trained one after
-        another. Each model gets its own initialisation (seed + k) and its own data order.
+        another. Each model gets its own initialisation (seed + k) and its own data order; with
+        ``mode="finetune"`` every model starts from the same copy of ``init``.
         """
+        self._check_init(init)
         if keep.ndim != 2 or keep.shape[1] != x.shape[0]:
             raise ConfigError(f"keep must have shape (K, {x.shape[0]}), got {tuple(keep.shape)}")
         keep = keep.to(torch.bool).cpu()
@@ -199,15 +226,38 @@ class TrainingRecipe(BaseModel):
         k_cls = num_classes if num_classes is not None else int(y.max()) + 1
         dev = torch.device(device) if device is not None else x.device
         torch.manual_seed(s)
-        probe = self.build(x[:1], k_cls) if self._trainer is None else None
+        probe = None if self._trainer is not None else (
+            init if self.mode == "finetune" else self.build(x[:1], k_cls))
         if probe is None or any(True for _ in probe.buffers()):
             models = []
             for j in range(kk):
                 idx = keep[j].nonzero().squeeze(1).to(x.device)
-                models.append(self.train(x[idx], y[idx], seed=s + j, num_classes=k_cls, device=dev))
+                models.append(self.train(x[idx], y[idx], seed=s + j, num_classes=k_cls, device=dev, init=init))
                 progress(task, j + 1, kk)
             return ModelStack.from_modules(models)
-        return self._train_vmapped(x.to(dev), y.to(dev), keep, k_cls, s, dev, progress, task)
+        return self._train_vmapped(x.to(dev), y.to(dev), keep, k_cls, s, dev, progress, task, init)
+
+    def _check_init(self, init: nn.Module | None) -> None:
+        if self.mode == "finetune" and init is None:
+            raise ConfigError(
+                "recipe mode 'finetune' needs the model to start from (init=...); use mode 'retrain' to train "
+                "from a fresh initialisation"
+            )
+
+    def _start(self, init: nn.Module | None) -> nn.Module:
+        """A trainable deep copy of ``init``: fine-tuning never touches the caller's model."""
+        if init is None:  # guarded by _check_init; kept for the type checker
+            raise ConfigError("recipe mode 'finetune' needs init=")
+        m = copy.deepcopy(init)
+        for p in m.parameters():
+            p.requires_grad_(True)
+        return m.train()
+
+    def _diverged(self) -> RecipeDivergedError:
+        return RecipeDivergedError(
+            f"training loss became NaN/inf with the recipe ({self.mode}, {self.optimizer}, lr={self.lr:g}, "
+            f"epochs={self.epochs}); lower the learning rate"
+        )
 
     def _optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
         if self.optimizer == "adam":
@@ -218,7 +268,7 @@ class TrainingRecipe(BaseModel):
 
     def _train_vmapped(
         self, x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor, num_classes: int, seed: int,
-        dev: torch.device, progress: Progress, task: str,
+        dev: torch.device, progress: Progress, task: str, init: nn.Module | None = None,
     ) -> ModelStack:
         from torch.func import functional_call, stack_module_state
 
@@ -226,7 +276,9 @@ class TrainingRecipe(BaseModel):
         models = []
         for j in range(kk):
             torch.manual_seed(seed + j)
-            models.append(self.build(x[:1], num_classes).to(dev))
+            # finetune: K stacked copies of the same starting weights
+            start = self._start(init) if self.mode == "finetune" else self.build(x[:1], num_classes)
+            models.append(start.to(dev))
         params, _ = stack_module_state(models)
         params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
         base = models[0].to("meta")
@@ -254,7 +306,7 @@ class TrainingRecipe(BaseModel):
                 per_model = (ce.view_as(bw) * bw).sum(1) / bw.sum(1).clamp_min(1.0)
                 loss = per_model.sum()
                 if not torch.isfinite(loss):
-                    raise FloatingPointError("training loss became NaN/inf; lower the learning rate")
+                    raise self._diverged()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
                 opt.step()

@@ -4,8 +4,9 @@
 ``local_files_only=True`` and ``HF_HUB_OFFLINE=1`` set for the duration of the load, so nothing is
 fetched from a hub; weights must be ``model.safetensors`` (``use_safetensors=True``: no pickle).
 Inputs are token-id tensors ``(N, max_length)`` (``encode`` turns strings into them; padding id
-is masked out). ``logits`` takes ids; ``embed`` / ``logits_from_embeddings`` expose the embedding
-layer for embedding-space and gradient-guided token attacks.
+is masked out) or the UTF-8 byte tensors of aisec's text datasets, tokenised on the way in.
+``embed`` / ``logits_from_embeddings`` expose the embedding layer for embedding-space and
+gradient-guided token attacks.
 
 >>> target = HfTextTarget("models/distilbert-imdb", max_length=128)
 >>> target.predict(target.encode(["a fine film"])).shape
@@ -48,6 +49,9 @@ def _offline() -> Iterator[None]:
 
 class HfTextTarget:
     """A local Hugging Face sequence classifier as a white-box text target."""
+
+    #: UTF-8 byte tensors are tokenised in :meth:`logits`; ``input_shape`` counts tokens, not bytes.
+    tokenizes_bytes = True
 
     def __init__(
         self,
@@ -130,7 +134,15 @@ class HfTextTarget:
         return z
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        ids = x.long().to(self._spec.device)
+        """Logits for token ids ``(N, max_length)`` or, as every aisec text dataset holds them, the
+        texts' UTF-8 bytes (a ``uint8`` tensor, :mod:`aisec.data.text`), which are tokenised here so
+        checks that only query the model (LIME, membership thresholds) need no text-specific path."""
+        if x.dtype == torch.uint8:
+            from aisec.data.text import decode_texts
+
+            ids = self.encode(decode_texts(x))
+        else:
+            ids = x.long().to(self._spec.device)
         return self.logits_from_embeddings(self.embed(ids), ids)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:

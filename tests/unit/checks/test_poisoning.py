@@ -7,8 +7,14 @@ import math
 import pytest
 import torch
 
-from aisec.checks.poisoning import PoisoningCheck, PoisoningParams, RecipeDivergedError, resilience_score
-from aisec.core.errors import ConfigError
+from aisec.checks.poisoning import (
+    PoisoningCheck,
+    PoisoningParams,
+    RecipeDivergedError,
+    resilience_score,
+    resolve_recipe,
+)
+from aisec.core.errors import ConfigError, DataError
 from aisec.core.registry import get_check
 from aisec.data.builtin import digits
 from aisec.models.recipe import TrainingRecipe
@@ -53,10 +59,60 @@ def test_bad_input(digits_target, kwargs, msg) -> None:
         PoisoningCheck().run(digits_target, digits(), PoisoningParams(**kwargs))
 
 
-def test_diverging_recipe(digits_target) -> None:
-    bad = TrainingRecipe(architecture="digits-cnn", epochs=2, lr=1e12, optimizer="sgd")
-    with pytest.raises(RecipeDivergedError, match="diverged"):
-        PoisoningCheck().run(digits_target, digits(), PoisoningParams(rates=[0.02], trigger_sizes=[], recipe=bad))
+@pytest.mark.parametrize(
+    ("kwargs", "msg"),
+    [
+        ({"source_class": 3}, "source_class=3 is a class of the model but dataset"),
+        ({"attack": "hidden-trigger", "target_class": 1, "source_class": 0}, "target_class=1 is a class"),
+    ],
+)
+def test_class_absent_from_the_data(digits_target, kwargs, msg) -> None:
+    d = digits()
+    keep = [i for i in range(len(d)) if int(d.y[i]) not in (1, 3)][:400]
+    with pytest.raises(DataError, match=msg):
+        PoisoningCheck().run(digits_target, d.subset(keep, name="digits-without-1-3"), PoisoningParams(**kwargs))
+
+
+@pytest.mark.parametrize("mode", ["retrain", "finetune"])
+def test_diverging_recipe_writes_no_evidence(digits_target, tmp_path, mode) -> None:
+    from aisec.api import assess
+
+    bad = {"architecture": "target", "mode": mode, "epochs": 2, "lr": 1e12, "optimizer": "sgd"}
+    with pytest.raises(RecipeDivergedError, match="diverged") as info:
+        assess(digits_target, digits(), checks={"poisoning": {"rates": [0.02], "trigger_sizes": [], "samples": 300,
+                                                             "recipe": bad}}, out=tmp_path)
+    assert isinstance(info.value, ConfigError) and "lr=1e+12" in str(info.value)
+    assert not [p.name for p in tmp_path.rglob("*") if p.name != "plan.yaml"]  # no evidence, result or report
+
+
+def test_finetune_victims_start_from_the_target_and_leave_it_untouched(digits_target) -> None:
+    import hashlib
+
+    def digest() -> str:
+        return hashlib.sha256(b"".join(v.numpy().tobytes() for v in digits_target.module.state_dict().values())
+                              ).hexdigest()
+
+    before = digest()
+    params = PoisoningParams(rates=[0.1], source_class=None, trigger_sizes=[], samples=600, examples=0,
+                             recipe={"architecture": "target", "mode": "finetune"})
+    r = PoisoningCheck().run(digits_target, digits(), params)
+    assert digest() == before
+    assert r.summary["mode"] == "finetune" and r.params["recipe"]["mode"] == "finetune"
+    rec = r.measurement("poisoning.resilience").parameters["recipe"]
+    assert rec["epochs"] == 4 and rec["lr"] == 1e-3  # the fine-tuning defaults
+    # starting from a trained model, even the rate-0 victim is accurate after 4 short epochs
+    assert r.summary["points"][0]["clean_accuracy"] > 0.9
+
+
+def test_recipe_mode_resolution(digits_target) -> None:
+    assert resolve_recipe(digits_target, None, None, "badnets").mode == "retrain"
+    assert resolve_recipe(digits_target, None, None, "hidden-trigger").mode == "finetune"
+    fine = TrainingRecipe(architecture="digits-cnn", mode="finetune")
+    assert resolve_recipe(digits_target, fine, None, "badnets").mode == "finetune"  # set explicitly: kept
+    assert resolve_recipe(digits_target, FAST, None, "hidden-trigger").mode == "finetune"  # unset: per attack
+    assert resolve_recipe(digits_target, fine, "retrain", "badnets").mode == "retrain"  # the check's mode wins
+    own = resolve_recipe(digits_target, TrainingRecipe(architecture="target", epochs=2), None, "badnets")
+    assert own.architecture == "copy-of:digits-cnn" and own.epochs == 2 and own.lr == 3e-3
 
 
 def test_resilience_score() -> None:

@@ -135,3 +135,68 @@ def test_buffers_fall_back_to_sequential_and_user_trainers_are_used():
         TrainingRecipe.model_validate(r.model_dump()).build()
     with pytest.raises(ConfigError, match="shape"):
         r.train_many(x, y, torch.ones(2, 5, dtype=torch.bool))
+
+
+def _digest(m: nn.Module) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in m.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_finetune_starts_from_a_copy_and_never_touches_the_given_model():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 6, generator=g), torch.randint(0, 3, (40,), generator=g)
+    torch.manual_seed(5)
+    init = TrainingRecipe(architecture="tabular-mlp", kwargs={"hidden": 8}).build(x, 3)
+    before = _digest(init)
+    r = TrainingRecipe(architecture="tabular-mlp", kwargs={"hidden": 8}, mode="finetune", epochs=3,
+                       batch_size=64, lr=1e-2)
+    one = r.train(x, y, init=init)
+    assert _digest(init) == before and one is not init
+    # one full-batch Adam run from init's weights, by hand
+    ref = r.build(x, 3)
+    ref.load_state_dict(init.state_dict())
+    opt = torch.optim.Adam(ref.parameters(), lr=1e-2)
+    for _ in range(3):
+        opt.zero_grad()
+        nn.functional.cross_entropy(ref(x), y).backward()
+        opt.step()
+    with torch.no_grad():
+        assert torch.allclose(one(x), ref(x), atol=1e-5)
+    # vmapped: K stacked copies of the same start; full data -> every model equals the hand-made run
+    stack = r.train_many(x, y, torch.ones(3, 40, dtype=torch.bool), num_classes=3, init=init)
+    assert stack.modules is None and _digest(init) == before
+    assert torch.allclose(stack.logits(x), ref(x).detach().expand(3, 40, 3), atol=1e-5)
+    # retraining ignores init and starts elsewhere
+    fresh = r.model_copy(update={"mode": "retrain"}).train(x, y, seed=1)
+    assert not torch.allclose(fresh(x), one(x))
+
+
+def test_finetune_errors_and_divergence():
+    from aisec.models.recipe import RecipeDivergedError
+
+    x, y = torch.randn(20, 4), torch.randint(0, 2, (20,))
+    r = TrainingRecipe(architecture="tabular-mlp", mode="finetune")
+    with pytest.raises(ConfigError, match="needs the model to start from"):
+        r.train(x, y)
+    with pytest.raises(ConfigError, match="needs the model to start from"):
+        r.train_many(x, y, torch.ones(2, 20, dtype=torch.bool))
+    bad = TrainingRecipe(architecture="tabular-mlp", epochs=3, lr=1e30, optimizer="sgd")
+    keep = torch.ones(2, 20, dtype=torch.bool)
+    for call in (lambda: bad.train(x * 1e6, y), lambda: bad.train_many(x * 1e6, y, keep)):
+        with pytest.raises(RecipeDivergedError, match=r"NaN/inf.*lr=1e\+30") as info:
+            call()
+        assert isinstance(info.value, ConfigError) and isinstance(info.value, FloatingPointError)
+    seen = []
+
+    def trainer(xs: torch.Tensor, ys: torch.Tensor, seed: int, init: nn.Module) -> nn.Module:
+        seen.append(init)
+        return init
+
+    start = nn.Linear(4, 2)
+    out = TrainingRecipe.from_trainer(trainer, mode="finetune").train(x, y, init=start)
+    assert seen and seen[0] is not start and out is seen[0]  # the trainer gets a copy

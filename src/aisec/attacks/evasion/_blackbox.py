@@ -11,6 +11,13 @@ earlier batches may spend what later ones needed; give a batch size ≥ the numb
 
 Per-sample counts are also published to :func:`recording` so the scan summary can report
 queries min/avg/max per sample even though attacks run batched.
+
+Tabular constraints: when :func:`~aisec.core.constraints.bind_constraints` is active (``run_attack``
+binds them per batch when given ``constraints=``), the ledger projects every query onto the valid
+set before it is sent (:meth:`QueryLedger.query`), so a black-box attack never shows the target an
+input the real system could not receive. The attacks keep their own (unprojected) iterates;
+``run_attack`` applies the same deterministic projection to what they return, which gives back
+exactly the point that was queried and scored.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from contextvars import ContextVar
 
 import torch
 
+from aisec.core.constraints import active_constraints
+from aisec.core.errors import ConfigError
 from aisec.core.target import Target
 
 _RECORDER: ContextVar[list[torch.Tensor] | None] = ContextVar("aisec_query_recorder", default=None)
@@ -47,6 +56,12 @@ class QueryLedger:
         budget = target.spec.query_budget
         keep = n if reserve is None else reserve
         self._global_left = None if budget is None else max(0, budget - target.queries - keep)
+        self.constraints = active_constraints()
+        if self.constraints is not None and self.constraints.x.shape[0] != n:
+            raise ConfigError(
+                f"constraints are bound to a batch of {self.constraints.x.shape[0]} inputs but the attack "
+                f"runs on {n}; bind them to the batch the attack receives"
+            )
 
     @property
     def global_left(self) -> int | None:
@@ -61,7 +76,8 @@ class QueryLedger:
         return ok
 
     def query(self, xq: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
-        """Probabilities for ``xq``; ``owners[i]`` is the sample index each row is charged to."""
+        """Probabilities for ``xq``; ``owners[i]`` is the sample index each row is charged to (and,
+        under bound constraints, the original ``xq[i]`` is projected against)."""
         m = int(xq.shape[0])
         if m == 0:
             return torch.zeros(0, self.target.spec.num_classes)
@@ -70,6 +86,8 @@ class QueryLedger:
                 raise RuntimeError(f"attack asked {m} queries with {self._global_left} left; call afford() first")
             self._global_left -= m
         self.counts.index_add_(0, owners.cpu(), torch.ones(m, dtype=torch.long))
+        if self.constraints is not None:
+            xq = self.constraints.project(xq, owners)
         return self.target.predict(xq).float().to(xq.device)
 
     def publish(self) -> None:

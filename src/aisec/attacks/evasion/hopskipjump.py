@@ -9,7 +9,7 @@ adversarial example it found; robust accuracy at any eps follows from the distan
 
 Per iteration, batched over all live samples: a binary search to the boundary (``search_steps``
 queries), a Monte-Carlo gradient-direction estimate at the boundary (``init_evals * sqrt(t)``
-queries, capped by ``max_evals``, sent as one batch), and a geometric step-size search
+queries, capped by ``max_evals``, sent in ``probe_batch``-row calls), and a geometric step-size search
 (≤ ``step_search_steps`` queries). Differences from the paper, for predictable budgets: binary
 searches use a fixed number of steps instead of a tolerance, and samples whose next iteration
 does not fit their remaining budget run it with fewer gradient evaluations or stop.
@@ -48,6 +48,11 @@ class HopSkipJumpParams(EvasionParams):
     init_trials: int = Field(default=100, ge=1, description="Random-noise tries for a starting point.")
     search_steps: int = Field(default=10, ge=1, description="Binary-search steps to the boundary.")
     step_search_steps: int = Field(default=10, ge=1, description="Halvings of the geometric step search.")
+    probe_batch: int = Field(
+        default=512, ge=1,
+        description="Rows per predict call for the gradient probes (at least one sample's evals): bounds memory "
+        "and keeps a CPU model in its fast batch range; a GPU target may prefer more.",
+    )
 
 
 @register_attack(
@@ -103,7 +108,7 @@ class HopSkipJump:
             dist = flat_norm(xa - xs, linf)
             delta = (0.1 * (hi - lo)) * torch.ones_like(dist) if t == 1 else params.gamma * dist / d
             tl = target_labels[live] if target_labels is not None else None
-            grad = _estimate_direction(ledger, xa, y[live], tl, live, delta, evals, lo, hi, linf)
+            grad = _estimate_direction(ledger, xa, y[live], tl, live, delta, evals, lo, hi, linf, params.probe_batch)
             update = grad.sign() if linf else grad / bshape(flat_norm(grad, False).clamp_min(1e-12), grad)
             # Geometric step-size search: halve until the step stays adversarial.
             step = dist / math.sqrt(t)
@@ -132,6 +137,34 @@ class HopSkipJump:
 
 
 def _estimate_direction(
+    ledger: QueryLedger,
+    xa: torch.Tensor,
+    y: torch.Tensor,
+    tl: torch.Tensor | None,
+    owners: torch.Tensor,
+    delta: torch.Tensor,
+    evals: int,
+    lo: float,
+    hi: float,
+    linf: bool,
+    probe_batch: int,
+) -> torch.Tensor:
+    """Monte-Carlo estimate of the boundary's normal at each ``xa``, ``evals`` probes per sample.
+
+    Samples are processed in groups of ``probe_batch // evals`` (at least one), so each ``predict``
+    call and each probe tensor holds about ``probe_batch`` rows instead of ``len(xa) * evals``.
+    """
+    group = max(1, probe_batch // evals)
+    out = torch.empty_like(xa)
+    for s in range(0, xa.shape[0], group):
+        sl = slice(s, s + group)
+        out[sl] = _direction_group(
+            ledger, xa[sl], y[sl], tl[sl] if tl is not None else None, owners[sl], delta[sl], evals, lo, hi, linf
+        )
+    return out
+
+
+def _direction_group(
     ledger: QueryLedger,
     xa: torch.Tensor,
     y: torch.Tensor,

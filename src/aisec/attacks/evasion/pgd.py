@@ -24,6 +24,7 @@ from pydantic import Field
 
 from aisec.attacks.base import EvasionParams, needs_gradients
 from aisec.attacks.evasion.fgsm import normalized_step
+from aisec.core.constraints import constrain_step
 from aisec.core.registry import AttackKind, register_attack
 from aisec.core.target import Target
 from aisec.core.types import Norm
@@ -84,7 +85,7 @@ def pgd_loop(
             else:
                 n = delta.reshape(delta.shape[0], -1).norm(dim=1).clamp_min(1e-12)
                 delta = delta * (eps / n).clamp(max=1.0).view(-1, *([1] * (x.ndim - 1)))
-            x_adv = (x + delta).clamp_(lo, hi)
+            x_adv = constrain_step((x + delta).clamp_(lo, hi), x)  # no-op unless tabular constraints are bound
     return x_adv.detach()
 
 

@@ -6,6 +6,7 @@ from aisec.attacks.inference.base import (
     MembershipScores,
     MembershipTask,
     get_inference_attack,
+    inference_attacks,
     register_inference_attack,
 )
 
@@ -15,5 +16,6 @@ __all__ = [
     "MembershipScores",
     "MembershipTask",
     "get_inference_attack",
+    "inference_attacks",
     "register_inference_attack",
 ]

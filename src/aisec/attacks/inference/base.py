@@ -66,8 +66,8 @@ def register_inference_attack(
     return deco
 
 
-def get_inference_attack(name: str) -> InferenceAttackInfo:
-    """Look up an attack by name, importing every module of this package on first use."""
+def _load_all() -> None:
+    """Import every module of this package once, so each attack file registers itself."""
     global _loaded
     if not _loaded:
         _loaded = True
@@ -75,6 +75,17 @@ def get_inference_attack(name: str) -> InferenceAttackInfo:
         for mod in pkgutil.iter_modules(pkg.__path__):
             if not mod.name.startswith("_") and mod.name != "base":
                 importlib.import_module(f"aisec.attacks.inference.{mod.name}")
+
+
+def inference_attacks() -> list[InferenceAttackInfo]:
+    """Every registered membership-inference attack, sorted by name (for listings such as ``aisec plugins``)."""
+    _load_all()
+    return sorted(INFERENCE_ATTACKS.values(), key=lambda a: a.name)
+
+
+def get_inference_attack(name: str) -> InferenceAttackInfo:
+    """Look up an attack by name, importing every module of this package on first use."""
+    _load_all()
     key = name.lower().replace("-", "_")
     if key not in INFERENCE_ATTACKS:
         raise ConfigError(
@@ -146,6 +157,22 @@ class MembershipTask:
         if "target_lp" not in self.cache:
             self.cache["target_lp"] = (self.log_probs(self.x_in), self.log_probs(self.x_out))
         return self.cache["target_lp"]  # type: ignore[no-any-return]
+
+    def target_predictions(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cached predicted labels of the members and non-members. When the target exposes scores
+        they are the argmax of :meth:`target_log_probs` (argmax of the logits, as ART's rule-based
+        attack takes it), so the threshold attacks and the accuracies share one forward pass per record."""
+        if "target_pred" not in self.cache:
+            spec = self.target.spec
+            caps = spec.capabilities
+            if spec.output is not OutputKind.LABELS and Capability.LABELS_ONLY not in caps and (
+                Capability.LOGITS in caps or Capability.PROBABILITIES in caps
+            ):
+                lp_in, lp_out = self.target_log_probs()
+                self.cache["target_pred"] = (lp_in.argmax(1), lp_out.argmax(1))
+            else:
+                self.cache["target_pred"] = (self.target_labels(self.x_in), self.target_labels(self.x_out))
+        return self.cache["target_pred"]  # type: ignore[no-any-return]
 
     def target_labels(self, x: torch.Tensor) -> torch.Tensor:
         """The target's predicted labels ``(N,)`` (all a labels-only target reveals)."""

@@ -24,6 +24,7 @@ class Gap:
         model_config = ConfigDict(extra="forbid")
 
     def run(self, task: MembershipTask, params: Params) -> MembershipScores:
-        s_in = (task.target_labels(task.x_in) == task.y_in).double()
-        s_out = (task.target_labels(task.x_out) == task.y_out).double()
+        pred_in, pred_out = task.target_predictions()  # shared with the other attacks and the accuracies
+        s_in = (pred_in == task.y_in).double()
+        s_out = (pred_out == task.y_out).double()
         return MembershipScores(s_in, s_out)

@@ -79,4 +79,46 @@ def test_targeted_square(digits_proba_target, digits_test_batch):
 def test_norm_checked(digits_proba_target, digits_test_batch):
     x, y = digits_test_batch
     with pytest.raises(ConfigError, match="norms"):
-        run_attack("square", proba(digits_proba_target), x[:2], y[:2], {"norm": "l2"})
+        run_attack("square", proba(digits_proba_target), x[:2], y[:2], {"norm": "l1"})
+
+
+def test_square_l2_raw_output_in_ball_and_budget(digits_proba_target, digits_test_batch):
+    """The attack's own output (before run_attack's projection) is inside the L2 ball and the range."""
+    from aisec.attacks.evasion.square import Square, SquareParams
+
+    x, y = digits_test_batch
+    x, y = x[:32].float(), y[:32]
+    t = proba(digits_proba_target)
+    torch.manual_seed(0)
+    with recording() as sink:
+        xa = Square().run(t, x, y, SquareParams(norm="l2", eps=1.0, max_queries=100))
+    d = (xa - x).flatten(1).norm(dim=1)
+    assert float(d.max()) <= 1.0 + 1e-5
+    assert float(xa.min()) >= 0.0 and float(xa.max()) <= 1.0
+    assert int(torch.cat(sink).max()) <= 100
+    flipped = t.predict(xa).argmax(1) != y
+    assert flipped.float().mean() > 0.4  # ~0.7 measured; no search at all flips ~0.1
+
+
+def test_square_l2_on_rows():
+    """Non-image inputs run as one row (1, 1, D): the one-row bump and windows stay in the ball."""
+    from aisec.attacks.evasion.square import _bump
+
+    b = _bump(1, 7)
+    assert b.shape == (1, 7) and abs(float(b.norm()) - 1) < 1e-6
+    assert float(b[0, :3].min()) > 0 > float(b[0, 3:].max())  # two opposite lobes
+    sq = _bump(5, 5)
+    assert abs(float(sq.norm()) - 1) < 1e-6 and float(sq[:2].min()) > 0 > float(sq[2:].max())
+
+    w = torch.randn(16, 3, generator=torch.Generator().manual_seed(0))
+
+    class _Linear:
+        def predict_proba(self, a):
+            return torch.softmax(torch.as_tensor(a) @ w, 1).numpy()
+
+    x = torch.rand(12, 16, generator=torch.Generator().manual_seed(1))
+    y = torch.as_tensor(_Linear().predict_proba(x.numpy()).argmax(1))
+    t = ProbaTarget(_Linear(), input_shape=(16,), num_classes=3)
+    out = run_attack("square", t, x, y, {"norm": "l2", "eps": 0.5, "max_queries": 60})
+    assert float(out.distance.max()) <= 0.5 + 1e-5 and out.x_adv.shape == x.shape
+    assert out.success.any()

@@ -101,3 +101,47 @@ def test_sleeper_agent_stays_in_eps_ball_and_aligns(small_model) -> None:
     assert not torch.equal(out, xp)
     sel = select_poisons(small_model, xp, yp, 3)
     assert sel.numel() == 3 and sel.unique().numel() == 3
+
+
+def test_sleeper_agent_retrains_surrogate_between_rounds(small_model) -> None:
+    from aisec.attacks.poisoning.sleeper_agent import craft_sleeper_agent, recipe_retrainer
+    from aisec.models.recipe import TrainingRecipe
+
+    g = torch.Generator().manual_seed(2)
+    x_train, y_train = torch.rand(40, 1, 8, 8, generator=g), torch.arange(40) % 10
+    idx = (y_train == 1).nonzero().squeeze(1)
+    seen: list[torch.Tensor] = []
+    base = recipe_retrainer(TrainingRecipe(architecture="digits-cnn", epochs=1, lr=1e-3), x_train, y_train, idx)
+
+    def retrain(xp: torch.Tensor, r: int) -> torch.nn.Module:
+        seen.append(xp.clone())
+        return base(xp, r)
+
+    eps = 8 / 255
+    out = craft_sleeper_agent(small_model, x_train[idx], y_train[idx], x_train[y_train == 0], PatchTrigger(),
+                              target_class=1, params=SleeperAgentParams(eps=eps, steps=9, retrain_rounds=3),
+                              retrain=retrain)
+    assert out.retrains == 2 and len(seen) == 2
+    assert out.surrogate is not small_model  # the surrogate the poisons were last matched on
+    assert all((s - x_train[idx]).abs().max() <= eps + 1e-6 for s in seen)  # retrained on in-ball poisons
+    assert (out.x - x_train[idx]).abs().max() <= eps + 1e-6
+    assert -1 <= out.alignment <= 1 and -1 <= out.initial_alignment <= 1
+    # no training set given: crafting runs on the fixed surrogate
+    solo = craft_sleeper_agent(small_model, x_train[idx], y_train[idx], x_train[y_train == 0], PatchTrigger(),
+                               target_class=1, params=SleeperAgentParams(eps=eps, steps=4, retrain_rounds=3))
+    assert solo.retrains == 0 and solo.surrogate is small_model
+
+
+def test_sleeper_agent_errors(small_model) -> None:
+    from aisec.attacks.poisoning.sleeper_agent import craft_sleeper_agent, recipe_retrainer
+    from aisec.core.errors import ShapeError
+    from aisec.models.recipe import TrainingRecipe
+
+    x = torch.rand(4, 1, 8, 8)
+    with pytest.raises(ShapeError, match="labels"):
+        craft_sleeper_agent(small_model, x, torch.ones(3, dtype=torch.long), x, PatchTrigger(), target_class=1)
+    with pytest.raises(ConfigError, match="at least one"):
+        craft_sleeper_agent(small_model, x[:0], torch.ones(0, dtype=torch.long), x, PatchTrigger(), target_class=1)
+    with pytest.raises(ShapeError, match="outside the training set"):
+        recipe_retrainer(TrainingRecipe(architecture="digits-cnn"), x, torch.ones(4, dtype=torch.long),
+                         torch.tensor([9]))

@@ -1,0 +1,258 @@
+"""``aisec scan``: every black-box attack over every sample, Counterfit-style summary.
+
+It wraps :func:`aisec.scan.scan`: loads the target (sklearn pickle with ``--trust-model-code``,
+``.onnx``, ``http(s)://`` endpoint, torch file or built-in) and the data, optionally with tabular
+constraints (``--constraints FILE`` or ``--constraints infer``), runs each attack with ``--budget``
+queries per sample, prints the summary table and writes to ``--out``:
+
+- ``scan.json``: the summary (rows and runs), rewritten after every run, ``"complete": false``
+  until the scan ends normally;
+- ``evidence.jsonl``: one ``robustness.attack_success_rate`` record per finished run, appended as
+  each run ends;
+- ``constraints.yaml``: the constraints used (inferred ones included, for review).
+
+A run that fails stops the scan (an endpoint that died will not come back for the next attack):
+what finished is written, the error is printed and the exit code is 1. Usage, data and model
+errors before the scan exit with 2, as for every aisec command.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import click
+
+from aisec.core.errors import ConfigError
+
+
+@click.command("scan")
+@click.option("-m", "--model", required=True,
+              help="Target: .pkl/.joblib (with --trust-model-code), .onnx, http(s):// URL, torch file or built-in.")
+@click.option("-d", "--data", required=True, help="Dataset: .csv table, built-in name (breast-cancer ...) or folder.")
+@click.option("--split", help="Dataset split (train/test) where the source has them.")
+@click.option("--label-column", help="CSV tables: the label column's name or position (default: last).")
+@click.option("-a", "--attacks", help="Comma-separated attacks (default: every black-box attack).")
+@click.option("--budget", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Queries per sample for each attack (its max_queries).")
+@click.option("--eps", default="0.1", show_default=True,
+              help="Linf eps grid for fixed-eps attacks (square, simba), e.g. 0.05,0.1 or 8/255.")
+@click.option("--grid", "grid_file", type=click.Path(exists=True, dir_okay=False),
+              help="YAML/JSON {attack: {param: value or [values]}}; overrides --budget/--eps per attack.")
+@click.option("--max-runs", type=click.IntRange(min=1), help="At most this many parameter sets per attack.")
+@click.option("--constraints", "constraints_src",
+              help="Tabular constraints: a YAML/JSON file, or 'infer' to infer them from the data.")
+@click.option("-c", "--count", type=click.IntRange(min=1), help="Attack the first N samples (default: all).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Samples per attack batch (keep >= --count when the target has a query budget).")
+@click.option("--query-budget", type=click.IntRange(min=1), help="Hard cap on samples sent to a black-box target.")
+@click.option("--trust-model-code", is_flag=True, help="Allow unpickling code from the model file (UNSAFE).")
+@click.option("--protocol", type=click.Choice(["v2", "json"]), help="HTTP target: Open Inference Protocol v2 or JSON.")
+@click.option("--model-name", help="HTTP target: the model name on a v2 server.")
+@click.option("--timeout", type=float, help="HTTP target: seconds per request.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-o", "--out", type=click.Path(file_okay=False), default="aisec-scan", show_default=True,
+              help="Folder for scan.json, evidence.jsonl and constraints.yaml.")
+@click.option("--json", "as_json", is_flag=True, help="Print scan.json's content instead of the table.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def scan_command(model: str, data: str, split: str | None, label_column: str | None, attacks: str | None,
+                 budget: int, eps: str, grid_file: str | None, max_runs: int | None, constraints_src: str | None,
+                 count: int | None, batch_size: int, query_budget: int | None, trust_model_code: bool,
+                 protocol: str | None, model_name: str | None, timeout: float | None, seed: int, out: str,
+                 as_json: bool, quiet: bool) -> None:
+    """Run black-box attacks over all samples and print runs, success %, best score and parameters,
+    time and queries min/avg/max per attack."""
+    from aisec.api import load_model
+    from aisec.cli.main import _floats
+    from aisec.cli.progress import RichProgress
+    from aisec.core.dataset import take
+    from aisec.data.loading import load_dataset
+    from aisec.plan import ModelRef
+    from aisec.scan import scan
+
+    opts: dict[str, Any] = {"split": split} if split else {}
+    if label_column is not None:
+        opts["label_column"] = int(label_column) if label_column.lstrip("-").isdigit() else label_column
+    dataset = load_dataset(data, **opts)
+    endpoint = {k: v for k, v in (("protocol", protocol), ("model", model_name), ("timeout", timeout))
+                if v is not None}
+    target = load_model(ModelRef(path=model, trust_model_code=trust_model_code, query_budget=query_budget,
+                                 endpoint=endpoint), dataset)
+    constraints = _constraints(constraints_src, dataset)
+    x, y = take(dataset, count)
+    if constraints is not None:
+        constraints.check_data(x, what=f"data '{dataset.info.name}'")  # before anything is written
+    grid = _grid(attacks, budget, _floats(eps, "--eps") or [0.1], grid_file)
+
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if constraints is not None:
+        constraints.dump(out_dir / "constraints.yaml")
+    writer = _Writer(out_dir, target, dataset, x.shape[0], grid, constraints, seed)
+    with RichProgress(enabled=not quiet and not as_json) as progress:
+        summary = scan(target, x, y, grid, max_runs=max_runs, seed=seed, batch_size=batch_size,
+                       progress=progress, constraints=constraints, on_run=writer.on_run, stop_on_error=True)
+    writer.finish(summary)
+    if as_json:
+        click.echo(json.dumps(writer.document(summary), default=str))
+    else:
+        _print_table(summary, target.spec.name, int(x.shape[0]), constraints)
+        click.echo(f"results: {out_dir / 'scan.json'}   evidence: {out_dir / 'evidence.jsonl'}")
+    if not summary.complete:
+        click.echo(f"error: scan stopped at run {len(summary.runs)} of {summary.planned}: {summary.stopped}. "
+                   f"Partial results are in {out_dir}.", err=True)
+        sys.exit(1)
+
+
+def _constraints(src: str | None, dataset: Any) -> Any:
+    from aisec.core.constraints import TabularConstraints
+    from aisec.core.dataset import take
+    from aisec.data.table import CsvTable
+
+    if src is None:
+        return None
+    if src.strip().lower() == "infer":
+        if isinstance(dataset, CsvTable):
+            return TabularConstraints.from_table(dataset)
+        x, _ = take(dataset)
+        return TabularConstraints.infer(x.reshape(x.shape[0], -1).numpy(),
+                                        source=f"inferred from {dataset.info.name} model inputs (data ranges)")
+    c = TabularConstraints.load(src)
+    if isinstance(dataset, CsvTable) and c.offset is None and c.scale is None:
+        # A CSV table is min-max scaled on loading; the file speaks in the table's own units.
+        c = c.with_scaling(dataset._lo, dataset._span)
+    return c
+
+
+def _grid(attacks: str | None, budget: int, eps: list[float], grid_file: str | None) -> dict[str, dict[str, Any]]:
+    from aisec.core.registry import ATTACKS, AttackKind, get_attack, load_plugins
+    from aisec.core.types import Capability
+
+    if attacks:
+        names = [a.strip() for a in attacks.split(",") if a.strip()]
+    else:
+        load_plugins()
+        names = sorted(n for n, a in ATTACKS.items() if a.requires <= {Capability.PROBABILITIES})
+    extra: dict[str, Any] = {}
+    if grid_file:
+        extra = _read_mapping(grid_file)
+        unknown = sorted(set(extra) - set(names))
+        if unknown:
+            raise ConfigError(f"--grid names attacks not in the scan: {', '.join(unknown)} (scan: {', '.join(names)})")
+    grid: dict[str, dict[str, Any]] = {}
+    for name in names:
+        info = get_attack(name)
+        fields = info.cls.Params.model_fields
+        g: dict[str, Any] = {}
+        if "max_queries" in fields:
+            g["max_queries"] = budget
+        if info.kind is AttackKind.FIXED_EPS:
+            g["eps"] = eps
+        g.update(extra.get(name) or {})
+        grid[name] = g
+    return grid
+
+
+def _read_mapping(path: str) -> dict[str, Any]:
+    p = Path(path)
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix.lower() == ".json":
+            raw = json.loads(text)
+        else:
+            import yaml
+
+            raw = yaml.safe_load(text)
+    except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
+        raise ConfigError(f"cannot parse --grid file '{p}': {exc}") from exc
+    if not isinstance(raw, dict) or not all(isinstance(v, dict | None) for v in raw.values()):
+        raise ConfigError(f"--grid file '{p}' must map attack names to {{param: value or [values]}}")
+    return raw
+
+
+class _Writer:
+    """Writes evidence and scan.json as each run ends, so a crash keeps every finished run."""
+
+    def __init__(self, out: Path, target: Any, dataset: Any, n: int, grid: dict[str, Any], constraints: Any,
+                 seed: int) -> None:
+        from aisec.core.evidence import Environment, Resource
+
+        spec = target.spec
+        info = dataset.info
+        self.out = out
+        self.target = target
+        self.run_id = str(uuid.uuid4())
+        self.header = {
+            "run_id": self.run_id, "target": spec.name, "target_sha256": spec.digest, "access": spec.access.value,
+            "data": info.name, "data_digest": info.digest, "samples": n, "seed": seed, "grid": grid,
+            "constraints": None if constraints is None else {
+                "source": constraints.source, "sha256": constraints.digest(), "file": "constraints.yaml"},
+        }
+        self.constraints = constraints
+        self.seed = seed
+        self.resource = Resource(model_name=spec.name, model_sha256=spec.digest, model_access=spec.access.value,
+                                 dataset_name=info.name, dataset_digest=info.digest, dataset_source=info.source)
+        self.env = Environment.capture(spec.device)
+        self.runs: list[dict[str, Any]] = []
+        (out / "evidence.jsonl").unlink(missing_ok=True)  # one file per scan, not appended across scans
+        self._write({**self.header, "complete": False, "stopped": None, "rows": [], "runs": []})
+
+    def on_run(self, run: Any) -> None:
+        from aisec import __version__
+        from aisec.core.evidence import Evidence, write_jsonl
+        from aisec.core.stats import wilson
+
+        d = run.as_dict()
+        self.runs.append(d)
+        self._write({**self.header, "complete": False, "stopped": None, "rows": [], "runs": self.runs})
+        if run.error is not None:
+            return
+        params = {"mode": "scan", "attack": run.attack, **run.params, "queries_min": d["queries_min"],
+                  "queries_avg": d["queries_avg"], "queries_max": d["queries_max"], "seconds": d["seconds"],
+                  "median_distance": d["median_distance"], "constraint_violations": run.violations}
+        if self.constraints is not None:
+            params["constraints_sha256"] = self.constraints.digest()
+        write_jsonl([Evidence(
+            tool_version=__version__, run_id=self.run_id, check="robustness", metric="robustness.attack_success_rate",
+            value=run.success_rate, unit="fraction", higher_is_better=False,
+            interval=wilson(run.successes, run.eligible), sample_count=run.eligible, parameters=params,
+            seed=self.seed, resource=self.resource, environment=self.env, threats=("AML.T0043.001", "AML.T0015"),
+        )], self.out / "evidence.jsonl")
+
+    def document(self, summary: Any) -> dict[str, Any]:
+        return {**self.header, "complete": summary.complete, "stopped": summary.stopped, "planned": summary.planned,
+                "target_queries": self.target.queries, "rows": summary.as_dicts(), "runs": self.runs}
+
+    def finish(self, summary: Any) -> None:
+        self._write(self.document(summary))
+
+    def _write(self, doc: dict[str, Any]) -> None:
+        tmp = self.out / "scan.json.tmp"
+        tmp.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+        tmp.replace(self.out / "scan.json")
+
+
+def _print_table(summary: Any, target: str, n: int, constraints: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    title = f"scan of {target} on {n} samples" + (f", constraints: {constraints.source}" if constraints else "")
+    t = Table(title=title)
+    for col in ("attack", "runs", "success %", "best %", "median dist", "time s min/avg/max",
+                "queries min/avg/max", "best parameters"):
+        t.add_column(col, justify="left" if col in ("attack", "best parameters") else "right",
+                     no_wrap=col != "best parameters")
+    for r in summary.rows:
+        med = f"{r.best_median_distance:.3g}" if r.best_median_distance is not None else "-"
+        t.add_row(
+            r.attack, str(r.runs), f"{100 * r.success_pct:.1f}", f"{100 * r.best_score:.1f}", med,
+            f"{r.seconds_min:.2f}/{r.seconds_avg:.2f}/{r.seconds_max:.2f}",
+            f"{r.queries_min}/{r.queries_avg:.0f}/{r.queries_max}",
+            ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.best_params.items()) or "-",
+        )
+        for e in r.errors:
+            t.add_row(r.attack, "", "", "", "", "", "", f"[red]failed: {e}[/red]")
+    Console(width=max(Console().width, 140)).print(t)
