@@ -6,7 +6,8 @@
   greedy and stops at the first flip, so one run at the largest budget gives every smaller one
   (a sample fooled with k words counts as fooled at every budget ≥ k): robust accuracy never
   rises with the budget;
-- ``embedding_pgd`` (per-token L2 ball, eps relative to the median embedding norm): perturbed
+- ``embedding_pgd`` (per-token L2 ball, eps 0.01/0.03/0.1/0.3/1.0 relative to the median embedding
+  norm, see :data:`EMBEDDING_EPS` for the measurements behind it): perturbed
   embeddings are not real text, so its robust accuracy is a *lower bound* of the accuracy under
   real edits; every measurement says so in its parameters (``bound: lower``).
 
@@ -45,11 +46,15 @@ from aisec.core.types import Norm
 
 ATLAS_EVASION = ("AML.T0043.000", "AML.T0015")
 WORD_BUDGETS = [1.0, 2.0, 3.0]
-EMBEDDING_EPS = [0.25, 0.5, 1.0]
+#: Relative L2 radii, log-spaced ×≈3 so that the curve moves on real and small encoders alike. Measured with
+#: bench/bench_text.py (100 held-out texts): frozen MiniLM-L6 + logistic head on Rotten Tomatoes falls from 0.60
+#: clean to 0.50 / 0.34 / 0.05 / 0.01 / 0.00 at 0.01 / 0.02 / 0.05 / 0.1 / 0.25; the tiny test BERT keeps 1.00 up to
+#: 0.3 and falls to 0.65 / 0.24 / 0.05 at 1 / 2 / 3. The old grid 0.25 / 0.5 / 1.0 read 0 at every point on MiniLM.
+EMBEDDING_EPS = [0.01, 0.03, 0.1, 0.3, 1.0]
 
 
 def default_text_attacks() -> list[Any]:
-    """HotFlip at 1/2/3 words and embedding PGD (L2, relative eps) as the lower-bound line."""
+    """HotFlip at 1/2/3 words and embedding PGD (L2, relative eps 0.01 … 1.0) as the lower-bound line."""
     from aisec.checks.robustness import AttackSpec
 
     return [AttackSpec(name="hotflip", eps=list(WORD_BUDGETS)),

@@ -62,6 +62,9 @@ def main() -> None:
     "-d", "--data", help="Dataset: built-in name (digits, breast-cancer, fashion-mnist, mnist), folder or file."
 )
 @click.option("--split", help="Dataset split (train/test) where the source has them.")
+@click.option("--text-column", help="Text files (.csv/.tsv/.jsonl): the column holding the texts (default: text).")
+@click.option("--label-column", help="Tables and text files: the label column, by name or position (default: label).")
+@click.option("--max-bytes", type=int, help="Text files: bytes kept per text (default: the longest text's).")
 @click.option("-t", "--checks", default=None, help="Comma-separated checks (default: robustness).")
 @click.option("-a", "--attacks", help="Comma-separated attacks, e.g. pgd,fgsm,cw,deepfool,jsma.")
 @click.option("--eps", help="Linf eps grid, e.g. 0.05,0.1 or 4/255,8/255.")
@@ -169,6 +172,10 @@ def _plan_from(plan_file: str | None, f: dict[str, Any]) -> Any:
         data = {"source": f["data"], "options": {}}
     if f["split"]:
         data.setdefault("options", {})["split"] = f["split"]
+    for key in ("text_column", "label_column", "max_bytes"):
+        if f.get(key) is not None:
+            v = f[key]
+            data.setdefault("options", {})[key] = int(v) if isinstance(v, str) and v.lstrip("-").isdigit() else v
     if "source" not in data:
         raise click.UsageError("give --data (e.g. digits, fashion-mnist, a folder) or a --plan")
     checks: dict[str, dict[str, Any]] = dict(raw.get("checks", {}) or {})

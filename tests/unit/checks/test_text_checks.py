@@ -46,8 +46,12 @@ def test_robustness_on_text_runs_hotflip_budgets_and_the_embedding_lower_bound(t
     assert [p["eps"] for p in hot["points"]] == [1.0, 2.0, 3.0]
     assert hot["points"][-1]["robust_accuracy"] < clean
     ra = [m for m in r.measurements if m.metric == "robustness.robust_accuracy"]
-    assert len(ra) == 6
+    assert len(ra) == 8
     pgd = [m for m in ra if m.parameters["attack"] == "embedding_pgd"]
+    assert [m.parameters["eps"] for m in pgd] == [0.01, 0.03, 0.1, 0.3, 1.0]
+    # the default grid spans the model's range: untouched at the smallest eps, lower at the largest
+    pgd_acc = [p["robust_accuracy"] for p in r.summary["curves"][1]["points"]]
+    assert pgd_acc[0] == clean > pgd_acc[-1]
     assert all(m.parameters["bound"] == "lower" and "not real text" in m.parameters["note"] for m in pgd)
     assert all(m.parameters["real_text"] for m in ra if m.parameters["attack"] == "hotflip")
     queries = {m.parameters["attack"]: m.value for m in r.measurements if m.metric == "robustness.mean_queries"}
