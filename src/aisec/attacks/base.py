@@ -169,7 +169,7 @@ def run_attack(
     example is projected last (see :mod:`aisec.core.constraints`); ``x`` itself must be valid.
     """
     info = get_attack(attack) if isinstance(attack, str) else attack
-    p = _params(info, params)
+    p: EvasionParams = attack_params(info, params)
     require(
         target,
         info.requires,
@@ -253,8 +253,9 @@ def run_attack(
     )
 
 
-def _params(info: AttackInfo, params: EvasionParams | dict[str, Any] | None) -> EvasionParams:
-    cls: type[EvasionParams] = info.cls.Params
+def attack_params(info: AttackInfo, params: BaseModel | dict[str, Any] | None) -> Any:
+    """``params`` as the attack's own ``Params`` model (a dict or another model is validated into it)."""
+    cls: type[BaseModel] = info.cls.Params
     if params is None:
         return cls()
     if isinstance(params, dict):

@@ -157,17 +157,10 @@ def _grid(attacks: str | None, budget: int, eps: list[float], grid_file: str | N
 
 
 def _read_mapping(path: str) -> dict[str, Any]:
-    p = Path(path)
-    text = p.read_text(encoding="utf-8")
-    try:
-        if p.suffix.lower() == ".json":
-            raw = json.loads(text)
-        else:
-            import yaml
+    from aisec.core.constraints import read_yaml_or_json
 
-            raw = yaml.safe_load(text)
-    except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
-        raise ConfigError(f"cannot parse --grid file '{p}': {exc}") from exc
+    p = Path(path)
+    raw = read_yaml_or_json(p, what="--grid file")
     if not isinstance(raw, dict) or not all(isinstance(v, dict | None) for v in raw.values()):
         raise ConfigError(f"--grid file '{p}' must map attack names to {{param: value or [values]}}")
     return raw

@@ -65,6 +65,19 @@ Feature = int | str
 KINDS = ("range", "integer", "one_hot", "categorical", "immutable")
 
 
+def read_yaml_or_json(path: Path, *, what: str) -> Any:
+    """Parse a ``.json`` file as JSON, anything else as YAML (safe loader: no objects built)."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".json":
+            return json.loads(text)
+        import yaml
+
+        return yaml.safe_load(text)
+    except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
+        raise ConfigError(f"cannot parse {what} '{path}': {exc}") from exc
+
+
 @dataclass(frozen=True)
 class _Plan:
     """The constraints resolved to index tensors (float64, CPU); built once per model."""
@@ -213,17 +226,7 @@ class TabularConstraints(BaseModel):
         p = Path(path).expanduser()
         if not p.is_file():
             raise ConfigError(f"constraints file '{p}' does not exist")
-        text = p.read_text(encoding="utf-8")
-        try:
-            if p.suffix.lower() == ".json":
-                raw = json.loads(text)
-            else:
-                import yaml
-
-                raw = yaml.safe_load(text)
-        except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
-            raise ConfigError(f"cannot parse constraints file '{p}': {exc}") from exc
-        return cls.from_dict(raw, source=str(p))
+        return cls.from_dict(read_yaml_or_json(p, what="constraints file"), source=str(p))
 
     def dump(self, path: str | Path) -> Path:
         """Write as YAML (``.yaml``/``.yml``) or JSON (any other suffix)."""

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 from pydantic import Field
 
-from aisec.attacks.base import EvasionParams
+from aisec.attacks.base import EvasionParams, attack_params
 from aisec.core.errors import CapabilityError, ConfigError, DataError
 from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import AttackInfo, get_attack
@@ -269,18 +269,6 @@ def text_attack_info(name: str | AttackInfo) -> AttackInfo:
     return info
 
 
-def text_params(info: AttackInfo, params: TextAttackParams | dict[str, Any] | None) -> TextAttackParams:
-    cls: type[TextAttackParams] = info.cls.Params
-    if params is None:
-        return cls()
-    if isinstance(params, dict):
-        try:
-            return cls(**params)
-        except Exception as exc:
-            raise ConfigError(f"invalid parameters for attack '{info.name}': {exc}") from exc
-    return params if isinstance(params, cls) else cls(**params.model_dump())
-
-
 def run_text_attack(
     attack: str | AttackInfo,
     target: Target,
@@ -305,7 +293,7 @@ def run_text_attack(
     >>> out.adv_texts, out.words_changed
     """
     info = text_attack_info(attack)
-    p = text_params(info, params)
+    p: TextAttackParams = attack_params(info, params)
     tt = as_text_target(target, what=f"attack '{info.name}'")
     if p.norm not in info.norms:
         raise ConfigError(

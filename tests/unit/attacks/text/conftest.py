@@ -1,8 +1,6 @@
-"""A tiny BERT sentiment classifier trained in seconds (word vocabulary, real tokenizer) and a socket guard."""
+"""A tiny BERT sentiment classifier trained in seconds (word vocabulary, real tokenizer)."""
 
 from __future__ import annotations
-
-import socket
 
 import pytest
 import torch
@@ -24,14 +22,3 @@ def toy_batch() -> tuple[list[str], torch.Tensor]:
 
     return toy_sentiment(32, seed=123)
 
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Any attempt to open a connection or resolve a name fails the test."""
-
-    def refuse(*a, **k):
-        raise AssertionError("network touched")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
