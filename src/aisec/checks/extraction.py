@@ -44,9 +44,12 @@ class ExtractionParams(BaseModel):
     seed: int = 0
 
 
-@register_check("extraction", requires={Capability.PROBABILITIES})
+@register_check("extraction")
 class ExtractionCheck:
-    """Model extraction: surrogate fidelity from a query budget and transfer-attack success."""
+    """Model extraction: surrogate fidelity from a query budget and transfer-attack success.
+
+    Needs only the target's predictions: a label-only target's surrogate is trained on its hard
+    labels (``soft_labels`` is then ignored and recorded as false)."""
 
     Params = ExtractionParams
 
@@ -61,7 +64,8 @@ class ExtractionCheck:
         pool, xe, ye = x[:k], x[k:], y[k:]
         q0 = target.queries
         progress("extraction: train surrogate", 0, 3)
-        ex = extract(target, pool, query_budget=p.query_budget, epochs=p.epochs, soft=p.soft_labels, seed=p.seed)
+        soft = p.soft_labels and Capability.LABELS_ONLY not in target.spec.capabilities
+        ex = extract(target, pool, query_budget=p.query_budget, epochs=p.epochs, soft=soft, seed=p.seed)
         progress("extraction: fidelity", 1, 3)
         fid = fidelity(ex.surrogate, target, xe)
         progress("extraction: transfer", 2, 3)
@@ -69,7 +73,7 @@ class ExtractionCheck:
                              seed=p.seed)
         progress("extraction", 3, 3)
         used = target.queries - q0
-        pp = {"query_budget": p.query_budget, "train_samples": ex.train_samples, "soft_labels": p.soft_labels}
+        pp = {"query_budget": p.query_budget, "train_samples": ex.train_samples, "soft_labels": soft}
         tp = {**pp, "attack": "pgd", "norm": p.norm.value, "eps": p.eps, "steps": p.steps}
         ms = [
             Measurement(metric="extraction.fidelity", value=fid.agreement, unit="fraction", higher_is_better=False,

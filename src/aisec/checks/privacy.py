@@ -268,6 +268,15 @@ class PrivacyCheck:
         require_same_classes(target, nonmembers, role="non-member dataset")
         x_out_all, y_out_all = take(nonmembers)
         warnings: list[str] = []
+        caps = spec.capabilities
+        if params.attacks is None and (
+            Capability.LABELS_ONLY in caps or not caps & {Capability.PROBABILITIES, Capability.LOGITS}
+        ):
+            warnings.append(
+                f"target '{spec.name}' returns labels only: score-based membership attacks (loss, "
+                "confidence, shadow, LiRA, RMIA) were skipped; ran the label-only ones: "
+                + ", ".join(info.name for _, info in attacks)
+            )
         out_index = np.arange(x_out_all.shape[0])  # positions in the non-member dataset
         both = overlap(x_in_all, x_out_all)
         if both.size and params.drop_overlap:

@@ -99,6 +99,8 @@ def main() -> None:
               help="HTTP target: Open Inference Protocol v2 or plain JSON.")
 @click.option("--model-name", help="HTTP target: the model name on a v2 server.")
 @click.option("--timeout", type=float, help="HTTP target: seconds per request.")
+@click.option("--output-kind", type=click.Choice(["probabilities", "logits", "labels"]),
+              help="HTTP/ONNX target: what it returns; 'labels' = label-only.")
 @click.option("--query-log", type=click.Path(dir_okay=False), help="HTTP target: JSONL log of every query.")
 @click.option("--trust-model-code", is_flag=True, help="Allow unpickling code from the model file (UNSAFE).")
 @click.option("-o", "--out", type=click.Path(file_okay=False), help="Report folder (default aisec-report).")
@@ -154,7 +156,7 @@ def _plan_from(plan_file: str | None, f: dict[str, Any]) -> Any:
         model["query_budget"] = f["query_budget"]
     endpoint = dict(model.get("endpoint", {}))
     for flag, key in (("protocol", "protocol"), ("model_name", "model"), ("timeout", "timeout"),
-                      ("query_log", "log_path")):
+                      ("query_log", "log_path"), ("output_kind", "output")):
         if f[flag] is not None:
             endpoint[key] = f[flag]
     if endpoint:
@@ -352,7 +354,8 @@ def plugins(as_json: bool) -> None:
     load_plugins()
     attacks = [
         {"name": a.name, "kind": a.kind.value, "requires": sorted(c.value for c in a.requires),
-         "norms": sorted(n.value for n in a.norms), "targeted": a.targeted, "summary": a.summary,
+         "labels_only": not a.requires, "norms": sorted(n.value for n in a.norms), "targeted": a.targeted,
+         "summary": a.summary,
          "paper": a.paper, "params": {k: (str(v.default) if v.default is not None else None)
                                       for k, v in a.cls.Params.model_fields.items()}}
         for a in sorted(ATTACKS.values(), key=lambda a: a.name)
@@ -380,7 +383,8 @@ def plugins(as_json: bool) -> None:
     for col in ("name", "kind", "needs", "norms", "targeted", "summary"):
         t.add_column(col)
     for a in attacks:
-        t.add_row(a["name"], a["kind"], ", ".join(a["requires"]), ", ".join(a["norms"]),
+        needs = ", ".join(a["requires"]) or ("predicted labels" if a["labels_only"] else "-")
+        t.add_row(a["name"], a["kind"], needs, ", ".join(a["norms"]),
                   "yes" if a["targeted"] else "no", a["summary"])
     console.print(t)
     t = Table(title="membership-inference attacks (privacy check)")

@@ -53,6 +53,8 @@ from aisec.core.errors import ConfigError
 @click.option("--protocol", type=click.Choice(["v2", "json"]), help="HTTP target: Open Inference Protocol v2 or JSON.")
 @click.option("--model-name", help="HTTP target: the model name on a v2 server.")
 @click.option("--timeout", type=float, help="HTTP target: seconds per request.")
+@click.option("--output-kind", type=click.Choice(["probabilities", "logits", "labels"]),
+              help="HTTP/ONNX target: what it returns; 'labels' = label-only (decision-based attacks only).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-o", "--out", type=click.Path(file_okay=False), default="aisec-scan", show_default=True,
               help="Folder for scan.json, evidence.jsonl and constraints.yaml.")
@@ -61,7 +63,8 @@ from aisec.core.errors import ConfigError
 def scan_command(model: str, data: str, split: str | None, label_column: str | None, attacks: str | None,
                  budget: int, eps: str, grid_file: str | None, max_runs: int | None, constraints_src: str | None,
                  count: int | None, batch_size: int, query_budget: int | None, trust_model_code: bool,
-                 protocol: str | None, model_name: str | None, timeout: float | None, seed: int, out: str,
+                 protocol: str | None, model_name: str | None, timeout: float | None, output_kind: str | None,
+                 seed: int, out: str,
                  as_json: bool, quiet: bool) -> None:
     """Run black-box attacks over all samples and print runs, success %, best score and parameters,
     time and queries min/avg/max per attack."""
@@ -77,15 +80,15 @@ def scan_command(model: str, data: str, split: str | None, label_column: str | N
     if label_column is not None:
         opts["label_column"] = int(label_column) if label_column.lstrip("-").isdigit() else label_column
     dataset = load_dataset(data, **opts)
-    endpoint = {k: v for k, v in (("protocol", protocol), ("model", model_name), ("timeout", timeout))
-                if v is not None}
+    endpoint = {k: v for k, v in (("protocol", protocol), ("model", model_name), ("timeout", timeout),
+                                  ("output", output_kind)) if v is not None}
     target = load_model(ModelRef(path=model, trust_model_code=trust_model_code, query_budget=query_budget,
                                  endpoint=endpoint), dataset)
     constraints = _constraints(constraints_src, dataset)
     x, y = take(dataset, count)
     if constraints is not None:
         constraints.check_data(x, what=f"data '{dataset.info.name}'")  # before anything is written
-    grid = _grid(attacks, budget, _floats(eps, "--eps") or [0.1], grid_file)
+    grid = _grid(attacks, budget, _floats(eps, "--eps") or [0.1], grid_file, target.spec.capabilities)
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -127,7 +130,10 @@ def _constraints(src: str | None, dataset: Any) -> Any:
     return c
 
 
-def _grid(attacks: str | None, budget: int, eps: list[float], grid_file: str | None) -> dict[str, dict[str, Any]]:
+def _grid(attacks: str | None, budget: int, eps: list[float], grid_file: str | None,
+          caps: frozenset[Any] | None = None) -> dict[str, dict[str, Any]]:
+    """The attack grid. By default every black-box attack the target can serve: those needing at most
+    probabilities, or — for a label-only target (``caps`` without probabilities) — the decision-based ones."""
     from aisec.core.registry import ATTACKS, AttackKind, get_attack, load_plugins
     from aisec.core.types import Capability
 
@@ -135,7 +141,8 @@ def _grid(attacks: str | None, budget: int, eps: list[float], grid_file: str | N
         names = [a.strip() for a in attacks.split(",") if a.strip()]
     else:
         load_plugins()
-        names = sorted(n for n, a in ATTACKS.items() if a.requires <= {Capability.PROBABILITIES})
+        black = {Capability.PROBABILITIES} if caps is None else {Capability.PROBABILITIES} & caps
+        names = sorted(n for n, a in ATTACKS.items() if a.requires <= black)
     extra: dict[str, Any] = {}
     if grid_file:
         extra = _read_mapping(grid_file)

@@ -26,6 +26,7 @@ from aisec.attacks.base import Outcome, run_attack
 from aisec.core.errors import ConfigError
 from aisec.core.stats import Interval, wilson
 from aisec.core.target import Target
+from aisec.core.types import Capability
 from aisec.targets.torch import TorchTarget
 
 
@@ -80,10 +81,14 @@ def extract(
     jitter: float = 0.05,
     seed: int = 0,
 ) -> Extraction:
-    """Train a surrogate of ``target`` from at most ``query_budget`` queries on ``pool``."""
+    """Train a surrogate of ``target`` from at most ``query_budget`` queries on ``pool``.
+
+    A label-only target (:attr:`~aisec.core.types.Capability.LABELS_ONLY`) always trains on hard
+    labels: its one-hot rows carry no scores to distil."""
     if query_budget < 1:
         raise ConfigError(f"query_budget must be >= 1, got {query_budget}")
     spec = target.spec
+    soft = soft and Capability.LABELS_ONLY not in spec.capabilities
     lo, hi = spec.value_range
     g = torch.Generator().manual_seed(seed)
     reps = math.ceil(query_budget / max(pool.shape[0], 1))

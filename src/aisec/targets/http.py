@@ -6,6 +6,13 @@ Open Inference Protocol v2 (KServe, Triton, MLServer): ``POST {url}/v2/models/{m
 ``"{{inputs}}"`` is replaced by the batch as nested lists, and a dotted ``response_path``
 (``"predictions"``, ``"outputs.0.data"``) that leads to an ``(N, K)`` array of scores.
 
+Label-only endpoints (``output="labels"``) reply with one predicted class per sample instead: the
+json protocol's ``response_path`` leads to ``N`` class indices or class-name strings (mapped through
+``class_names``), the v2 protocol's output tensor holds ``N`` integers (datatype ``INT*``/``UINT*``).
+Such a target offers :attr:`~aisec.core.types.Capability.LABELS_ONLY`, never probabilities;
+``predict`` returns one-hot rows, which carry the label (``argmax``) and are *not* probabilities —
+only decision-based attacks (HopSkipJump, Boundary) and label-only membership attacks may use them.
+
 Every query is counted *before* it is sent, against a hard ``query_budget`` — each attempt,
 retries included, since a server counts what it receives. Timeouts and 5xx/429 replies are
 retried with exponential backoff; ``rate_limit`` caps requests per second; ``max_batch`` splits
@@ -63,7 +70,8 @@ class HttpTarget:
         model: v2 model name. ``input_name``/``output_name``: v2 tensor names (default: first output).
         request_template: json protocol body, e.g. ``{"instances": "{{inputs}}"}`` (the default).
         response_path: json protocol, dotted path to the scores, e.g. ``"predictions"``.
-        output: whether the endpoint returns ``probabilities`` or ``logits`` (softmax applied here).
+        output: whether the endpoint returns ``probabilities``, ``logits`` (softmax applied here) or
+            ``labels`` (one class per sample: indices, or names listed in ``class_names``).
         timeout: seconds per request; ``retries`` extra attempts with ``backoff * 2**k`` s waits.
         rate_limit: requests per second at most. ``max_batch``: samples per request.
         max_response_bytes: replies larger than this are cut off with an :class:`OutputError`.
@@ -105,8 +113,6 @@ class HttpTarget:
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"endpoint URL must start with http:// or https://, got {url!r}")
         kind = OutputKind(output)
-        if kind is OutputKind.LABELS:
-            raise ConfigError("label-only endpoints are not supported yet; return scores")
         self.protocol = protocol
         self.url = url.rstrip("/")
         self.endpoint = f"{self.url}/v2/models/{model}/infer" if protocol == "v2" else url
@@ -130,7 +136,7 @@ class HttpTarget:
         self._lock = threading.Lock()
         self._last_request = 0.0
         self._meter = QueryMeter(name or self.endpoint, query_budget)
-        caps = {Capability.PROBABILITIES}
+        caps = {Capability.LABELS_ONLY if kind is OutputKind.LABELS else Capability.PROBABILITIES}
         if query_budget is not None:
             caps.add(Capability.QUERY_BUDGET)
         self._spec = TargetSpec(
@@ -159,7 +165,8 @@ class HttpTarget:
         return self._meter.used
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        raise CapabilityError(f"target '{self._spec.name}' is an HTTP black box: it offers probabilities only")
+        offers = "predicted labels" if self.kind is OutputKind.LABELS else "probabilities"
+        raise CapabilityError(f"target '{self._spec.name}' is an HTTP black box: it offers {offers} only")
 
     def close(self) -> None:
         if self._owns_client:
@@ -172,6 +179,8 @@ class HttpTarget:
         self.close()
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Probabilities ``(N, K)``; for a label-only endpoint one-hot rows of the predicted labels
+        (a carrier of the label for ``argmax``, not a probability)."""
         arr = x.detach().cpu().float().numpy()
         n = arr.shape[0]
         if tuple(arr.shape[1:]) != self._spec.input_shape:
@@ -187,7 +196,7 @@ class HttpTarget:
                 exc.partial = part  # type: ignore[union-attr]
                 raise
         z = torch.from_numpy(np.concatenate(done)) if done else torch.zeros(0, self._spec.num_classes)
-        return z if self.kind is OutputKind.PROBABILITIES else torch.softmax(z, dim=1)
+        return torch.softmax(z, dim=1) if self.kind is OutputKind.LOGITS else z
 
     # -- one request ---------------------------------------------------------------------------
 
@@ -260,6 +269,8 @@ class HttpTarget:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise OutputError(f"endpoint {self.endpoint} did not return JSON ({exc}): {raw[:120]!r}") from exc
         k = self._spec.num_classes
+        if self.kind is OutputKind.LABELS:
+            return self._parse_labels(doc, raw, n)
         try:
             if self.protocol == "v2":
                 outs = doc["outputs"]
@@ -277,6 +288,65 @@ class HttpTarget:
         if not np.isfinite(arr).all():
             raise OutputError(f"endpoint {self.endpoint} returned NaN/inf scores")
         return arr
+
+    def _parse_labels(self, doc: Any, raw: bytes, n: int) -> np.ndarray:
+        """One-hot ``(n, K)`` rows from a label-only reply, after checking every label: an integer
+        (not a float, not a bool) in ``[0, K)`` or a name from ``class_names``, exactly ``n`` of them."""
+        try:
+            if self.protocol == "v2":
+                outs = doc["outputs"]
+                out = next(o for o in outs if o.get("name") == self.output_name) if self.output_name else outs[0]
+                dtype = str(out.get("datatype", "INT64")).upper()
+                values = out["data"]
+                shape = [int(s) for s in out.get("shape", [n])]
+            else:
+                values = _walk(doc, self.response_path)
+        except (KeyError, IndexError, TypeError, StopIteration, ValueError) as exc:
+            raise OutputError(
+                f"endpoint {self.endpoint} returned JSON without the expected labels "
+                f"({type(exc).__name__}: {exc}); reply starts {raw[:120]!r}"
+            ) from exc
+        if self.protocol == "v2":
+            if not dtype.startswith(("INT", "UINT", "BYTES")):
+                raise OutputError(
+                    f"endpoint {self.endpoint} returned a {dtype} tensor where labels (INT*/UINT*, or BYTES "
+                    "class names) were expected; if it returns scores, drop output='labels'"
+                )
+            if shape not in ([n], [n, 1]):
+                raise ShapeError(f"endpoint {self.endpoint} returned a label tensor of shape {shape}; expected [{n}]")
+        if not isinstance(values, list):
+            raise OutputError(f"endpoint {self.endpoint} returned {type(values).__name__} where a list of "
+                              f"{n} labels was expected")
+        values = [v[0] if isinstance(v, list) and len(v) == 1 else v for v in values]  # (n, 1) -> (n,)
+        if len(values) != n:
+            raise ShapeError(f"endpoint {self.endpoint} returned {len(values)} labels for {n} samples")
+        k = self._spec.num_classes
+        names = {c: i for i, c in enumerate(self._spec.class_names or ())}
+        labels = np.empty(n, dtype=np.int64)
+        for i, v in enumerate(values):
+            if isinstance(v, str):
+                if v not in names:
+                    known = ", ".join(repr(c) for c in list(names)[:10]) or "none (give class_names=...)"
+                    raise OutputError(
+                        f"endpoint {self.endpoint} returned the label {v!r} for sample {i}, which is not a "
+                        f"known class name; known: {known}"
+                    )
+                labels[i] = names[v]
+            elif isinstance(v, int) and not isinstance(v, bool):
+                if not 0 <= v < k:
+                    raise OutputError(
+                        f"endpoint {self.endpoint} returned the label {v} for sample {i}; labels must lie in "
+                        f"[0, {k}) for {k} classes"
+                    )
+                labels[i] = v
+            else:
+                raise OutputError(
+                    f"endpoint {self.endpoint} returned {v!r} ({type(v).__name__}) for sample {i}; a label-only "
+                    "endpoint must return integer class indices or class-name strings"
+                )
+        onehot = np.zeros((n, k), dtype=np.float32)
+        onehot[np.arange(n), labels] = 1.0
+        return onehot
 
     def _throttle(self) -> None:
         if not self.rate_limit:
@@ -297,7 +367,9 @@ class HttpTarget:
             "status": status, "latency_ms": round(dt * 1000, 3), "inputs_sha256": digest,
             "queries_total": self._meter.used,
         }
-        if scores is not None:
+        if scores is not None and self.kind is OutputKind.LABELS:
+            rec["labels"] = scores.argmax(1).tolist()
+        elif scores is not None:
             rec["scores"] = np.round(scores, 6).tolist()
         if error is not None:
             rec["error"] = error

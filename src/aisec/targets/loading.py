@@ -77,6 +77,7 @@ def load_target(
     query_budget: int | None = None,
     name: str | None = None,
     endpoint: dict[str, Any] | None = None,
+    output: str | None = None,
 ) -> Target:
     """Load ``model`` (an object, a file path, a model folder or an endpoint URL) as a target.
 
@@ -98,6 +99,8 @@ def load_target(
         normalization: mean/std the model expects, applied inside the target (torch models only).
         trust_model_code: allow unpickling, which can execute arbitrary code from the file.
         query_budget: cap on samples sent to a black-box (``predict_proba``) target.
+        output: for HTTP and ONNX targets, what the model returns: ``probabilities``, ``logits`` or
+            ``labels`` (label-only: one class per sample). Also read from ``endpoint["output"]``.
 
     Raises:
         TargetError: the file is missing, corrupt, of an unknown format, or needs ``arch``.
@@ -117,12 +120,16 @@ def load_target(
     if isinstance(model, str) and model.startswith(("http://", "https://")):
         from aisec.targets.http import HttpTarget
 
-        return HttpTarget(model, **common, name=name, query_budget=query_budget, **(endpoint or {}))
+        http_opts = dict(endpoint or {})
+        if output is not None:
+            http_opts["output"] = output
+        return HttpTarget(model, **common, name=name, query_budget=query_budget, **http_opts)
     if isinstance(model, str | Path) and Path(model).expanduser().suffix.lower() == ".onnx":
         from aisec.targets.onnx import OnnxTarget
 
+        kind = output if output is not None else (endpoint or {}).get("output")
         return OnnxTarget(Path(model).expanduser(), **common, name=name, normalization=normalization,
-                          query_budget=query_budget)
+                          query_budget=query_budget, output=kind)
     if isinstance(model, str | Path) and (Path(model).expanduser() / "config.json").is_file():
         from aisec.targets.hf import HfTextTarget
 

@@ -4,6 +4,11 @@ Loading an ONNX file runs no Python from it: the graph holds only ONNX operators
 counts queries and, with ``query_budget``, refuses a batch that would exceed it before running it.
 Graphs with a fixed batch dimension are fed in chunks of that size.
 
+Label-only graphs (``output="labels"``, or detected when the first output is an integer tensor, as
+in sklearn-onnx classifiers whose first output is ``label``): the first integer output is read as
+one class per sample; the target offers :attr:`~aisec.core.types.Capability.LABELS_ONLY` and
+``predict`` returns one-hot rows — a carrier of the label for ``argmax``, not probabilities.
+
 >>> target = OnnxTarget("digits.onnx", input_shape=(1, 8, 8), num_classes=10)
 >>> target.predict(x).shape
 torch.Size([N, 10])
@@ -39,8 +44,9 @@ class OnnxTarget:
         path: the ``.onnx`` file.
         input_shape: shape of one sample as aisec sees it (reshaped to the graph's input shape).
         num_classes: checked against the graph's output on first use.
-        output: ``logits`` (softmax applied here), ``probabilities``, or ``None`` to detect it
-            from the first batch (non-negative rows summing to one are probabilities).
+        output: ``logits`` (softmax applied here), ``probabilities``, ``labels`` (an integer output
+            of class indices), or ``None`` to detect it: an integer first output means labels, else
+            the first batch decides (non-negative rows summing to one are probabilities).
         access: ``grey`` exposes logits (when the graph gives them); ``black`` only probabilities.
         normalization: mean/std applied before the graph, so attacks stay in the natural range.
         query_budget: hard cap on samples queried.
@@ -95,11 +101,20 @@ class OnnxTarget:
                 f"ONNX model {p.name} takes samples of shape {self._graph_shape} but input_shape "
                 f"{tuple(input_shape)} was declared"
             )
-        self._output_name: str = self._session.get_outputs()[0].name
+        outputs = self._session.get_outputs()
+        self._output_name: str = outputs[0].name
         acc = Access(access)
         self._kind = OutputKind(output) if output is not None else None
+        int_outs = [o for o in outputs if o.type in ("tensor(int64)", "tensor(int32)")]
+        if self._kind is None and outputs[0].type in ("tensor(int64)", "tensor(int32)"):
+            self._kind = OutputKind.LABELS
         if self._kind is OutputKind.LABELS:
-            raise ConfigError("ONNX label-only outputs are not supported; export scores or logits")
+            if not int_outs:
+                raise ConfigError(
+                    f"ONNX model {p.name} has no integer output to read labels from (outputs: "
+                    f"{', '.join(f'{o.name}: {o.type}' for o in outputs)}); drop output='labels' for scores"
+                )
+            self._output_name = int_outs[0].name
         norm = Normalization(**normalization) if isinstance(normalization, dict) else normalization
         self._norm = norm
         self._meter = QueryMeter(name or p.name, query_budget)
@@ -119,7 +134,7 @@ class OnnxTarget:
         self._spec = self._make_spec(self._kind or OutputKind.LOGITS)
 
     def _make_spec(self, kind: OutputKind) -> TargetSpec:
-        caps = {Capability.PROBABILITIES}
+        caps = {Capability.LABELS_ONLY if kind is OutputKind.LABELS else Capability.PROBABILITIES}
         if kind is OutputKind.LOGITS and self._args["access"] is Access.GREY:
             caps.add(Capability.LOGITS)
         if self._args["query_budget"] is not None:
@@ -135,13 +150,48 @@ class OnnxTarget:
         return self._meter.used
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
+        offers = "predicted labels only" if self._kind is OutputKind.LABELS else "scores but no gradients"
         raise CapabilityError(
-            f"target '{self._spec.name}' is an ONNX graph: it offers scores but no gradients "
+            f"target '{self._spec.name}' is an ONNX graph: it offers {offers} "
             "(use a black-box attack, or a transfer attack via the extraction check)"
         )
 
     def raw_scores(self, x: torch.Tensor) -> np.ndarray:
         """The graph's raw output ``(N, K)`` (logits or probabilities), counted as queries."""
+        if self._kind is OutputKind.LABELS:
+            raise CapabilityError(f"target '{self._spec.name}' is a label-only ONNX graph: it has no scores")
+        n = int(x.shape[0])
+        z = self._forward(x)
+        k = self._spec.num_classes
+        if z.ndim != 2 or z.shape[0] != n:
+            raise OutputError(f"ONNX model '{self._spec.name}' returned shape {z.shape} for {n} samples")
+        if z.shape[1] != k:
+            raise ShapeError(f"ONNX model '{self._spec.name}' has {z.shape[1]} outputs but {k} classes were declared")
+        if not np.isfinite(z).all():
+            raise OutputError(f"ONNX model '{self._spec.name}' produced NaN/inf outputs")
+        return z.astype(np.float32, copy=False)
+
+    def labels(self, x: torch.Tensor) -> torch.Tensor:
+        """Predicted labels ``(N,)`` of a label-only graph, counted as queries and checked: integers
+        in ``[0, num_classes)``, one per sample."""
+        n = int(x.shape[0])
+        z = self._forward(x)
+        name, k = self._spec.name, self._spec.num_classes
+        if z.ndim == 2 and z.shape[1] == 1:
+            z = z[:, 0]
+        if z.shape != (n,):
+            raise ShapeError(f"ONNX model '{name}' returned labels of shape {z.shape} for {n} samples; expected ({n},)")
+        if not np.issubdtype(z.dtype, np.integer):
+            raise OutputError(f"ONNX model '{name}' returned {z.dtype} labels; a label output must be integer")
+        if n and (int(z.min()) < 0 or int(z.max()) >= k):
+            raise OutputError(
+                f"ONNX model '{name}' returned labels in [{int(z.min())}, {int(z.max())}]; they must lie in "
+                f"[0, {k}) for {k} declared classes"
+            )
+        return torch.from_numpy(z.astype(np.int64, copy=False))
+
+    def _forward(self, x: torch.Tensor) -> np.ndarray:
+        """The selected graph output for ``x``, charged to the query budget first."""
         n = int(x.shape[0])
         self._meter.charge(n)
         arr = x.detach().cpu().float()
@@ -158,15 +208,11 @@ class OnnxTarget:
                 outs.append(self._run(np.concatenate([chunk, pad]))[: chunk.shape[0]])
             else:
                 outs.append(self._run(chunk))
-        z = np.concatenate(outs) if outs else np.zeros((0, self._spec.num_classes), np.float32)
-        k = self._spec.num_classes
-        if z.ndim != 2 or z.shape[0] != n:
-            raise OutputError(f"ONNX model '{self._spec.name}' returned shape {z.shape} for {n} samples")
-        if z.shape[1] != k:
-            raise ShapeError(f"ONNX model '{self._spec.name}' has {z.shape[1]} outputs but {k} classes were declared")
-        if not np.isfinite(z).all():
-            raise OutputError(f"ONNX model '{self._spec.name}' produced NaN/inf outputs")
-        return z.astype(np.float32, copy=False)
+        if outs:
+            return np.concatenate(outs)
+        if self._kind is OutputKind.LABELS:
+            return np.zeros((0,), np.int64)
+        return np.zeros((0, self._spec.num_classes), np.float32)
 
     def _run(self, a: np.ndarray) -> np.ndarray:
         try:
@@ -178,6 +224,11 @@ class OnnxTarget:
         return np.asarray(out)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Probabilities ``(N, K)``; for a label-only graph one-hot rows of the predicted labels
+        (a carrier of the label for ``argmax``, not a probability)."""
+        if self._kind is OutputKind.LABELS:
+            lab = self.labels(x)
+            return torch.nn.functional.one_hot(lab, self._spec.num_classes).float()
         z = torch.from_numpy(self.raw_scores(x))
         if self._kind is None and z.shape[0] > 0:
             is_prob = bool((z >= 0).all() and torch.allclose(z.sum(1), torch.ones(z.shape[0]), atol=1e-3))

@@ -81,6 +81,7 @@ def test_plugins_lists_every_attack_with_needs(runner):
     data = json.loads(res.stdout)
     names = {a["name"] for a in data["attacks"]}
     assert {"fgsm", "bim", "pgd", "cw", "deepfool", "jsma"} <= names
-    assert all(a["requires"] for a in data["attacks"])
+    assert all(a["requires"] or a["labels_only"] for a in data["attacks"])
+    assert {a["name"] for a in data["attacks"] if a["labels_only"]} == {"boundary", "hopskipjump"}
     assert "robustness" in {c["name"] for c in data["checks"]}
     assert data["errors"] == {}

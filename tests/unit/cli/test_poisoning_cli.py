@@ -37,12 +37,10 @@ def test_detect_backdoor_writes_evidence_and_report_with_out(runner, tmp_path) -
 
 
 def _flags(**over: object) -> dict[str, object]:
-    keys = ("model", "arch", "device", "trust_model_code", "query_budget", "protocol", "model_name", "timeout",
-            "query_log", "input_shape", "mean", "std", "data", "split", "checks", "attacks", "eps", "eps_l2",
-            "norm", "targeted", "count", "steps", "batch_size", "quantize", "clever_samples", "clever_norms",
-            "explainer", "explain_samples", "num_samples", "segmentation", "poison_rates", "train_mode",
-            "train_epochs", "train_lr", "detect_methods", "seed")
-    f: dict[str, object] = dict.fromkeys(keys)
+    """Every `aisec assess` option unset (as click passes them), then ``over``."""
+    from aisec.cli.main import assess
+
+    f: dict[str, object] = {p.name: None for p in assess.params if p.name}
     f.update(over)
     return f
 

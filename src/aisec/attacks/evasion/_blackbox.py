@@ -1,5 +1,11 @@
 """Query bookkeeping shared by the black-box attacks (Square, HopSkipJump, SimBA, Boundary).
 
+Score-based attacks (Square, SimBA) read probabilities through :func:`margin` and require
+:attr:`~aisec.core.types.Capability.PROBABILITIES`. Decision-based ones (HopSkipJump, Boundary) read
+nothing but ``argmax`` through :func:`is_adversarial`; they require :data:`DECISION_ONLY` (no
+capability: every target reveals its predicted label), so label-only targets — whose ``predict``
+returns one-hot rows — qualify, and so does every probability target.
+
 A :class:`QueryLedger` holds, for one batch, each sample's query count against the attack's
 per-sample ``max_queries`` and the target's remaining hard budget. Attacks ask it which samples
 can afford the next query *before* querying (:meth:`QueryLedger.afford`), so neither budget is ever
@@ -31,6 +37,10 @@ import torch
 from aisec.core.constraints import active_constraints
 from aisec.core.errors import ConfigError
 from aisec.core.target import Target
+from aisec.core.types import Capability
+
+DECISION_ONLY: frozenset[Capability] = frozenset()
+"""What a decision-based attack requires: nothing beyond the predicted label every target returns."""
 
 _RECORDER: ContextVar[list[torch.Tensor] | None] = ContextVar("aisec_query_recorder", default=None)
 
@@ -97,6 +107,7 @@ class QueryLedger:
 
 
 def is_adversarial(probs: torch.Tensor, y: torch.Tensor, target_labels: torch.Tensor | None) -> torch.Tensor:
+    """The decision alone: ``argmax`` of ``probs`` (probabilities, or one-hot labels) vs the goal."""
     pred = probs.argmax(1)
     return pred == target_labels if target_labels is not None else pred != y
 

@@ -3,7 +3,8 @@
 Brendel, Rauber & Bethge, "Decision-Based Adversarial Attacks: Reliable Attacks Against
 Black-Box Machine Learning Models", ICLR 2018, https://arxiv.org/abs/1712.04248
 
-Norms: l2. Needs: probabilities (arg-max only). Untargeted or targeted. Kind: minimum norm.
+Norms: l2. Needs: predicted labels only (every query is reduced to ``argmax``), so it runs on
+probability and label-only targets alike; it declares no capability. Untargeted or targeted. Kind: minimum norm.
 Starts from uniform noise that is already adversarial (binary-searched toward ``x``), then each
 iteration proposes, for every live sample at once, an orthogonal step on the sphere around ``x``
 (size ``spherical_step`` x distance) followed by a step toward ``x`` (``source_step`` x distance);
@@ -20,10 +21,10 @@ import torch
 from pydantic import Field
 
 from aisec.attacks.base import EvasionParams
-from aisec.attacks.evasion._blackbox import QueryLedger, bshape, find_starting_points, is_adversarial
+from aisec.attacks.evasion._blackbox import DECISION_ONLY, QueryLedger, bshape, find_starting_points, is_adversarial
 from aisec.core.registry import AttackKind, register_attack
 from aisec.core.target import Target
-from aisec.core.types import Capability, Norm
+from aisec.core.types import Norm
 
 
 class BoundaryParams(EvasionParams):
@@ -38,7 +39,7 @@ class BoundaryParams(EvasionParams):
 
 @register_attack(
     "boundary",
-    requires={Capability.PROBABILITIES},
+    requires=DECISION_ONLY,
     norms={Norm.L2},
     targeted=True,
     kind=AttackKind.MIN_NORM,

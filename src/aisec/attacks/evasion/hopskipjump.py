@@ -3,9 +3,11 @@
 Chen, Jordan & Wainwright, "HopSkipJumpAttack: A Query-Efficient Decision-Based Attack",
 IEEE S&P 2020, https://arxiv.org/abs/1904.02144
 
-Norms: l2, linf. Needs: probabilities (only the arg-max is used, so it works on label-only APIs
-wrapped as one-hot scores). Untargeted or targeted. Kind: minimum norm — it returns the closest
-adversarial example it found; robust accuracy at any eps follows from the distances.
+Norms: l2, linf. Needs: predicted labels only — every query is reduced to ``argmax`` (see
+:func:`~aisec.attacks.evasion._blackbox.is_adversarial`), so it runs on probability targets and on
+label-only targets alike (their one-hot rows carry the label); it declares no capability.
+Untargeted or targeted. Kind: minimum norm — it returns the closest adversarial example it found;
+robust accuracy at any eps follows from the distances.
 
 Per iteration, batched over all live samples: a binary search to the boundary (``search_steps``
 queries), a Monte-Carlo gradient-direction estimate at the boundary (``init_evals * sqrt(t)``
@@ -26,6 +28,7 @@ from pydantic import Field
 
 from aisec.attacks.base import EvasionParams
 from aisec.attacks.evasion._blackbox import (
+    DECISION_ONLY,
     QueryLedger,
     boundary_search,
     bshape,
@@ -35,7 +38,7 @@ from aisec.attacks.evasion._blackbox import (
 )
 from aisec.core.registry import AttackKind, register_attack
 from aisec.core.target import Target
-from aisec.core.types import Capability, Norm
+from aisec.core.types import Norm
 
 
 class HopSkipJumpParams(EvasionParams):
@@ -57,7 +60,7 @@ class HopSkipJumpParams(EvasionParams):
 
 @register_attack(
     "hopskipjump",
-    requires={Capability.PROBABILITIES},
+    requires=DECISION_ONLY,
     norms={Norm.L2, Norm.LINF},
     targeted=True,
     kind=AttackKind.MIN_NORM,
