@@ -352,7 +352,7 @@ def plugins(as_json: bool) -> None:
     from aisec.models.builtin import BUILTIN_MODELS
 
     load_plugins()
-    attacks = [
+    attacks: list[dict[str, Any]] = [
         {"name": a.name, "kind": a.kind.value, "requires": sorted(c.value for c in a.requires),
          "labels_only": not a.requires, "norms": sorted(n.value for n in a.norms), "targeted": a.targeted,
          "summary": a.summary,
@@ -362,7 +362,7 @@ def plugins(as_json: bool) -> None:
     ]
     from aisec.attacks.inference.base import inference_attacks
 
-    inference = [
+    inference: list[dict[str, Any]] = [
         {"name": a.name, "kind": "membership", "requires": sorted(c.value for c in a.requires),
          "needs_recipe": a.needs_recipe, "labels_only": a.labels_only, "summary": a.summary, "paper": a.paper,
          "params": {k: (str(v.default) if v.default is not None else None)
@@ -370,7 +370,8 @@ def plugins(as_json: bool) -> None:
         for a in inference_attacks()
     ]
     checks = [{"name": c.name, "summary": c.summary} for c in CHECKS.values()]
-    models = [{"name": k, "input_shape": v[1], "summary": v[2]} for k, v in BUILTIN_MODELS.items()]
+    models: list[dict[str, Any]] = [{"name": k, "input_shape": v[1], "summary": v[2]}
+                                    for k, v in BUILTIN_MODELS.items()]
     if as_json:
         click.echo(json.dumps({"attacks": attacks, "inference_attacks": inference, "checks": checks,
                                "models": models, "errors": PLUGIN_ERRORS}))
