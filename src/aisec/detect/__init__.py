@@ -26,16 +26,22 @@ METHODS: tuple[str, ...] = ("activation-clustering", "spectral-signatures", "neu
 
 def detect_backdoor(
     target: Target, data: Dataset, method: str = "neural-cleanse", *, samples: int | None = None,
-    threshold: float | None = None, expected_rate: float = 0.1, steps: int = 300, seed: int = 0,
+    threshold: float | None = None, expected_rate: float = 0.1, steps: int = 300, batch_size: int = 32,
+    seed: int = 0,
 ) -> Detection:
     """Look for a backdoor in ``target`` using (part of) its training data ``data``.
 
     Activation clustering and spectral signatures inspect the training samples (poisons included)
     and flag suspicious ones; Neural Cleanse needs only clean samples and reverse-engineers a
     trigger per class. The target is never modified (a copy of its module is used).
+    ``steps`` and ``batch_size`` (clean images per class and step) are Neural Cleanse's; its cost
+    grows with ``steps * batch_size * num_classes``. ``expected_rate`` is spectral signatures' bound
+    on the share of poisons within a backdoored class (see :func:`spectral_signatures`).
     """
     if method not in METHODS:
         raise ConfigError(f"unknown detection method '{method}'; choose one of {', '.join(METHODS)}")
+    if steps < 1 or batch_size < 1:
+        raise ConfigError(f"Neural Cleanse needs steps >= 1 and batch_size >= 1, got {steps} and {batch_size}")
     spec = target.spec
     if data.info.num_classes != spec.num_classes:
         raise ShapeError(
@@ -47,7 +53,7 @@ def detect_backdoor(
     check_inputs(spec, x, what=f"dataset '{data.info.name}'")
     torch.manual_seed(seed)
     if method == "neural-cleanse":
-        return neural_cleanse(model, x, spec.num_classes, steps=steps, seed=seed,
+        return neural_cleanse(model, x, spec.num_classes, steps=steps, batch_size=batch_size, seed=seed,
                               **({"threshold": threshold} if threshold is not None else {}))
     feats = batched_features(model, x)
     if method == "activation-clustering":

@@ -6,6 +6,11 @@ variance on that top direction, ``s_1^2 / sum s_i^2``; a backdoored class concen
 one direction (the trigger's). A class is suspected when that share is anomalously high across
 classes (robust z-score above ``threshold``). Flagged samples: in suspected classes, the
 ``1.5 * expected_rate`` fraction with the highest outlier scores (the paper's removal rule).
+
+``expected_rate`` bounds the share of poisons *within the backdoored class* (the paper's eps as used in
+its experiments, 5% / 10% of the target class; ART's ``expected_pp_poison``), not the poisoned share of
+the whole training set: a BadNets rate r of N samples put into a class of n_t samples is
+``r * N / n_t`` of that class (about a third at r = 5% on ten balanced classes).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from aisec.core.errors import ConfigError
 from aisec.detect._common import Detection, anomaly_index, to_numpy
 
 
@@ -20,6 +26,8 @@ def spectral_signatures(
     features: torch.Tensor, labels: torch.Tensor, num_classes: int, *, expected_rate: float = 0.1,
     threshold: float = 3.0,
 ) -> Detection:
+    if not 0.0 < expected_rate <= 1.0:
+        raise ConfigError(f"expected_rate is a share of a class's samples and must lie in (0, 1], got {expected_rate}")
     f = to_numpy(features)
     y = labels.cpu().numpy()
     share = np.full(num_classes, np.nan)
