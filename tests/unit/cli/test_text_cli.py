@@ -94,3 +94,27 @@ def test_bad_text_file_is_a_clean_cli_error(bert_folder, tmp_path):
     assert res.exit_code == 2
     assert "line 3, column 'label': the label is 'NaN'" in res.output
     assert not (tmp_path / "rep" / "evidence.jsonl").exists()
+
+
+def test_report_shows_adversarial_texts_marked_and_escapes_hostile_text(bert_folder, tmp_path):
+    """Texts and class names come from user files: the report shows them escaped, never as live HTML,
+    with the words HotFlip changed marked."""
+    from aisec.testing.text import toy_sentiment
+
+    texts, y = toy_sentiment(8, seed=5)
+    path = tmp_path / "hostile.csv"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for i, (t, k) in enumerate(zip(texts, y, strict=True)):
+            w.writerow([f"<script>alert({i})</script> {t}", ("<i>negative</i>", "<i>positive</i>")[int(k)]])
+    out = tmp_path / "rep"
+    res = CliRunner().invoke(main, [
+        "assess", "-m", str(bert_folder), "-d", str(path), "--text-column", "text", "--checks", "robustness",
+        "-c", "8", "--out", str(out), "-q",
+    ])
+    assert res.exit_code == 0, res.output
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "<script>alert(" not in html and "<i>negative</i>" not in html
+    assert "&lt;i&gt;negative&lt;/i&gt;" in html
+    assert "Examples: hotflip" in html and "<mark>" in html

@@ -29,7 +29,13 @@ def register_section(check: str) -> Callable[[SectionRenderer], SectionRenderer]
 
 
 def templates() -> Environment:
-    return Environment(loader=PackageLoader("aisec", "report/templates"), autoescape=select_autoescape())
+    """The report templates, HTML-escaped: names, texts and class labels come from user files.
+
+    The templates are named ``*.html.j2``, which jinja2's default ``select_autoescape()`` does not
+    recognise as HTML — so the extension is listed explicitly; pre-rendered HTML is marked ``|safe``.
+    """
+    return Environment(loader=PackageLoader("aisec", "report/templates"),
+                       autoescape=select_autoescape(enabled_extensions=("html.j2", "html", "htm", "xml")))
 
 
 def render_template(name: str, **context: Any) -> str:

@@ -1,8 +1,10 @@
-"""The robustness section: curves with CIs, per-eps table, example grids, CLEVER histogram."""
+"""The robustness section: curves with CIs, per-eps table, example grids (images) or original vs
+adversarial texts with the changed words marked (text), CLEVER histogram."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import difflib
+from typing import TYPE_CHECKING, Any
 
 from aisec.report import figures
 from aisec.report.sections import register_section, render_template
@@ -28,5 +30,32 @@ def robustness_section(result: Result, run: Run) -> str:
         "summary": result.summary, "warnings": result.warnings, "params": result.params,
         "curve_figs": figures.robustness_curves(result.summary), "example_figs": example_figs,
         "clever_fig": figures.clever_histogram(clever) if clever else None,
+        "text_examples": {k: [_marked(ex, classes) for ex in rows]
+                          for k, rows in (result.summary.get("text_examples") or {}).items()},
     }
     return render_template("robustness.html.j2", r=r)
+
+
+def _marked(ex: dict[str, Any], classes: list[str]) -> dict[str, Any]:
+    """A text example with each word of the adversarial text paired with whether the attack changed it.
+
+    The adversarial text comes back through the tokenizer (lower-cased, re-spaced), so words are
+    compared case-insensitively on whitespace-split, punctuation-stripped forms.
+    """
+    def norm(w: str) -> str:
+        return w.strip(".,;:!?\"'()[]").lower()
+
+    orig = (ex.get("text") or "").split()
+    adv = (ex.get("adv_text") or "").split()
+    same = [False] * len(adv)
+    sm = difflib.SequenceMatcher(a=[norm(w) for w in orig], b=[norm(w) for w in adv], autojunk=False)
+    for block in sm.get_matching_blocks():
+        for j in range(block.b, block.b + block.size):
+            same[j] = True
+
+    def name(k: int) -> str:
+        return classes[k] if 0 <= k < len(classes) else str(k)
+
+    return {**ex, "adv_words": [(w, not s) for w, s in zip(adv, same, strict=True)],
+            "label_name": name(int(ex["label"])), "pred_clean_name": name(int(ex["pred_clean"])),
+            "pred_adv_name": name(int(ex["pred_adv"]))}
