@@ -89,6 +89,11 @@ def main() -> None:
 @click.option("--train-epochs", type=int, help="Poisoning: training epochs per victim.")
 @click.option("--train-lr", type=float, help="Poisoning: learning rate of the victims' optimiser.")
 @click.option("--detect-methods", help="Backdoor: detectors, e.g. neural-cleanse,activation-clustering.")
+@click.option("--nonmembers", help="Privacy: held-out records of the same distribution (a dataset like --data, read "
+              "with the same --text-column/--label-column/--max-bytes; default for built-ins: the other split).")
+@click.option("--nonmembers-split", help="Privacy: split of --nonmembers (e.g. test).")
+@click.option("--mia-attacks", help="Privacy: membership attacks, e.g. loss,confidence,gap,lira (default: all that "
+              "the target and recipe allow).")
 @click.option("--seed", type=int, help="Random seed (default 0).")
 @click.option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--input-shape", help="Per-sample input shape, e.g. 1,28,28 (default: the data's).")
@@ -196,6 +201,8 @@ def _plan_from(plan_file: str | None, f: dict[str, Any]) -> Any:
         checks["explainability"] = ex
     if "poisoning" in checks:
         checks["poisoning"] = _poisoning_flags(dict(checks["poisoning"]), f)
+    if "privacy" in checks:
+        checks["privacy"] = _privacy_flags(dict(checks["privacy"]), data, f)
     if "backdoor" in checks and f["detect_methods"]:
         checks["backdoor"] = {**checks["backdoor"], "methods": _csv(f["detect_methods"])}
     plan = {"model": model, "data": data, "checks": checks, "seed": raw.get("seed", 0)}
@@ -204,6 +211,21 @@ def _plan_from(plan_file: str | None, f: dict[str, Any]) -> Any:
     if raw.get("target_of_evaluation_id"):
         plan["target_of_evaluation_id"] = raw["target_of_evaluation_id"]
     return Plan.parse(plan, source=plan_file or "command line")
+
+
+def _privacy_flags(p: dict[str, Any], data: dict[str, Any], f: dict[str, Any]) -> dict[str, Any]:
+    """Non-members as a dataset source read like the members (text/table options carried over, so
+    both byte tensors share a width), and the membership attacks to run."""
+    if f.get("nonmembers"):
+        options = {k: v for k, v in (data.get("options") or {}).items() if k != "split"}
+        if f.get("nonmembers_split"):
+            options["split"] = f["nonmembers_split"]
+        p["nonmembers"] = {"source": f["nonmembers"], "options": options}
+    elif f.get("nonmembers_split"):
+        raise click.UsageError("--nonmembers-split needs --nonmembers")
+    if f.get("mia_attacks"):
+        p["attacks"] = _csv(f["mia_attacks"])
+    return p
 
 
 def _poisoning_flags(p: dict[str, Any], f: dict[str, Any]) -> dict[str, Any]:

@@ -118,3 +118,29 @@ def test_report_shows_adversarial_texts_marked_and_escapes_hostile_text(bert_fol
     assert "<script>alert(" not in html and "<i>negative</i>" not in html
     assert "&lt;i&gt;negative&lt;/i&gt;" in html
     assert "Examples: hotflip" in html and "<mark>" in html
+
+
+def test_privacy_with_nonmembers_flag_reads_them_like_the_members(bert_folder, tmp_path):
+    """--nonmembers takes the members' text options (same --max-bytes, so the shapes agree)."""
+    from aisec.testing.text import toy_sentiment, training_texts
+
+    texts, y = training_texts()
+    members = _reviews(tmp_path / "members.csv", texts[:40], y[:40])
+    fresh, fy = toy_sentiment(200, seed=778)
+    keep = [i for i, t in enumerate(fresh) if t not in set(texts)][:40]
+    nonmembers = _reviews(tmp_path / "heldout.csv", [fresh[i] for i in keep], fy[keep])
+    out = tmp_path / "rep"
+    res = CliRunner().invoke(main, [
+        "assess", "-m", str(bert_folder), "-d", str(members), "--text-column", "text", "--max-bytes", "96",
+        "--checks", "privacy", "--nonmembers", str(nonmembers), "--mia-attacks", "loss,gap", "--out", str(out),
+        "--json", "-q",
+    ])
+    assert res.exit_code == 0, res.output
+    priv = json.loads(res.stdout)["checks"]["privacy"]["summary"]
+    assert {a["attack"] for a in priv["attacks"]} == {"loss", "gap"}
+    plan = yaml.safe_load((out / "plan.yaml").read_text())
+    assert plan["checks"]["privacy"]["nonmembers"] == {
+        "source": str(nonmembers), "options": {"text_column": "text", "max_bytes": 96}}
+    bad = CliRunner().invoke(main, ["assess", "-m", str(bert_folder), "-d", str(members), "--text-column", "text",
+                                    "--checks", "privacy", "--nonmembers-split", "test"])
+    assert bad.exit_code == 2 and "--nonmembers-split needs --nonmembers" in bad.output
