@@ -259,7 +259,11 @@ class PrivacyCheck:
         attacks = self._attacks(target, params)
         x_in_all, y_in_all = take(data)
         nonmembers, nm_source = self._nonmembers(data, x_in_all, params)
-        if tuple(nonmembers.info.sample_shape) != tuple(data.info.sample_shape):
+        # Texts travel as zero-padded UTF-8 bytes (aisec.data.text): two files' widths differ with their
+        # longest text, and padding the narrower set with zeros loses nothing.
+        byte_texts = (data.info.modality is Modality.TEXT and nonmembers.info.modality is Modality.TEXT
+                      and len(data.info.sample_shape) == 1 and len(nonmembers.info.sample_shape) == 1)
+        if tuple(nonmembers.info.sample_shape) != tuple(data.info.sample_shape) and not byte_texts:
             raise ShapeError(
                 f"members ('{data.info.name}') have per-sample shape {tuple(data.info.sample_shape)} but "
                 f"non-members ('{nonmembers.info.name}') have {tuple(nonmembers.info.sample_shape)}; both must "
@@ -267,6 +271,10 @@ class PrivacyCheck:
             )
         require_same_classes(target, nonmembers, role="non-member dataset")
         x_out_all, y_out_all = take(nonmembers)
+        if byte_texts and x_in_all.shape[1] != x_out_all.shape[1]:
+            width = max(x_in_all.shape[1], x_out_all.shape[1])
+            x_in_all = torch.nn.functional.pad(x_in_all, (0, width - x_in_all.shape[1]))
+            x_out_all = torch.nn.functional.pad(x_out_all, (0, width - x_out_all.shape[1]))
         warnings: list[str] = []
         caps = spec.capabilities
         if params.attacks is None and (

@@ -121,7 +121,8 @@ def test_report_shows_adversarial_texts_marked_and_escapes_hostile_text(bert_fol
 
 
 def test_privacy_with_nonmembers_flag_reads_them_like_the_members(bert_folder, tmp_path):
-    """--nonmembers takes the members' text options (same --max-bytes, so the shapes agree)."""
+    """--nonmembers takes the members' text options; the two files' byte widths differ (their longest
+    texts do) and the check pads the narrower set with zeros, which loses nothing."""
     from aisec.testing.text import toy_sentiment, training_texts
 
     texts, y = training_texts()
@@ -129,9 +130,13 @@ def test_privacy_with_nonmembers_flag_reads_them_like_the_members(bert_folder, t
     fresh, fy = toy_sentiment(200, seed=778)
     keep = [i for i, t in enumerate(fresh) if t not in set(texts)][:40]
     nonmembers = _reviews(tmp_path / "heldout.csv", [fresh[i] for i in keep], fy[keep])
+    from aisec.data.loading import load_dataset
+
+    widths = {load_dataset(p, text_column="text").info.sample_shape for p in (members, nonmembers)}
+    assert len(widths) == 2  # the case under test: different byte widths
     out = tmp_path / "rep"
     res = CliRunner().invoke(main, [
-        "assess", "-m", str(bert_folder), "-d", str(members), "--text-column", "text", "--max-bytes", "96",
+        "assess", "-m", str(bert_folder), "-d", str(members), "--text-column", "text",
         "--checks", "privacy", "--nonmembers", str(nonmembers), "--mia-attacks", "loss,gap", "--out", str(out),
         "--json", "-q",
     ])
@@ -140,7 +145,7 @@ def test_privacy_with_nonmembers_flag_reads_them_like_the_members(bert_folder, t
     assert {a["attack"] for a in priv["attacks"]} == {"loss", "gap"}
     plan = yaml.safe_load((out / "plan.yaml").read_text())
     assert plan["checks"]["privacy"]["nonmembers"] == {
-        "source": str(nonmembers), "options": {"text_column": "text", "max_bytes": 96}}
+        "source": str(nonmembers), "options": {"text_column": "text"}}
     bad = CliRunner().invoke(main, ["assess", "-m", str(bert_folder), "-d", str(members), "--text-column", "text",
                                     "--checks", "privacy", "--nonmembers-split", "test"])
     assert bad.exit_code == 2 and "--nonmembers-split needs --nonmembers" in bad.output
