@@ -135,3 +135,20 @@ def test_image_report_section_renders(result, digits_target, small_data, tmp_pat
     run = Run(run_id="r", plan=None, target=digits_target, data=small_data, results=[result], out=tmp_path)
     page = render(run)
     assert "Explainability" in page and "faithfulness by deletion" in page and page.count("data:image/png") >= 2
+
+
+def test_lime_text_pages_cannot_be_broken_out_of_by_class_names_or_text():
+    """LIME's page embeds class names and the text as JSON inside <script>; '</script>' in either must not
+    end the block (lime masks <>& in the raw text itself, but not in class names)."""
+    from aisec.report.sections.explainability import lime_text_html
+
+    def page(names: list[str], text: str) -> str:
+        return lime_text_html({"text": text, "explained": 0, "lime": {
+            "split_expression": r"\W+", "class_names": names, "predict_proba": [0.6, 0.4],
+            "weights": [0.3, -0.2, 0.1, 0.05]}})
+
+    benign = page(["neg", "pos"], "a film about cats")
+    hostile = page(["</script><script>alert(1)</script>", "pos"], "</script><script>alert(2)</script> a film")
+    assert "<script>alert(" not in hostile
+    assert "\\u003c/script\\u003e\\u003cscript\\u003ealert(1)" in hostile  # still shown, as data
+    assert hostile.count("</script>") == benign.count("</script>")  # only lime's own tags close blocks

@@ -8,7 +8,11 @@ interactive HTML page (``explanations/lime-text-<i>.html`` next to the report), 
 
 from __future__ import annotations
 
+import contextlib
+import json
+import types
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +24,32 @@ from aisec.report.sections import register_section, render_template
 if TYPE_CHECKING:
     from aisec.api import Run
     from aisec.core.check import Result
+
+
+def _script_safe_dumps(x: Any, **kwargs: Any) -> str:
+    """JSON that can sit inside a ``<script>`` block: ``<``, ``>`` and ``&`` as ``\\u`` escapes (what
+    Jinja's ``|tojson`` does), so no text or class name can close the block and inject markup."""
+    out = json.dumps(x, **kwargs)
+    return out.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+@contextlib.contextmanager
+def _lime_script_safe_json() -> Iterator[None]:
+    """lime builds its page with ``json.dumps`` of the raw text and class names inside ``<script>``;
+    swap in the script-safe version for the duration of ``as_html``."""
+    import lime.explanation
+    import lime.lime_text
+
+    shim = types.SimpleNamespace(dumps=_script_safe_dumps, loads=json.loads)
+    mods = (lime.explanation, lime.lime_text)
+    saved = [m.json for m in mods]  # type: ignore[attr-defined]
+    try:
+        for m in mods:
+            m.json = shim  # type: ignore[attr-defined]
+        yield
+    finally:
+        for m, j in zip(mods, saved, strict=True):
+            m.json = j  # type: ignore[attr-defined]
 
 
 def lime_text_html(example: dict[str, Any], num_features: int = 10) -> str:
@@ -35,8 +65,8 @@ def lime_text_html(example: dict[str, Any], num_features: int = 10) -> str:
     label = int(example["explained"])
     weights = list(enumerate(float(w) for w in info["weights"]))
     exp.local_exp = {label: sorted(weights, key=lambda t: abs(t[1]), reverse=True)[:num_features]}
-    with warnings.catch_warnings():  # lime 0.2.0.1 reads its bundle.js without closing the file
-        warnings.simplefilter("ignore", ResourceWarning)
+    with warnings.catch_warnings(), _lime_script_safe_json():
+        warnings.simplefilter("ignore", ResourceWarning)  # lime 0.2.0.1 reads its bundle.js without closing it
         return str(exp.as_html(labels=[label]))
 
 
