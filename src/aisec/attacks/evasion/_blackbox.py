@@ -33,7 +33,9 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 
 import torch
+from pydantic import Field
 
+from aisec.attacks.base import EvasionParams
 from aisec.core.constraints import active_constraints
 from aisec.core.errors import ConfigError
 from aisec.core.target import Target
@@ -128,6 +130,36 @@ def flat_norm(d: torch.Tensor, linf: bool) -> torch.Tensor:
 
 def bshape(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.view(-1, *([1] * (like.ndim - 1)))
+
+
+class DecisionParams(EvasionParams):
+    """Parameters every decision-based attack (HopSkipJump, Boundary) shares."""
+
+    max_queries: int = Field(default=1000, ge=1, description="Queries per sample, all phases included.")
+    init_trials: int = Field(default=100, ge=1, description="Random-noise tries for a starting point.")
+    search_steps: int = Field(default=10, ge=1, description="Binary-search steps to the boundary.")
+
+
+def start_decision_attack(
+    ledger: QueryLedger,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    target_labels: torch.Tensor | None,
+    lo: float,
+    hi: float,
+    params: DecisionParams,
+    *,
+    linf: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where a decision-based attack starts: one query finds the samples already misclassified (they
+    need no search); the others get :func:`find_starting_points`. Returns ``(x_adv, found)``."""
+    idx = ledger.afford(torch.arange(x.shape[0]))
+    done = torch.zeros(x.shape[0], dtype=torch.bool)
+    if idx.numel():
+        tl = target_labels[idx] if target_labels is not None else None
+        done[idx] = is_adversarial(ledger.query(x[idx], idx), y[idx], tl).cpu()
+    return find_starting_points(ledger, x, y, target_labels, lo, hi, ~done, trials=params.init_trials,
+                                search_steps=params.search_steps, linf=linf)
 
 
 def find_starting_points(

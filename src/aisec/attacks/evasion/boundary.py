@@ -20,21 +20,24 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from aisec.attacks.base import EvasionParams
-from aisec.attacks.evasion._blackbox import DECISION_ONLY, QueryLedger, bshape, find_starting_points, is_adversarial
+from aisec.attacks.evasion._blackbox import (
+    DECISION_ONLY,
+    DecisionParams,
+    QueryLedger,
+    bshape,
+    is_adversarial,
+    start_decision_attack,
+)
 from aisec.core.registry import AttackKind, register_attack
 from aisec.core.target import Target
 from aisec.core.types import Norm
 
 
-class BoundaryParams(EvasionParams):
+class BoundaryParams(DecisionParams):
     norm: Norm = Norm.L2
-    max_queries: int = Field(default=1000, ge=1, description="Queries per sample, all phases included.")
     spherical_step: float = Field(default=0.05, gt=0, description="Orthogonal step, relative to the distance.")
     source_step: float = Field(default=0.05, gt=0, description="Step toward the original, relative.")
     step_adapt: float = Field(default=1.5, gt=1, description="Step-size multiplier on success.")
-    init_trials: int = Field(default=100, ge=1, description="Random-noise tries for a starting point.")
-    search_steps: int = Field(default=10, ge=1, description="Binary-search steps after initialisation.")
 
 
 @register_attack(
@@ -62,14 +65,7 @@ class Boundary:
         lo, hi = target.spec.value_range
         n = x.shape[0]
         ledger = QueryLedger(target, n, params.max_queries)
-        idx = ledger.afford(torch.arange(n))
-        done = torch.zeros(n, dtype=torch.bool)
-        if idx.numel():
-            tl = target_labels[idx] if target_labels is not None else None
-            done[idx] = is_adversarial(ledger.query(x[idx], idx), y[idx], tl).cpu()
-        x_adv, found = find_starting_points(
-            ledger, x, y, target_labels, lo, hi, ~done, trials=params.init_trials, search_steps=params.search_steps
-        )
+        x_adv, found = start_decision_attack(ledger, x, y, target_labels, lo, hi, params)
         sph = torch.full((n,), params.spherical_step, device=x.device)
         src = torch.full((n,), params.source_step, device=x.device)
         while True:

@@ -26,30 +26,27 @@ import math
 import torch
 from pydantic import Field
 
-from aisec.attacks.base import EvasionParams
 from aisec.attacks.evasion._blackbox import (
     DECISION_ONLY,
+    DecisionParams,
     QueryLedger,
     boundary_search,
     bshape,
-    find_starting_points,
     flat_norm,
     is_adversarial,
+    start_decision_attack,
 )
 from aisec.core.registry import AttackKind, register_attack
 from aisec.core.target import Target
 from aisec.core.types import Norm
 
 
-class HopSkipJumpParams(EvasionParams):
+class HopSkipJumpParams(DecisionParams):
     norm: Norm = Norm.L2
-    max_queries: int = Field(default=1000, ge=1, description="Queries per sample, all phases included.")
     max_iter: int = Field(default=50, ge=1, description="Gradient-estimation iterations.")
     init_evals: int = Field(default=100, ge=1, description="Gradient evaluations at the first iteration.")
     max_evals: int = Field(default=1000, ge=1, description="Cap on gradient evaluations per iteration.")
     gamma: float = Field(default=1.0, gt=0, description="Sets the probe size delta = gamma * dist / d.")
-    init_trials: int = Field(default=100, ge=1, description="Random-noise tries for a starting point.")
-    search_steps: int = Field(default=10, ge=1, description="Binary-search steps to the boundary.")
     step_search_steps: int = Field(default=10, ge=1, description="Halvings of the geometric step search.")
     probe_batch: int = Field(
         default=512, ge=1,
@@ -85,16 +82,7 @@ class HopSkipJump:
         n = x.shape[0]
         d = x[0].numel()
         ledger = QueryLedger(target, n, params.max_queries)
-        # Samples already misclassified need no search; one query tells.
-        idx = ledger.afford(torch.arange(n))
-        done = torch.zeros(n, dtype=torch.bool)
-        if idx.numel():
-            tl = target_labels[idx] if target_labels is not None else None
-            done[idx] = is_adversarial(ledger.query(x[idx], idx), y[idx], tl).cpu()
-        x_adv, found = find_starting_points(
-            ledger, x, y, target_labels, lo, hi, ~done,
-            trials=params.init_trials, search_steps=params.search_steps, linf=linf,
-        )
+        x_adv, found = start_decision_attack(ledger, x, y, target_labels, lo, hi, params, linf=linf)
         overhead = params.search_steps + params.step_search_steps
         for t in range(1, params.max_iter + 1):
             live = torch.nonzero(found).flatten()
