@@ -9,9 +9,8 @@ with the results of earlier requests kept in ``.partial``.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
@@ -23,10 +22,13 @@ from aisec.attacks.base import run_attack
 from aisec.core.errors import CapabilityError, OutputError, ShapeError
 from aisec.core.types import Capability, OutputKind
 from aisec.targets.http import HttpTarget
+from aisec.testing.v2_server import LoopbackServer
 
 
-class LabelServer:
+class LabelServer(LoopbackServer):
     """``POST /predict`` with ``{"instances": [...]}`` → ``{"labels": [...]}`` from ``label_fn``."""
+
+    path = "/predict"
 
     def __init__(self, label_fn: Callable[[np.ndarray], list[Any]]) -> None:
         self.label_fn = label_fn
@@ -50,23 +52,11 @@ class LabelServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/predict"
+        super().__init__(Handler)
 
     def __enter__(self) -> LabelServer:
-        self._thread.start()
+        super().__enter__()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
 
 
 def label_target(url: str, **kw: Any) -> HttpTarget:

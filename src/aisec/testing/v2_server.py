@@ -24,7 +24,33 @@ import numpy as np
 import torch
 
 
-class V2Server:
+class LoopbackServer:
+    """A threaded HTTP server on 127.0.0.1 (a free port) serving ``handler``, as a context manager;
+    ``url`` is its address plus ``path``."""
+
+    path = ""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}{self.path}"
+
+    def __enter__(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+
+class V2Server(LoopbackServer):
     def __init__(
         self,
         predict: Callable[[torch.Tensor], torch.Tensor],
@@ -44,23 +70,11 @@ class V2Server:
         self.requests = 0
         self.samples = 0
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__(self._handler())
 
     def __enter__(self) -> V2Server:
-        self._thread.start()
+        super().__enter__()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
