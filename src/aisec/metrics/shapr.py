@@ -68,7 +68,7 @@ def knn_shapley_matrix(
     return _block(
         _as_tensor(train_out, torch.float64), _as_tensor(y_train, torch.long),
         _as_tensor(test_out, torch.float64), _as_tensor(y_test, torch.long), k, reduce=False,
-    )
+    )[0]
 
 
 def _coefficients(n: int, k: int) -> torch.Tensor:
@@ -79,7 +79,9 @@ def _coefficients(n: int, k: int) -> torch.Tensor:
 def _block(
     train: torch.Tensor, ytr: torch.Tensor, test: torch.Tensor, yte: torch.Tensor, k: int, *,
     reduce: bool, train_sq: torch.Tensor | None = None, coef: torch.Tensor | None = None,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shapley values of one block of test points — summed per training record ``(N,)`` when
+    ``reduce``, else ``(B, N)`` — and each test point's K-NN utility ``(B,)``, from the same sort."""
     n = train.shape[0]
     sq = train_sq if train_sq is not None else (train * train).sum(1)
     c = coef if coef is not None else _coefficients(n, k)
@@ -90,20 +92,12 @@ def _block(
     diff = (match[:, :-1] - match[:, 1:]) * c
     tail = torch.flip(torch.cumsum(torch.flip(diff, [1]), 1), [1])
     s = torch.cat([tail, torch.zeros_like(match[:, :1])], 1) + match[:, -1:] / n
+    utility = match[:, :k].sum(1) / k  # U(D; t): share of the K nearest with the test label
     if reduce:
         out = torch.zeros(n, dtype=torch.float64)
         out.index_add_(0, order.reshape(-1), s.reshape(-1))
-        return out
-    return torch.zeros_like(s).scatter_(1, order, s)
-
-
-def _utility(train: torch.Tensor, ytr: torch.Tensor, test: torch.Tensor, yte: torch.Tensor, k: int,
-             train_sq: torch.Tensor) -> torch.Tensor:
-    """U(D; t) = share of the K nearest training outputs with the test label, per test point."""
-    d = _sq_distances(test, train, train_sq)
-    kk = min(k, train.shape[0])
-    near = torch.topk(d, kk, dim=1, largest=False, sorted=True).indices
-    return (ytr[near] == yte.unsqueeze(1)).to(torch.float64).sum(1) / k
+        return out, utility
+    return torch.zeros_like(s).scatter_(1, order, s), utility
 
 
 @dataclass(frozen=True)
@@ -129,17 +123,10 @@ def shapr_result(
     block: int | None = None,
     progress: Progress = no_progress,
 ) -> ShaprResult:
-    """:func:`shapr_values` plus each test point's K-NN utility (for the score's interval)."""
-    values = shapr_values(train_out, y_train, test_out, y_test, k=k, block=block, progress=progress)
-    train = _as_tensor(train_out, torch.float64)
-    test = _as_tensor(test_out, torch.float64)
-    ytr = _as_tensor(y_train, torch.long).reshape(-1)
-    yte = _as_tensor(y_test, torch.long).reshape(-1)
-    sq = (train * train).sum(1)
-    b = block or max(1, min(test.shape[0], (1 << 22) // max(train.shape[0], 1)))
-    util = torch.cat([_utility(train, ytr, test[i : i + b], yte[i : i + b], k, sq)
-                      for i in range(0, test.shape[0], b)])
-    return ShaprResult(values=values, utility=util.numpy())
+    """:func:`shapr_values` plus each test point's K-NN utility (for the score's interval), both
+    from one pass over the distance blocks."""
+    values, utility = _shapr(train_out, y_train, test_out, y_test, k=k, block=block, progress=progress)
+    return ShaprResult(values=values, utility=utility)
 
 
 def shapr_values(
@@ -162,6 +149,19 @@ def shapr_values(
         k: neighbours of the K-NN utility (ART uses 1).
         block: test points per block (default: about 4M distance entries per block).
     """
+    return _shapr(train_out, y_train, test_out, y_test, k=k, block=block, progress=progress)[0]
+
+
+def _shapr(
+    train_out: np.ndarray | torch.Tensor,
+    y_train: np.ndarray | torch.Tensor,
+    test_out: np.ndarray | torch.Tensor,
+    y_test: np.ndarray | torch.Tensor,
+    *,
+    k: int,
+    block: int | None,
+    progress: Progress,
+) -> tuple[np.ndarray, np.ndarray]:
     train = _as_tensor(train_out, torch.float64)
     test = _as_tensor(test_out, torch.float64)
     ytr = _as_tensor(y_train, torch.long).reshape(-1)
@@ -180,10 +180,13 @@ def shapr_values(
     sq = (train * train).sum(1)
     coef = _coefficients(n, k)
     total = torch.zeros(n, dtype=torch.float64)
+    utility = []
     for i in range(0, m, b):
-        total += _block(train, ytr, test[i : i + b], yte[i : i + b], k, reduce=True, train_sq=sq, coef=coef)
+        part, u = _block(train, ytr, test[i : i + b], yte[i : i + b], k, reduce=True, train_sq=sq, coef=coef)
+        total += part
+        utility.append(u)
         progress("SHAPr", min(i + b, m), m)
-    return (total * (n / m)).numpy()
+    return (total * (n / m)).numpy(), torch.cat(utility).numpy()
 
 
 @dataclass(frozen=True)
