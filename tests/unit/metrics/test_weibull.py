@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from aisec.metrics.weibull import reverse_weibull_location, weibull_min_fit, weibull_min_nll
@@ -147,6 +147,7 @@ def test_chunked_rows_agree():
 
 
 @settings(max_examples=25, deadline=None)
+@example(a=4.5, b=0.0, seed=983, penalty=0.0)  # a flat profile: loc resolved to 3e-6 of its distance
 @given(
     a=st.floats(0.01, 100.0),
     b=st.floats(-100.0, 100.0),
@@ -154,9 +155,16 @@ def test_chunked_rows_agree():
     penalty=st.sampled_from([0.0, 0.01]),
 )
 def test_affine_equivariance(a, b, seed, penalty):
-    """fit(a·x + b) has loc a·loc + b and the same shape: CLEVER does not depend on logit units."""
+    """fit(a·x + b) has loc a·loc + b and the same shape: CLEVER does not depend on logit units.
+
+    The location is only as precise as the likelihood resolves it: with large shapes the profile is
+    flat in the distance from loc to min(x), and the rounding of a·x + b moves the golden-section
+    optimum by up to a few 1e-6 of that distance (seed 983, a = 4.5: 3.0e-6). Hence the tolerance
+    1e-5 · a · distance on top of the float64 rounding of the affine map itself."""
     data = torch.from_numpy(synthetic_maxima(2, 20, seed=seed))
     f1 = weibull_min_fit(data, shape_penalty=penalty)
     f2 = weibull_min_fit(a * data + b, shape_penalty=penalty)
-    torch.testing.assert_close(f2.loc, a * f1.loc + b, rtol=1e-6, atol=1e-6 * (abs(b) + a))
+    distance = data.amin(1) - f1.loc
+    torch.testing.assert_close(f2.loc, a * f1.loc + b, rtol=1e-6,
+                               atol=(1e-6 * (abs(b) + a) + 1e-5 * a * distance).max().item())
     torch.testing.assert_close(f2.shape, f1.shape, rtol=1e-5, atol=1e-6)
