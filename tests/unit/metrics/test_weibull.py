@@ -147,7 +147,8 @@ def test_chunked_rows_agree():
 
 
 @settings(max_examples=25, deadline=None)
-@example(a=4.5, b=0.0, seed=983, penalty=0.0)  # a flat profile: loc resolved to 3e-6 of its distance
+@example(a=4.5, b=0.0, seed=983, penalty=0.0)  # flat profiles: loc resolved to 3e-6 / 1.8e-5 of its distance
+@example(a=1.5, b=0.0, seed=4299, penalty=0.0)
 @given(
     a=st.floats(0.01, 100.0),
     b=st.floats(-100.0, 100.0),
@@ -155,16 +156,22 @@ def test_chunked_rows_agree():
     penalty=st.sampled_from([0.0, 0.01]),
 )
 def test_affine_equivariance(a, b, seed, penalty):
-    """fit(a·x + b) has loc a·loc + b and the same shape: CLEVER does not depend on logit units.
+    """fit(a·x + b) is the affine image of fit(x): CLEVER does not depend on logit units.
 
-    The location is only as precise as the likelihood resolves it: with large shapes the profile is
-    flat in the distance from loc to min(x), and the rounding of a·x + b moves the golden-section
-    optimum by up to a few 1e-6 of that distance (seed 983, a = 4.5: 3.0e-6). Hence the tolerance
-    1e-5 · a · distance on top of the float64 rounding of the affine map itself."""
+    The maximised likelihood is checked tightly (nll(a·x + b) = nll(x) + N·log a). The location is only
+    as precise as the likelihood resolves it: at large shapes the profile is flat in the distance from
+    loc to min(x), and the rounding of a·x + b moves the golden-section optimum by a small fraction of
+    that distance (measured up to 1.8e-5 at shape 75: a = 1.5, seed 4299) while the likelihood agrees
+    to 1e-8 (unpenalised fits) — so loc and shape get a tolerance relative to that distance / 1e-4."""
     data = torch.from_numpy(synthetic_maxima(2, 20, seed=seed))
     f1 = weibull_min_fit(data, shape_penalty=penalty)
     f2 = weibull_min_fit(a * data + b, shape_penalty=penalty)
+    n = data.shape[1]
+    # With a penalty the reported (unpenalised) nll is not at its own optimum, so it moves linearly
+    # with the location's resolution rather than quadratically.
+    nll_tol = 1e-8 if penalty == 0 else 1e-6
+    torch.testing.assert_close(f2.nll, f1.nll + n * math.log(a), rtol=nll_tol, atol=nll_tol)
     distance = data.amin(1) - f1.loc
     torch.testing.assert_close(f2.loc, a * f1.loc + b, rtol=1e-6,
-                               atol=(1e-6 * (abs(b) + a) + 1e-5 * a * distance).max().item())
-    torch.testing.assert_close(f2.shape, f1.shape, rtol=1e-5, atol=1e-6)
+                               atol=(1e-6 * (abs(b) + a) + 1e-4 * a * distance).max().item())
+    torch.testing.assert_close(f2.shape, f1.shape, rtol=1e-4, atol=1e-6)
