@@ -23,6 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from aisec.core.constraints import TabularConstraints
 from aisec.core.dataset import take
 from aisec.data.builtin import breast_cancer
+from aisec.data.table import constraints_from_csv
 
 
 def main() -> None:
@@ -57,7 +58,7 @@ def main() -> None:
     span = np.where(hi > lo, hi - lo, 1.0)
     joblib.dump(LogisticRegression(max_iter=3000).fit((raw[train] - lo) / span, d.target[train]),
                 root / "bc_lr_csv.pkl")
-    c = TabularConstraints.from_csv(root / "bc_test.csv")
+    c = constraints_from_csv(root / "bc_test.csv")
     keep = c.model_dump(exclude={"offset", "scale"})
     c = TabularConstraints(**{**keep, "immutable": ("mean_radius", "mean_texture")})
     c.dump(root / "constraints.yaml")

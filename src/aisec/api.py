@@ -11,7 +11,6 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,56 +21,11 @@ from aisec.core.check import Result
 from aisec.core.dataset import Dataset
 from aisec.core.errors import AisecError, ConfigError
 from aisec.core.evidence import Environment, Evidence, RawRef, Resource, file_sha256, write_jsonl
+from aisec.core.plan import Plan
 from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import get_check
+from aisec.core.run import Run
 from aisec.core.target import Target
-from aisec.plan import Plan
-
-
-@dataclass
-class Run:
-    """One assessment: the plan, what each check found, and the evidence written."""
-
-    run_id: str
-    plan: Plan | None
-    target: Target
-    data: Dataset
-    results: list[Result] = field(default_factory=list)
-    evidence: list[Evidence] = field(default_factory=list)
-    out: Path | None = None
-    errors: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    related: list[Run] = field(default_factory=list)
-    policy: Any = None
-    verdict: Any = None
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "model": self.target.spec.name,
-            "dataset": self.data.info.name,
-            "out": str(self.out) if self.out else None,
-            "seconds": round(self.seconds, 3),
-            "checks": {r.check: {"seconds": round(r.seconds, 3), "warnings": r.warnings,
-                                 "summary": _jsonable(r.summary)} for r in self.results},
-            "evidence": [e.model_dump(mode="json") for e in self.evidence],
-            "errors": self.errors,
-            **({"verdict": self.verdict.model_dump(mode="json")} if self.verdict is not None else {}),
-            **({"related": [r.summary() for r in self.related]} if self.related else {}),
-        }
-
-    def judge(self) -> None:
-        """Judge the evidence against the run's policy (default: Clouditor's AISecurity thresholds).
-
-        The verdict heads every report; a policy that cannot be applied is reported as an error
-        of the run rather than hiding the measurements.
-        """
-        from aisec.policy import evaluate_policy
-
-        try:
-            self.verdict = evaluate_policy(self.evidence, self.policy)
-        except AisecError as exc:
-            self.errors.append(f"policy could not be applied: {exc}")
 
 
 def load_model(plan_model: Any, data: Dataset) -> Target:
@@ -181,10 +135,24 @@ def assess(
         if on_evidence is not None:
             on_evidence(records)
     run.seconds = time.perf_counter() - t0
-    run.judge()
+    judge(run)
     if out_dir is not None:
         write_reports(run)
     return run
+
+
+def judge(run: Run) -> None:
+    """Judge the run's evidence against its policy (default: Clouditor's AISecurity thresholds), once.
+
+    The verdict heads every report; a policy that cannot be applied is reported as an error
+    of the run rather than hiding the measurements.
+    """
+    from aisec.policy.rules import evaluate_policy
+
+    try:
+        run.verdict = evaluate_policy(run.evidence, run.policy)
+    except AisecError as exc:
+        run.errors.append(f"policy could not be applied: {exc}")
 
 
 def write_reports(run: Run) -> None:
@@ -256,20 +224,6 @@ def _write_result(out_dir: Path, run: Run) -> None:
     tmp = out_dir / "result.json.tmp"
     tmp.write_text(json.dumps(run.summary(), indent=2, default=str), encoding="utf-8")
     tmp.replace(out_dir / "result.json")
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (np.floating, float)):
-        return None if not np.isfinite(obj) else float(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 __all__ = ["AisecError", "Run", "assess", "load_data", "load_model", "run_plan"]

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from aisec.attacks.base import run_attack
+from aisec.campaigns.scan import scan
 from aisec.core.errors import BudgetExceeded, OutputError, ShapeError
-from aisec.scan import scan
 from aisec.targets.http import EndpointError, HttpTarget
 from aisec.testing.v2_server import V2Server
 

@@ -35,6 +35,7 @@ from aisec.attacks.text.base import (
     text_attack_info,
     to_token_ids,
 )
+from aisec.checks._attack_spec import AttackSpec
 from aisec.core.check import Result
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError
@@ -55,8 +56,6 @@ EMBEDDING_EPS = [0.01, 0.03, 0.1, 0.3, 1.0]
 
 def default_text_attacks() -> list[Any]:
     """HotFlip at 1/2/3 words and embedding PGD (L2, relative eps 0.01 … 1.0) as the lower-bound line."""
-    from aisec.checks.robustness import AttackSpec
-
     return [AttackSpec(name="hotflip", eps=list(WORD_BUDGETS)),
             AttackSpec(name="embedding_pgd", norm=Norm.L2, eps=list(EMBEDDING_EPS))]
 

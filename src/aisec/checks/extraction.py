@@ -1,7 +1,7 @@
 """Extraction check: can the model be approximated from outside, and do attacks on the copy transfer?
 
 Splits the data into an attacker pool (first ``pool_fraction``) and a held-out part. A surrogate is
-trained from ``query_budget`` target queries on the pool (:func:`aisec.extraction.extract`), its
+trained from ``query_budget`` target queries on the pool (:func:`aisec.attacks.extraction.extract`), its
 fidelity (arg-max agreement with the target) is measured on the held-out part, and PGD on the
 surrogate is replayed on the target. Metrics: ``extraction.fidelity`` and
 ``extraction.transfer_success_rate`` (Wilson 95% intervals), ``extraction.queries``.
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from aisec.attacks.extraction.surrogate import extract, fidelity, transfer_attack
 from aisec.core.check import Result
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError
@@ -25,7 +26,6 @@ from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import register_check
 from aisec.core.target import Target
 from aisec.core.types import Capability, Norm
-from aisec.extraction.surrogate import extract, fidelity, transfer_attack
 
 ATLAS_EXTRACTION = ("AML.T0024.002", "AML.T0043.002")
 

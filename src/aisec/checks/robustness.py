@@ -26,6 +26,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aisec.attacks.base import Outcome, run_attack
+from aisec.checks._attack_spec import DEFAULT_EPS, AttackSpec
 from aisec.core.check import Result, require_same_classes
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError
@@ -37,36 +38,6 @@ from aisec.core.target import Target, check_inputs
 from aisec.core.types import Modality, Norm
 
 ATLAS_EVASION = ("AML.T0043.000", "AML.T0015")
-
-DEFAULT_EPS: dict[Norm, list[float]] = {
-    Norm.LINF: [2 / 255, 4 / 255, 8 / 255, 16 / 255, 32 / 255],
-    Norm.L2: [0.25, 0.5, 1.0, 2.0],
-    Norm.L1: [1.0, 2.0, 5.0, 10.0],
-    Norm.L0: [0.01, 0.02, 0.05, 0.1],
-}
-_NATURAL_NORM = {"cw": Norm.L2, "deepfool": Norm.L2, "jsma": Norm.L0}
-
-
-class AttackSpec(BaseModel):
-    """One attack to run: its name, norm, eps grid and extra parameters."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    norm: Norm | None = Field(default=None, description="Default: the attack's natural norm.")
-    eps: list[float] | None = Field(
-        default=None, description="Eps grid; default: the check's grid for this norm."
-    )
-    targeted: bool = Field(default=False, description="Aim at a random other class per sample.")
-    params: dict[str, Any] = Field(default_factory=dict)
-
-    def resolved_norm(self) -> Norm:
-        if self.norm is not None:
-            return self.norm
-        info = get_attack(self.name)
-        natural = _NATURAL_NORM.get(info.name, Norm.LINF)
-        return natural if natural in info.norms else sorted(info.norms)[0]
-
 
 class CleverParams(BaseModel):
     """CLEVER score estimation (Weng et al. 2018), untargeted."""

@@ -187,7 +187,7 @@ def key(key_dir: str | None) -> None:
 
 def _clouditor_messages(store: Any, filters: dict[str, Any], eps: tuple[str, ...]) -> list[dict[str, Any]]:
     from aisec.export.clouditor import to_clouditor
-    from aisec.export.properties import Reference
+    from aisec.policy.properties import Reference
 
     ref = Reference()
     if eps:

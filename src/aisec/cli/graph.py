@@ -24,7 +24,7 @@ def graph(store_url: str | None, policy_file: str | None, node: str | None, fmt:
           keep_all: bool, **kw: Any) -> None:
     """Link stored evidence to models, runs, requirements (AIC4, AI Act Art. 15) and ATLAS threats."""
     from aisec.graph import build_graph
-    from aisec.policy import evaluate_policy, load_policy
+    from aisec.policy.rules import evaluate_policy, load_policy
 
     store = open_store(store_url)
     rows = store.query(**filters(kw))

@@ -125,7 +125,7 @@ def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, p
     out_dir = out or "aisec-report"
     gate = None
     if policy_file or store_url:
-        from aisec.gate import Gate
+        from aisec.policy.gate import Gate
 
         gate = Gate.open(policy=policy_file, store=store_url)  # fails fast on a bad policy or store
     with RichProgress(enabled=not quiet and not as_json) as progress:
@@ -144,7 +144,7 @@ def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, p
 
 
 def _plan_from(plan_file: str | None, f: dict[str, Any]) -> Any:
-    from aisec.plan import Plan
+    from aisec.core.plan import Plan
 
     raw: dict[str, Any] = {}
     if plan_file:
@@ -352,7 +352,7 @@ def _print_summary(run: Any) -> None:
 def demo(out: str, count: int, privacy: bool, privacy_full: bool, as_json: bool, quiet: bool) -> None:
     """Train (cached) small CNNs on digits, assess them, write one report."""
     from aisec.cli.progress import RichProgress
-    from aisec.demo import run_demo
+    from aisec.demo.digits import run_demo
 
     with RichProgress(enabled=not quiet and not as_json) as progress:
         run = run_demo(out=out, samples=count, privacy=privacy or privacy_full, privacy_full=privacy_full,

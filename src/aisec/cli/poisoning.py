@@ -33,8 +33,8 @@ def detect_backdoor(model: str, arch: str | None, data_name: str, split: str, me
                     as_json: bool) -> None:
     """Report suspected backdoor target classes and the samples flagged as poisoned."""
     from aisec.api import assess, load_model
+    from aisec.core.plan import ModelRef
     from aisec.data.loading import load_dataset
-    from aisec.plan import ModelRef
 
     chosen = list(methods) or ["neural-cleanse"]
     params: dict[str, Any] = {"methods": chosen, "samples": count, "steps": steps}

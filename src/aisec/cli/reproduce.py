@@ -26,8 +26,8 @@ EXIT_NOT_REPRODUCED = 4
 def reproduce(store_url: str | None, key_dir: str | None, evidence_id: str, out: str | None, save: bool,
               as_json: bool, quiet: bool) -> None:
     """Re-run the plan behind EVIDENCE_ID (same model, data, seed, parameters) and compare."""
+    from aisec.campaigns.reproduce import reproduce as do_reproduce
     from aisec.cli.progress import RichProgress
-    from aisec.reproduce import reproduce as do_reproduce
 
     store = open_store(store_url, key_dir)
     with RichProgress(enabled=not quiet and not as_json) as progress:

@@ -1,6 +1,6 @@
 """``aisec scan``: every black-box attack over every sample, Counterfit-style summary.
 
-It wraps :func:`aisec.scan.scan`: loads the target (sklearn pickle with ``--trust-model-code``,
+It wraps :func:`aisec.campaigns.scan.scan`: loads the target (sklearn pickle with ``--trust-model-code``,
 ``.onnx``, ``http(s)://`` endpoint, torch file or built-in) and the data, optionally with tabular
 constraints (``--constraints FILE`` or ``--constraints infer``), runs each attack with ``--budget``
 queries per sample, prints the summary table and writes to ``--out``:
@@ -69,12 +69,12 @@ def scan_command(model: str, data: str, split: str | None, label_column: str | N
     """Run black-box attacks over all samples and print runs, success %, best score and parameters,
     time and queries min/avg/max per attack."""
     from aisec.api import load_model
+    from aisec.campaigns.scan import scan
     from aisec.cli.main import _floats
     from aisec.cli.progress import RichProgress
     from aisec.core.dataset import take
+    from aisec.core.plan import ModelRef
     from aisec.data.loading import load_dataset
-    from aisec.plan import ModelRef
-    from aisec.scan import scan
 
     opts: dict[str, Any] = {"split": split} if split else {}
     if label_column is not None:

@@ -15,7 +15,8 @@ built-in tables min-max scale every feature to [0, 1]. ``offset`` and ``scale`` 
 units and the result is mapped back, so "integer" means integer *years*, not integer scaled values.
 Tolerances (``tol``) are in model-input units.
 
-**Inferred constraints** (:meth:`TabularConstraints.from_table`, :meth:`~TabularConstraints.infer`)
+**Inferred constraints** (:meth:`TabularConstraints.from_table`, :meth:`~TabularConstraints.infer`,
+:func:`aisec.data.table.constraints_from_csv`)
 take ranges from the data: they are the *observed* minimum and maximum, not the domain's true
 bounds (an income above the table's maximum may be perfectly valid, and one below its minimum
 invalid). Columns whose every value is a whole number become integer features; 0/1 columns sharing a
@@ -49,7 +50,7 @@ from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -58,8 +59,18 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from aisec.core.errors import ConfigError, DataError
 from aisec.core.types import Norm
 
-if TYPE_CHECKING:
-    from aisec.data.table import CsvTable
+
+class RawTable(Protocol):
+    """What :meth:`TabularConstraints.from_table` reads of a table: its rows in domain units and the
+    affine scaling its batches apply. :class:`aisec.data.table.CsvTable` is one."""
+
+    @property
+    def feature_names(self) -> Sequence[str]: ...
+    @property
+    def source_name(self) -> str: ...
+    @property
+    def scaling(self) -> tuple[np.ndarray, np.ndarray]: ...
+    def raw_features(self) -> np.ndarray: ...
 
 Feature = int | str
 KINDS = ("range", "integer", "one_hot", "categorical", "immutable")
@@ -291,20 +302,12 @@ class TabularConstraints(BaseModel):
         )
 
     @classmethod
-    def from_table(cls, table: CsvTable, *, one_hot: bool = True) -> TabularConstraints:
-        """Infer from a :class:`~aisec.data.table.CsvTable`, in the table's [0, 1] scaled input space."""
-        # The table's own reader yields raw domain values; its batches() are scaled.
-        chunks = [feats for _, feats, _ in table._chunks(4096, table._limit)]
-        raw = np.concatenate(chunks) if chunks else np.zeros((0, len(table.feature_names)))
-        return cls.infer(raw, table.feature_names, offset=table._lo, scale=table._span, one_hot=one_hot,
-                         source=f"inferred from {table.path.name} (ranges are data ranges, not domain ranges)")
-
-    @classmethod
-    def from_csv(cls, path: str | Path, **options: Any) -> TabularConstraints:
-        """Open ``path`` as a CSV table (``options`` as for :class:`CsvTable`) and infer from it."""
-        from aisec.data.table import load_table
-
-        return cls.from_table(load_table(path, **options))
+    def from_table(cls, table: RawTable, *, one_hot: bool = True) -> TabularConstraints:
+        """Infer from a table that can give its raw rows (e.g. :class:`~aisec.data.table.CsvTable`), in the
+        scaled input space the table feeds its model (``(raw - offset) / scale``)."""
+        offset, scale = table.scaling
+        return cls.infer(table.raw_features(), table.feature_names, offset=offset, scale=scale, one_hot=one_hot,
+                         source=f"inferred from {table.source_name} (ranges are data ranges, not domain ranges)")
 
     def with_scaling(self, offset: Sequence[float] | np.ndarray, scale: Sequence[float] | np.ndarray
                      ) -> TabularConstraints:

@@ -22,6 +22,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 
+from aisec.core.constraints import TabularConstraints
 from aisec.core.dataset import Batch, DatasetInfo
 from aisec.core.errors import ConfigError, DataError
 from aisec.core.types import Modality
@@ -278,6 +279,22 @@ class CsvTable:
     def __len__(self) -> int:
         return self._total
 
+    # -- raw rows, for constraints -----------------------------------------------------------------
+
+    @property
+    def source_name(self) -> str:
+        return self.path.name
+
+    @property
+    def scaling(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(offset, scale)``: :meth:`batches` yields ``(raw - offset) / scale`` (clipped to [0, 1])."""
+        return self._lo, self._span
+
+    def raw_features(self) -> np.ndarray:
+        """Every row's features in domain units, (N, D) float64 (the values :meth:`batches` scales)."""
+        chunks = [feats for _, feats, _ in self._chunks(4096, self._limit)]
+        return np.concatenate(chunks) if chunks else np.zeros((0, len(self.feature_names)))
+
     def batches(self, batch_size: int, *, limit: int | None = None) -> Iterator[Batch]:
         n = check_batch_args(batch_size, limit, self._total)
         if n == 0:
@@ -301,3 +318,9 @@ def load_table(path: str | os.PathLike[str], **options: Any) -> CsvTable:
             "pandas.read_parquet(path).to_csv('table.csv', index=False)"
         )
     return CsvTable(p, **options)
+
+
+def constraints_from_csv(path: str | os.PathLike[str], **options: Any) -> TabularConstraints:
+    """Open ``path`` as a CSV table (``options`` as for :class:`CsvTable`) and infer its row constraints
+    (see :meth:`aisec.core.constraints.TabularConstraints.infer`)."""
+    return TabularConstraints.from_table(load_table(path, **options))

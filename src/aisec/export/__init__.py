@@ -1,4 +1,6 @@
-"""Exports of aisec evidence to other systems (Clouditor / EMERALD)."""
+"""Exports of aisec evidence to other systems (Clouditor / EMERALD).
+
+The Clouditor properties the evidence is mapped onto live with the policy (:mod:`aisec.policy.properties`)."""
 
 from __future__ import annotations
 
@@ -12,19 +14,14 @@ from aisec.export.clouditor import (
     push,
     to_clouditor,
 )
-from aisec.export.properties import PROPERTIES, Derived, Reference, derive_properties
 
 __all__ = [
-    "PROPERTIES",
-    "Derived",
     "PushAuthError",
     "PushConnectionError",
     "PushError",
     "PushRejected",
     "PushReport",
     "PushServerError",
-    "Reference",
-    "derive_properties",
     "push",
     "to_clouditor",
 ]

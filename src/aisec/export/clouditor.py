@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict
 
 from aisec.core.errors import AisecError
 from aisec.core.evidence import Evidence
-from aisec.export.properties import PROPERTIES, Reference, derive_properties
+from aisec.policy.properties import PROPERTIES, Reference, derive_properties
 
 TOOL_ID = "aisec"
 EVIDENCE_PATH = "/v1/evidence_store/evidence"

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-from aisec.graph.catalogue import Catalogue, load_catalogue
 from aisec.graph.model import CertificationGraph, Edge, Node, build_graph
 
-__all__ = ["Catalogue", "CertificationGraph", "Edge", "Node", "build_graph", "load_catalogue"]
+__all__ = ["CertificationGraph", "Edge", "Node", "build_graph"]

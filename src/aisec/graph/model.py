@@ -9,7 +9,7 @@ measurement, i.e. one evidence record), ``requirement`` (AIC4 criterion, AI Act 
     metric -evidences-> requirement                   metric -tests-> threat
     mitigation -mitigates-> threat                    threat -subtechnique_of-> threat
 
-Requirement nodes carry the policy ``verdict`` when a :class:`~aisec.policy.PolicyReport` is given.
+Requirement nodes carry the policy ``verdict`` when a :class:`~aisec.policy.rules.PolicyReport` is given.
 Exports: GraphML (hand-written, readable by networkx, yEd, Gephi) and JSON-LD.
 """
 
@@ -25,10 +25,10 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from aisec.core.evidence import Evidence
-from aisec.graph.catalogue import Catalogue, load_catalogue
+from aisec.policy.catalogue import Catalogue, load_catalogue
 
 if TYPE_CHECKING:
-    from aisec.policy import PolicyReport
+    from aisec.policy.rules import PolicyReport
     from aisec.store import RunInfo
 
 NodeKind = Literal["toe", "model", "dataset", "run", "metric", "requirement", "threat", "mitigation"]

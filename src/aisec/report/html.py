@@ -18,7 +18,7 @@ from aisec.report import sections as _sections
 from aisec.report.sections import SECTIONS, render_template
 
 if TYPE_CHECKING:
-    from aisec.api import Run
+    from aisec.core.run import Run
 
 
 def _load_sections() -> None:

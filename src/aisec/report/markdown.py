@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from aisec.api import Run
+    from aisec.core.run import Run
 
 
 def render_markdown(run: Run) -> str:

@@ -41,8 +41,8 @@ from aisec.store.paths import default_store_url
 from aisec.store.tables import GENESIS, VERSION_TABLE, ArtifactRow, EvidenceRow, HeadRow, KeyRow, RunRow
 
 if TYPE_CHECKING:
-    from aisec.api import Run
-    from aisec.plan import Plan
+    from aisec.core.plan import Plan
+    from aisec.core.run import Run
 
 T = TypeVar("T")
 BUNDLE_FORMAT = "aisec-evidence-bundle/1"
@@ -370,7 +370,7 @@ class EvidenceStore:
         return self._write(fn)
 
     def save_run(self, run: Run, *, source: str = "run") -> AddResult:
-        """Store a finished :class:`aisec.api.Run`: its plan, evidence and per-sample files (idempotent)."""
+        """Store a finished :class:`aisec.core.run.Run`: its plan, evidence and per-sample files (idempotent)."""
         self.begin_run(run.run_id, run.plan, out_dir=run.out)
         out = self.add_evidence(run.evidence, source=source)
         if run.out is not None:
@@ -630,7 +630,7 @@ class EvidenceStore:
         records = _read_evidence_lines(ev)
         plan = None
         if (d / "plan.yaml").is_file():
-            from aisec.plan import Plan
+            from aisec.core.plan import Plan
 
             plan = Plan.from_yaml(d / "plan.yaml")
         out = AddResult()

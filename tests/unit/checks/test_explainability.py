@@ -129,7 +129,7 @@ def test_text_needs_lime():
 
 
 def test_image_report_section_renders(result, digits_target, small_data, tmp_path):
-    from aisec.api import Run
+    from aisec.core.run import Run
     from aisec.report.html import render
 
     run = Run(run_id="r", plan=None, target=digits_target, data=small_data, results=[result], out=tmp_path)

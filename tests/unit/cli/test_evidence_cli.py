@@ -101,8 +101,8 @@ def test_gate_validates_first_then_stores_and_judges(env, tmp_path):
     from dataclasses import dataclass, field
     from pathlib import Path
 
-    from aisec.gate import Gate
-    from aisec.policy import EXIT_POLICY_FAILED, UnknownMetricError
+    from aisec.policy.gate import Gate
+    from aisec.policy.rules import EXIT_POLICY_FAILED, UnknownMetricError
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("rules: [{metric: robustness.nope, operator: '>=', target: 1}]\n")

@@ -9,6 +9,7 @@ import torch
 
 from aisec.core.constraints import TabularConstraints, bind_constraints, constrain_step
 from aisec.core.errors import ConfigError, DataError
+from aisec.data.table import constraints_from_csv
 
 NAMES = ["age", "sex", "income", "edu_low", "edu_mid", "edu_high", "grade"]
 
@@ -105,7 +106,7 @@ def test_data_checks_and_width():
 def test_infer_from_csv(tmp_path):
     rows = ["age,income,color_red,color_blue,flag,label", "30,1000.5,1,0,1,0", "45,2000,0,1,0,1", "21,1500.25,1,0,0,0"]
     (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
-    c = TabularConstraints.from_csv(tmp_path / "t.csv")
+    c = constraints_from_csv(tmp_path / "t.csv")
     assert c.integer == ("age", "flag") and c.one_hot == (("color_red", "color_blue"),)
     assert c.ranges["age"] == (21.0, 45.0) and "data ranges" in c.source
     # The table's inputs are min-max scaled; the constraints work in that space.

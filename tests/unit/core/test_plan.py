@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from aisec.core.errors import ConfigError
-from aisec.plan import Plan
+from aisec.core.plan import Plan
 
 
 def test_plan_from_yaml(tmp_path):

@@ -100,7 +100,7 @@ def test_queries(store):
 
 
 @dataclass
-class _Run:  # the parts of aisec.api.Run the store reads
+class _Run:  # the parts of aisec.core.run.Run the store reads
     run_id: str
     plan: object
     evidence: list
@@ -123,7 +123,7 @@ def _run_dir(tmp_path: Path, run_id: str) -> tuple[Path, list]:
 
 
 def test_save_run_keeps_plan_and_artifacts_and_detects_artifact_edits(store, tmp_path):
-    from aisec.plan import Plan
+    from aisec.core.plan import Plan
 
     out, records = _run_dir(tmp_path, "run-1")
     plan = Plan.parse({"model": "digits-cnn", "data": "digits"})

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 if TYPE_CHECKING:
-    from aisec.api import Run
     from aisec.core.check import Result
+    from aisec.core.run import Run
 
 SectionRenderer = Callable[["Result", "Run"], str]
 SECTIONS: dict[str, SectionRenderer] = {}

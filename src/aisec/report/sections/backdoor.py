@@ -11,8 +11,8 @@ from aisec.report.figures import _hwc, _mpl, _name, _png
 from aisec.report.sections import register_section, render_template
 
 if TYPE_CHECKING:
-    from aisec.api import Run
     from aisec.core.check import Result
+    from aisec.core.run import Run
 
 
 def anomaly_bars(methods: list[dict[str, Any]], classes: list[str]) -> str:

@@ -22,8 +22,8 @@ from aisec.report import figures_explain
 from aisec.report.sections import register_section, render_template
 
 if TYPE_CHECKING:
-    from aisec.api import Run
     from aisec.core.check import Result
+    from aisec.core.run import Run
 
 
 def _script_safe_dumps(x: Any, **kwargs: Any) -> str:

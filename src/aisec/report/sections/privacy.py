@@ -11,8 +11,8 @@ from aisec.report import figures_privacy
 from aisec.report.sections import register_section, render_template
 
 if TYPE_CHECKING:
-    from aisec.api import Run
     from aisec.core.check import Result
+    from aisec.core.run import Run
 
 
 def _per_class(attacks: list[dict[str, Any]]) -> dict[str, Any]:

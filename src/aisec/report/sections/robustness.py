@@ -10,8 +10,8 @@ from aisec.report import figures
 from aisec.report.sections import register_section, render_template
 
 if TYPE_CHECKING:
-    from aisec.api import Run
     from aisec.core.check import Result
+    from aisec.core.run import Run
 
 
 @register_section("robustness")

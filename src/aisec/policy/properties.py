@@ -3,7 +3,7 @@
 Clouditor's AISecurity metrics (security-metrics ``metrics/AISecurity``) judge six properties, each
 on its own scale and direction. :data:`PROPERTIES` says, per property, which aisec metrics feed it,
 how one value is chosen when a run measured many (per attack, eps, norm), and how it is converted.
-A new check adds a :class:`Source` row here (and its metric to ``graph/catalogue.yaml``).
+A new check adds a :class:`Source` row here (and its metric to ``policy/catalogue.yaml``).
 
 ========================== ========= ============ =============== ==================================================
 property                   scale     better       Clouditor gate  aisec source (first that has evidence wins)

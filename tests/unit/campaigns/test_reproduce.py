@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from aisec import api
-from aisec.plan import Plan
-from aisec.reproduce import ReproduceRefused, reproduce
+from aisec.campaigns.reproduce import ReproduceRefused, reproduce
+from aisec.core.plan import Plan
 from aisec.store import open_store
 from aisec.testing.evidence import fake_run
 

@@ -37,7 +37,7 @@ from aisec.models.recipe import TrainingRecipe
 from aisec.models.train import cache_dir
 
 if TYPE_CHECKING:
-    from aisec.api import Run
+    from aisec.core.run import Run
 
 OVERFIT_MEMBERS = 200
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aisec.api import Run, assess
+from aisec.api import assess
+from aisec.core.plan import Plan
 from aisec.core.progress import Progress, no_progress
-from aisec.plan import Plan
+from aisec.core.run import Run
 
 
 def demo_plan(samples: int = 300) -> Plan:
@@ -52,7 +53,7 @@ def run_demo(
 ) -> Run:
     """Run the demo; with ``privacy`` (default) also assess a deliberately over-fitted and a
     well-regularised digits model for membership leakage, shown next to each other in the same
-    report — quick settings (:data:`aisec.demo_privacy.QUICK`), or every attack with ``privacy_full``."""
+    report — quick settings (:data:`aisec.demo.privacy.QUICK`), or every attack with ``privacy_full``."""
     from aisec.api import load_data, load_model, write_reports
 
     out = Path(out)
@@ -61,7 +62,7 @@ def run_demo(
     target = load_model(plan.model, data)
     run = assess(target, data, checks=plan.checks, seed=plan.seed, out=out, progress=progress, plan=plan)
     if privacy:
-        from aisec.demo_privacy import privacy_demo_runs
+        from aisec.demo.privacy import privacy_demo_runs
 
         run.related += privacy_demo_runs(out / "privacy", quick=not privacy_full, seed=plan.seed,
                                          reference_models=reference_models, progress=progress)

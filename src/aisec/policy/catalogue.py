@@ -111,8 +111,8 @@ class Catalogue(BaseModel):
 @cache
 def load_catalogue() -> Catalogue:
     """The catalogue shipped in the package (parsed once)."""
-    text = resources.files("aisec.graph").joinpath("catalogue.yaml").read_text(encoding="utf-8")
+    text = resources.files("aisec.policy").joinpath("catalogue.yaml").read_text(encoding="utf-8")
     try:
         return Catalogue.model_validate(yaml.safe_load(text))
     except ValueError as exc:  # a broken shipped file is a bug, but say where
-        raise ConfigError(f"aisec/graph/catalogue.yaml is invalid: {exc}") from exc
+        raise ConfigError(f"aisec/policy/catalogue.yaml is invalid: {exc}") from exc

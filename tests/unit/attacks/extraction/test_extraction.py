@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from aisec.attacks.extraction import extract, fidelity, transfer_attack
 from aisec.core.dataset import TensorDataset
 from aisec.core.registry import get_check
-from aisec.extraction import extract, fidelity, transfer_attack
 from aisec.targets.sklearn import ProbaTarget
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aisec.core.errors import ConfigError
-from aisec.policy import (
+from aisec.policy.rules import (
     EXIT_POLICY_FAILED,
     UnknownMetricError,
     default_policy,
@@ -124,7 +124,7 @@ def test_malformed_policies(tmp_path):
 
 
 def test_metric_known_only_from_evidence_is_accepted():
-    from aisec.policy import Policy, Rule
+    from aisec.policy.rules import Policy, Rule
 
     policy = Policy(defaults="none", rules=(Rule(metric="privacy.lira_auc", operator="<=", target=0.6),))
     ev = [fake_evidence("privacy.lira_auc", 0.55, run_id=RUN, higher_is_better=False)]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from aisec.campaigns.scan import expand_grid, scan
 from aisec.core.errors import ConfigError
-from aisec.scan import expand_grid, scan
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """Policy gate: thresholds per metric, pass/fail per requirement, an exit code for CI.
 
 A policy is YAML. With no rules it applies Clouditor's AISecurity defaults to the six
-``MachineLearningModel`` properties (see :mod:`aisec.export.properties` for how aisec evidence maps
+``MachineLearningModel`` properties (see :mod:`aisec.policy.properties` for how aisec evidence maps
 onto them); rules may override those or gate any aisec metric directly::
 
     version: 1
@@ -39,8 +39,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from aisec.core.errors import ConfigError
 from aisec.core.evidence import Evidence
-from aisec.export.properties import PROPERTIES, Reference, derive
-from aisec.graph.catalogue import load_catalogue
+from aisec.policy.catalogue import load_catalogue
+from aisec.policy.properties import PROPERTIES, Reference, derive
 
 EXIT_POLICY_FAILED = 3
 """Exit code when a policy fails (0 passes; 1 and 2 are taken by unexpected and usage errors)."""
@@ -125,7 +125,7 @@ class Policy(BaseModel):
             raise UnknownMetricError(
                 f"policy rule '{r.label}' names unknown metric '{r.metric}'.{hint} Known: Clouditor properties "
                 f"{', '.join(sorted(PROPERTIES))}; aisec metrics {', '.join(sorted(set(known)))} "
-                "(a new check's metrics are added in aisec/graph/catalogue.yaml).",
+                "(a new check's metrics are added in aisec/policy/catalogue.yaml).",
                 metric=r.metric, suggestions=close,
             )
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aisec.core.evidence import Evidence
-from aisec.policy import Policy, PolicyReport, evaluate_policy, load_policy
+from aisec.policy.rules import Policy, PolicyReport, evaluate_policy, load_policy
 
 if TYPE_CHECKING:
-    from aisec.api import Run
+    from aisec.core.run import Run
     from aisec.store import AddResult, EvidenceStore
 
 

@@ -68,7 +68,7 @@ def reproduce(
             data digest changed since the measurement.
     """
     from aisec import api
-    from aisec.plan import Plan
+    from aisec.core.plan import Plan
 
     ev = store.get(evidence_id)
     run = store.run(ev.run_id)

@@ -1,6 +1,6 @@
 """Model extraction: train a surrogate ("proxy") from a query budget, measure fidelity, transfer attacks."""
 
-from aisec.extraction.surrogate import (
+from aisec.attacks.extraction.surrogate import (
     Extraction,
     FidelityResult,
     TransferResult,

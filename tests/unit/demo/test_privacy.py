@@ -4,7 +4,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from aisec.demo_privacy import OVERFIT_MEMBERS, QUICK, privacy_demo_model, privacy_demo_runs
+from aisec.demo.privacy import OVERFIT_MEMBERS, QUICK, privacy_demo_model, privacy_demo_runs
 
 
 @pytest.mark.slow
@@ -41,7 +41,7 @@ def test_default_demo_shows_overfitted_model_leaking_and_regularised_one_much_le
 
 
 def test_demo_cli_runs_privacy_by_default_and_skips_it_with_no_privacy(monkeypatch, tmp_path):
-    import aisec.demo
+    import aisec.demo.digits
     from aisec.cli.main import main
 
     seen: list[dict[str, object]] = []
@@ -50,7 +50,7 @@ def test_demo_cli_runs_privacy_by_default_and_skips_it_with_no_privacy(monkeypat
         seen.append(kw)
         raise SystemExit(0)
 
-    monkeypatch.setattr(aisec.demo, "run_demo", fake_run_demo)
+    monkeypatch.setattr(aisec.demo.digits, "run_demo", fake_run_demo)
     runner = CliRunner()
     for flags in ([], ["--no-privacy"], ["--privacy-full"]):
         assert runner.invoke(main, ["demo", "-q", "-o", str(tmp_path), *flags]).exit_code == 0

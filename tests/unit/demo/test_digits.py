@@ -3,7 +3,7 @@ from __future__ import annotations
 import re
 
 from aisec.core.evidence import read_jsonl
-from aisec.demo import run_demo
+from aisec.demo.digits import run_demo
 
 
 def test_demo_writes_a_report_a_person_wants_to_read(aisec_cache, tmp_path):

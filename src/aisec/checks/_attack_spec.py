@@ -1,0 +1,43 @@
+"""What one attack in a robustness check is: its name, norm, eps grid and parameters.
+
+Shared by the image and the text paths of the robustness check (:mod:`aisec.checks.robustness`,
+:mod:`aisec.checks._text_robustness`), so neither imports the other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from aisec.core.registry import get_attack
+from aisec.core.types import Norm
+
+DEFAULT_EPS: dict[Norm, list[float]] = {
+    Norm.LINF: [2 / 255, 4 / 255, 8 / 255, 16 / 255, 32 / 255],
+    Norm.L2: [0.25, 0.5, 1.0, 2.0],
+    Norm.L1: [1.0, 2.0, 5.0, 10.0],
+    Norm.L0: [0.01, 0.02, 0.05, 0.1],
+}
+_NATURAL_NORM = {"cw": Norm.L2, "deepfool": Norm.L2, "jsma": Norm.L0}
+
+
+class AttackSpec(BaseModel):
+    """One attack to run: its name, norm, eps grid and extra parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    norm: Norm | None = Field(default=None, description="Default: the attack's natural norm.")
+    eps: list[float] | None = Field(
+        default=None, description="Eps grid; default: the check's grid for this norm."
+    )
+    targeted: bool = Field(default=False, description="Aim at a random other class per sample.")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    def resolved_norm(self) -> Norm:
+        if self.norm is not None:
+            return self.norm
+        info = get_attack(self.name)
+        natural = _NATURAL_NORM.get(info.name, Norm.LINF)
+        return natural if natural in info.norms else sorted(info.norms)[0]

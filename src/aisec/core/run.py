@@ -1,0 +1,69 @@
+"""One assessment as it runs and after: the plan, the target and data, each check's result, the evidence.
+
+:class:`Run` is the noun every wing downstream of the checks reads (the report, the store, the policy
+gate, the CLI's summary); it lives in ``core`` so none of them imports the orchestrator (:mod:`aisec.api`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aisec.core.check import Result
+from aisec.core.dataset import Dataset
+from aisec.core.evidence import Evidence
+from aisec.core.plan import Plan
+from aisec.core.target import Target
+
+
+@dataclass
+class Run:
+    """One assessment: the plan, what each check found, and the evidence written."""
+
+    run_id: str
+    plan: Plan | None
+    target: Target
+    data: Dataset
+    results: list[Result] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+    out: Path | None = None
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    related: list[Run] = field(default_factory=list)
+    # the policy (aisec.policy.Policy) and its verdict (aisec.policy.PolicyReport): typed loosely here
+    # because the policy wing sits above core and core never imports upward
+    policy: Any = None
+    verdict: Any = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "model": self.target.spec.name,
+            "dataset": self.data.info.name,
+            "out": str(self.out) if self.out else None,
+            "seconds": round(self.seconds, 3),
+            "checks": {r.check: {"seconds": round(r.seconds, 3), "warnings": r.warnings,
+                                 "summary": jsonable(r.summary)} for r in self.results},
+            "evidence": [e.model_dump(mode="json") for e in self.evidence],
+            "errors": self.errors,
+            **({"verdict": self.verdict.model_dump(mode="json")} if self.verdict is not None else {}),
+            **({"related": [r.summary() for r in self.related]} if self.related else {}),
+        }
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` with numpy values turned into JSON ones (non-finite floats become null)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (np.floating, float)):
+        return None if not np.isfinite(obj) else float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
