@@ -25,7 +25,8 @@ The target is never modified: every detector works on a copy of its module.
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -34,6 +35,7 @@ from aisec.core.check import Result, require_same_classes
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError
 from aisec.core.evidence import Measurement
+from aisec.core.flags import Flag
 from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import register_check
 from aisec.core.stats import wilson
@@ -83,6 +85,16 @@ class BackdoorCheck:
     """Backdoor detection in a given model: suspected target classes and flagged samples."""
 
     Params = BackdoorParams
+    flags: ClassVar[tuple[Flag, ...]] = (
+        Flag("--detect-methods", "Backdoor: detectors, e.g. neural-cleanse,activation-clustering.", kind="list"),
+    )
+
+    @staticmethod
+    def from_flags(b: dict[str, Any], f: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+        """The check's plan entry ``b`` with the given flags (None = not given) applied."""
+        if f["detect_methods"]:
+            b = {**b, "methods": f["detect_methods"]}
+        return b
 
     def run(self, target: Target, data: Dataset, params: BackdoorParams, *,
             progress: Progress = no_progress) -> Result:

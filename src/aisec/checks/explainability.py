@@ -21,7 +21,8 @@ evidence carries no ATLAS technique.
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ from aisec.core.check import Result, require_same_classes
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError
 from aisec.core.evidence import Measurement
+from aisec.core.flags import Flag
 from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import register_check
 from aisec.core.target import Target, check_inputs, require
@@ -83,6 +85,23 @@ class ExplainabilityCheck:
     """Explainability: LIME/SHAP/gradient explanations scored by faithfulness (vs random), stability and area."""
 
     Params = ExplainabilityParams
+    flags: ClassVar[tuple[Flag, ...]] = (
+        Flag("--explainer", "Explainability: which explainer to score (default lime).", kind="choice",
+             choices=("lime", "kernel_shap", "saliency", "integrated_gradients")),
+        Flag("--explain-samples", "Explainability: how many samples to explain.", kind="int"),
+        Flag("--num-samples", "Explainability: LIME/SHAP perturbations per explanation.", kind="int"),
+        Flag("--segmentation", "Explainability: image segmentation for LIME.", kind="choice",
+             choices=("grid", "slic", "quickshift")),
+    )
+
+    @staticmethod
+    def from_flags(ex: dict[str, Any], f: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+        """The check's plan entry ``ex`` with the given flags (None = not given) applied."""
+        for flag, key in (("explainer", "explainer"), ("explain_samples", "samples"),
+                          ("num_samples", "num_samples"), ("segmentation", "segmentation")):
+            if f[flag] is not None:
+                ex[key] = f[flag]
+        return ex
 
     def run(
         self,

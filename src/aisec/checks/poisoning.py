@@ -27,7 +27,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -48,6 +49,7 @@ from aisec.core.check import Result, require_same_classes
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError, DataError
 from aisec.core.evidence import Measurement
+from aisec.core.flags import Flag
 from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import register_check
 from aisec.core.stats import Interval, wilson
@@ -160,6 +162,28 @@ class PoisoningCheck:
     """Backdoor resilience: ASR and clean accuracy vs poisoning rate, min rate, pixels needed."""
 
     Params = PoisoningParams
+    flags: ClassVar[tuple[Flag, ...]] = (
+        Flag("--poison-rates", "Poisoning: poisoning rates to sweep, e.g. 0.01,0.05,0.1.", kind="floats"),
+        Flag("--train-mode", "Poisoning: train victims from scratch or fine-tune a copy of the model.",
+             kind="choice", choices=("retrain", "finetune")),
+        Flag("--train-epochs", "Poisoning: training epochs per victim.", kind="int"),
+        Flag("--train-lr", "Poisoning: learning rate of the victims' optimiser.", kind="float"),
+    )
+
+    @staticmethod
+    def from_flags(p: dict[str, Any], f: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+        """Rates and the victims' training recipe; without a recipe in the plan, the flags adjust the
+        default one (``architecture: target``: the model's own architecture)."""
+        if f["poison_rates"]:
+            p["rates"] = f["poison_rates"]
+        recipe = dict(p.get("recipe") or {})
+        for flag, key in (("train_mode", "mode"), ("train_epochs", "epochs"), ("train_lr", "lr")):
+            if f[flag] is not None:
+                recipe[key] = f[flag]
+        if recipe:
+            recipe.setdefault("architecture", "target")
+            p["recipe"] = recipe
+        return p
 
     def run(self, target: Target, data: Dataset, params: PoisoningParams, *,
             progress: Progress = no_progress) -> Result:

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -37,6 +38,7 @@ from aisec.core.check import Result, require_same_classes
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import AisecError, ConfigError, DataError, ShapeError
 from aisec.core.evidence import Measurement
+from aisec.core.flags import Flag
 from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import register_check
 from aisec.core.stats import Interval, wilson
@@ -244,6 +246,28 @@ class PrivacyCheck:
     """Membership privacy: MIA AUC, balanced accuracy and TPR at low FPR with CIs; SHAPr per member."""
 
     Params = PrivacyParams
+    flags: ClassVar[tuple[Flag, ...]] = (
+        Flag("--nonmembers", "Privacy: held-out records of the same distribution (a dataset like --data, read "
+             "with the same --text-column/--label-column/--max-bytes; default for built-ins: the other split)."),
+        Flag("--nonmembers-split", "Privacy: split of --nonmembers (e.g. test)."),
+        Flag("--mia-attacks", "Privacy: membership attacks, e.g. loss,confidence,gap,lira (default: all that "
+             "the target and recipe allow).", kind="list"),
+    )
+
+    @staticmethod
+    def from_flags(p: dict[str, Any], f: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+        """Non-members as a dataset source read like the members (text/table options carried over, so
+        both byte tensors share a width), and the membership attacks to run."""
+        if f["nonmembers"]:
+            options = {k: v for k, v in (data.get("options") or {}).items() if k != "split"}
+            if f["nonmembers_split"]:
+                options["split"] = f["nonmembers_split"]
+            p["nonmembers"] = {"source": f["nonmembers"], "options": options}
+        elif f["nonmembers_split"]:
+            raise ConfigError("--nonmembers-split needs --nonmembers")
+        if f["mia_attacks"]:
+            p["attacks"] = f["mia_attacks"]
+        return p
 
     def run(
         self,

@@ -19,7 +19,8 @@ multi-step PGD at the same eps.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ from aisec.core.check import Result, require_same_classes
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError
 from aisec.core.evidence import Measurement
+from aisec.core.flags import Flag
 from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import AttackKind, get_attack, register_check
 from aisec.core.stats import median_interval, wilson
@@ -99,6 +101,59 @@ class RobustnessCheck:
     """Evasion robustness: robust accuracy vs eps with CIs, success rate, SAFAIR delta, CLEVER."""
 
     Params = RobustnessParams
+    flags: ClassVar[tuple[Flag, ...]] = (
+        Flag("--attacks", "Comma-separated attacks, e.g. pgd,fgsm,cw,deepfool,jsma.", kind="list", short="-a"),
+        Flag("--eps", "Linf eps grid, e.g. 0.05,0.1 or 4/255,8/255.", kind="floats"),
+        Flag("--eps-l2", "L2 eps grid for L2 attacks (cw, deepfool, pgd with --norm l2).", kind="floats"),
+        Flag("--norm", "Norm for all attacks.", kind="choice", choices=("linf", "l2", "l1", "l0")),
+        Flag("--targeted", "Targeted attacks toward a random other class.", kind="switch"),
+        Flag("--count", "How many samples to attack (default 500).", kind="int", short="-c"),
+        Flag("--steps", "Iterations for iterative attacks.", kind="int"),
+        Flag("--batch-size", "Samples per forward pass.", kind="int"),
+        Flag("--quantize", "Round adversarial images to 8-bit (SAFAIR rule).", kind="switch"),
+        Flag("--clever-samples", "Samples that get a CLEVER score (0 = skip).", kind="int"),
+        Flag("--clever-norms", "CLEVER norms, e.g. l2,linf,l1.", kind="list"),
+    )
+
+    @staticmethod
+    def from_flags(r: dict[str, Any], f: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+        """The check's plan entry ``r`` with the given flags (None = not given) applied."""
+        if f["attacks"]:
+            r["attacks"] = [{"name": a} for a in f["attacks"]]
+        attack_params: dict[str, Any] = {}
+        if f["steps"]:
+            attack_params["steps"] = f["steps"]
+        if f["norm"] or f["targeted"] or attack_params:
+            specs = [a if isinstance(a, dict) else {"name": a} for a in r.get("attacks", ["fgsm", "pgd"])]
+            for a in specs:
+                if f["norm"]:
+                    a["norm"] = f["norm"]
+                if f["targeted"]:
+                    a["targeted"] = True
+                if attack_params and a["name"] in ("pgd", "bim", "cw", "deepfool"):
+                    a["params"] = {**a.get("params", {}), **attack_params}
+            r["attacks"] = specs
+        if f["eps"]:
+            r["eps"] = f["eps"]
+        if f["eps_l2"]:
+            r["eps_l2"] = f["eps_l2"]
+        if f["count"]:
+            r["samples"] = f["count"]
+        if f["batch_size"]:
+            r["batch_size"] = f["batch_size"]
+        if f["quantize"]:
+            r["quantize"] = True
+        clever = dict(r.get("clever", {}))
+        if f["clever_samples"] is not None:
+            if f["clever_samples"] == 0:
+                clever["enabled"] = False
+            else:
+                clever["samples"] = f["clever_samples"]
+        if f["clever_norms"]:
+            clever["norms"] = f["clever_norms"]
+        if clever:
+            r["clever"] = clever
+        return r
 
     def run(
         self,

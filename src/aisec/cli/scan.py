@@ -70,7 +70,7 @@ def scan_command(model: str, data: str, split: str | None, label_column: str | N
     time and queries min/avg/max per attack."""
     from aisec.api import load_model
     from aisec.campaigns.scan import scan
-    from aisec.cli.main import _floats
+    from aisec.cli.params import float_list as _floats
     from aisec.cli.progress import RichProgress
     from aisec.core.dataset import take
     from aisec.core.plan import ModelRef

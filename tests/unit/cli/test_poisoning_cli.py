@@ -8,7 +8,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from aisec.cli.main import _plan_from, main
+from aisec.cli.assess import _plan_from
+from aisec.cli.main import main
 from aisec.core.evidence import read_jsonl
 
 
@@ -38,7 +39,7 @@ def test_detect_backdoor_writes_evidence_and_report_with_out(runner, tmp_path) -
 
 def _flags(**over: object) -> dict[str, object]:
     """Every `aisec assess` option unset (as click passes them), then ``over``."""
-    from aisec.cli.main import assess
+    from aisec.cli.assess import assess
 
     f: dict[str, object] = {p.name: None for p in assess.params if p.name}
     f.update(over)

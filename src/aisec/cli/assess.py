@@ -1,0 +1,192 @@
+"""``aisec assess``: run a plan's checks on a model and write report, evidence and samples.
+
+The command knows the model, data and output options; every check brings its own flags
+(:attr:`aisec.core.check.Check.flags`) and turns their values into its plan entry
+(:meth:`~aisec.core.check.Check.from_flags`), so a new check needs no change here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from aisec.cli.params import csv_list, float_list
+from aisec.cli.summary import print_summary
+from aisec.core.flags import Flag
+from aisec.core.plan import Plan
+from aisec.core.registry import CHECKS, load_plugins
+
+_CLICK_TYPES: dict[str, Any] = {"int": int, "float": float}
+
+
+def _check_flags() -> list[tuple[str, Flag]]:
+    """(check name, flag) for every registered check's flags, in registration order; a flag two checks
+    declare is an error here rather than a silently shadowed option."""
+    load_plugins()
+    seen: dict[str, str] = {}
+    out = []
+    for name, info in CHECKS.items():
+        for flag in getattr(info.cls, "flags", ()):
+            if flag.name in seen:
+                raise RuntimeError(f"checks '{seen[flag.name]}' and '{name}' both declare the flag {flag.name}")
+            seen[flag.name] = name
+            out.append((name, flag))
+    return out
+
+
+def _option(flag: Flag) -> Callable[[Any], Any]:
+    decls = [flag.short, flag.name] if flag.short else [flag.name]
+    if flag.kind == "switch":
+        return click.option(*decls, flag.dest, is_flag=True, default=None, help=flag.help)
+    if flag.kind == "choice":
+        return click.option(*decls, flag.dest, type=click.Choice(list(flag.choices)), help=flag.help)
+    return click.option(*decls, flag.dest, type=_CLICK_TYPES.get(flag.kind, str), help=flag.help)
+
+
+def _value(flag: Flag, raw: Any) -> Any:
+    """The flag's value as the check reads it: lists split, number grids parsed, a switch left off is None."""
+    if raw is None or raw is False:
+        return None
+    if flag.kind == "floats":
+        return float_list(raw, flag.name)
+    if flag.kind == "list":
+        return csv_list(raw)
+    return raw
+
+
+def check_flags(name: str, entry: dict[str, Any], f: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """Check ``name``'s plan entry with its own flags from ``f`` applied (unchanged for a check without flags)."""
+    info = CHECKS.get(name)
+    if info is None or not getattr(info.cls, "flags", ()):
+        return entry
+    values = {fl.dest: _value(fl, f.get(fl.dest)) for fl in info.cls.flags}
+    result: dict[str, Any] = info.cls.from_flags(entry, values, data)
+    return result
+
+
+def _with_check_flags(cmd: Callable[..., Any]) -> Callable[..., Any]:
+    for _, flag in reversed(_check_flags()):
+        cmd = _option(flag)(cmd)
+    return cmd
+
+
+@click.command("assess")
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False), help="YAML plan; flags override it.")
+@click.option("-m", "--model", help="Model file or built-in name (digits-cnn, lenet5-mnist, lenet5-mnist-adv).")
+@click.option("--arch", help="Architecture for weights files: package.module:Class or digits-cnn/lenet5.")
+@click.option(
+    "-d", "--data", help="Dataset: built-in name (digits, breast-cancer, fashion-mnist, mnist), folder or file."
+)
+@click.option("--split", help="Dataset split (train/test) where the source has them.")
+@click.option("--text-column", help="Text files (.csv/.tsv/.jsonl): the column holding the texts (default: text).")
+@click.option("--label-column", help="Tables and text files: the label column, by name or position (default: label).")
+@click.option("--max-bytes", type=int, help="Text files: bytes kept per text (default: the longest text's).")
+@click.option("-t", "--checks", default=None, help="Comma-separated checks (default: robustness).")
+@click.option("--seed", type=int, help="Random seed (default 0).")
+@click.option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+@click.option("--input-shape", help="Per-sample input shape, e.g. 1,28,28 (default: the data's).")
+@click.option("--mean", help="Normalisation mean per channel, e.g. 0.4914,0.4822,0.4465.")
+@click.option("--std", help="Normalisation std per channel.")
+@click.option("--query-budget", type=int, help="Hard cap on samples sent to a black-box target.")
+@click.option("--protocol", type=click.Choice(["v2", "json"]),
+              help="HTTP target: Open Inference Protocol v2 or plain JSON.")
+@click.option("--model-name", help="HTTP target: the model name on a v2 server.")
+@click.option("--timeout", type=float, help="HTTP target: seconds per request.")
+@click.option("--output-kind", type=click.Choice(["probabilities", "logits", "labels"]),
+              help="HTTP/ONNX target: what it returns; 'labels' = label-only.")
+@click.option("--query-log", type=click.Path(dir_okay=False), help="HTTP target: JSONL log of every query.")
+@click.option("--trust-model-code", is_flag=True, help="Allow unpickling code from the model file (UNSAFE).")
+@click.option("-o", "--out", type=click.Path(file_okay=False), help="Report folder (default aisec-report).")
+@click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False),
+              help="YAML policy of metric thresholds; a failed policy exits with code 3.")
+@click.option("--store", "store_url", envvar="AISEC_STORE_URL", show_envvar=True,
+              help="Evidence store URL (sqlite:///path.db or postgresql://...); records are stored as each check ends.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@_with_check_flags
+def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, policy_file: str | None,
+           store_url: str | None, **flags: Any) -> None:
+    """Assess a model: run checks, write evidence.jsonl, samples/ and report.html."""
+    from aisec.api import run_plan
+    from aisec.cli.progress import RichProgress
+
+    plan = _plan_from(plan_file, flags)
+    out_dir = out or "aisec-report"
+    gate = None
+    if policy_file or store_url:
+        from aisec.policy.gate import Gate
+
+        gate = Gate.open(policy=policy_file, store=store_url)  # fails fast on a bad policy or store
+    with RichProgress(enabled=not quiet and not as_json) as progress:
+        run = run_plan(plan, out=out_dir, progress=progress,
+                       on_evidence=gate.recorder(plan, out_dir) if gate else None,
+                       policy=gate.policy if gate else None)
+    outcome = gate.finish(run) if gate else None
+    if as_json:
+        click.echo(json.dumps(run.summary(), default=str))
+    else:
+        print_summary(run)
+        if outcome is not None and outcome.policy is not None:
+            click.echo(outcome.policy.text())
+    if outcome is not None and outcome.exit_code:
+        sys.exit(outcome.exit_code)
+
+
+def _plan_from(plan_file: str | None, f: dict[str, Any]) -> Plan:
+    """The plan the flags ``f`` describe, on top of ``plan_file`` when given (flags win)."""
+    raw: dict[str, Any] = {}
+    if plan_file:
+        raw = Plan.from_yaml(plan_file).model_dump(mode="json")
+    model = dict(raw.get("model", {}))
+    if f["model"]:
+        model["path"] = f["model"]
+    for key in ("arch", "device"):
+        if f[key]:
+            model[key] = f[key]
+    if f["trust_model_code"]:
+        model["trust_model_code"] = True
+    if f["query_budget"]:
+        model["query_budget"] = f["query_budget"]
+    endpoint = dict(model.get("endpoint", {}))
+    for flag, key in (("protocol", "protocol"), ("model_name", "model"), ("timeout", "timeout"),
+                      ("query_log", "log_path"), ("output_kind", "output")):
+        if f[flag] is not None:
+            endpoint[key] = f[flag]
+    if endpoint:
+        model["endpoint"] = endpoint
+    if f["input_shape"]:
+        model["input_shape"] = [int(v) for v in csv_list(f["input_shape"]) or []]
+    if f["mean"] or f["std"]:
+        if not (f["mean"] and f["std"]):
+            raise click.UsageError("--mean and --std go together")
+        model["normalization"] = {"mean": float_list(f["mean"], "--mean"), "std": float_list(f["std"], "--std")}
+    if "path" not in model:
+        raise click.UsageError("give --model (a file or a built-in such as digits-cnn) or a --plan")
+    data = dict(raw.get("data", {}))
+    if f["data"]:
+        data = {"source": f["data"], "options": {}}
+    if f["split"]:
+        data.setdefault("options", {})["split"] = f["split"]
+    for key in ("text_column", "label_column", "max_bytes"):
+        if f.get(key) is not None:
+            v = f[key]
+            data.setdefault("options", {})[key] = int(v) if isinstance(v, str) and v.lstrip("-").isdigit() else v
+    if "source" not in data:
+        raise click.UsageError("give --data (e.g. digits, fashion-mnist, a folder) or a --plan")
+    checks: dict[str, dict[str, Any]] = dict(raw.get("checks", {}) or {})
+    if f["checks"]:
+        checks = {c: checks.get(c, {}) for c in csv_list(f["checks"]) or []}
+    if not checks:
+        checks = {"robustness": {}}
+    for name in list(checks):
+        checks[name] = check_flags(name, dict(checks[name]), f, data)
+    plan = {"model": model, "data": data, "checks": checks, "seed": raw.get("seed", 0)}
+    if f["seed"] is not None:
+        plan["seed"] = f["seed"]
+    if raw.get("target_of_evaluation_id"):
+        plan["target_of_evaluation_id"] = raw["target_of_evaluation_id"]
+    return Plan.parse(plan, source=plan_file or "command line")

@@ -1,0 +1,37 @@
+"""``aisec demo``: the embedded default, trained on shipped data and assessed end to end (see :mod:`aisec.demo`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from aisec.cli.summary import print_summary
+
+
+@click.command("demo")
+@click.option("-o", "--out", type=click.Path(file_okay=False), default="aisec-report", show_default=True)
+@click.option("-c", "--count", type=int, default=300, show_default=True, help="Samples to attack.")
+@click.option("--privacy/--no-privacy", default=True, show_default=True,
+              help="Compare an over-fitted and a regularised model for membership leakage (quick settings: "
+              "a few seconds once the models are cached).")
+@click.option("--privacy-full", is_flag=True,
+              help="Run every membership attack with the check's default model counts (minutes on a CPU).")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True)
+def demo(out: str, count: int, privacy: bool, privacy_full: bool, as_json: bool, quiet: bool) -> None:
+    """Train (cached) small CNNs on digits, assess them, write one report."""
+    from aisec.cli.progress import RichProgress
+    from aisec.demo.digits import run_demo
+
+    with RichProgress(enabled=not quiet and not as_json) as progress:
+        run = run_demo(out=out, samples=count, privacy=privacy or privacy_full, privacy_full=privacy_full,
+                       progress=progress)
+    if as_json:
+        click.echo(json.dumps(run.summary(), default=str))
+    else:
+        print_summary(run)
+        for other in run.related:
+            print_summary(other)
+        click.echo(f"open {Path(out) / 'report.html'} in a browser")
