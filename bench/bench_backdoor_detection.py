@@ -186,7 +186,7 @@ def main() -> None:
 
 def target_features(target: TorchTarget, data: TensorDataset) -> torch.Tensor:
     """The penultimate activations the data detectors see (same as inside detect_backdoor)."""
-    from aisec.attacks.poisoning._model import batched_features, module_copy
+    from aisec.models.torch_module import batched_features, module_copy
 
     return batched_features(module_copy(target), data.x)
 

@@ -94,7 +94,6 @@ def main() -> None:
     logging.getLogger("art").setLevel(logging.ERROR)
 
     from aisec.attacks.poisoning import PatchTrigger
-    from aisec.attacks.poisoning._model import feature_fn
     from aisec.attacks.poisoning.hidden_trigger import HiddenTriggerParams, hidden_trigger
     from aisec.attacks.poisoning.sleeper_agent import (
         SleeperAgentParams,
@@ -105,6 +104,7 @@ def main() -> None:
     )
     from aisec.data.builtin import digits
     from aisec.models.recipe import TrainingRecipe
+    from aisec.models.torch_module import feature_fn
     from aisec.models.train import digits_cnn, split
 
     print(f"torch threads: {args.threads}; eps {args.eps:g}/255; {args.poisons} poisons; seeds {args.seeds}")

@@ -31,7 +31,7 @@ LAYERS: dict[str, int] = {
     "cli": 7, "web": 7,
     "__init__": 8, "__main__": 8,
 }
-SRC = Path(__file__).resolve().parent.parent / "src" / "aisec"
+SRC = Path(__file__).resolve().parent.parent / "src" / "aisec"  # --src changes it
 
 
 def module_name(path: Path) -> str:
@@ -74,6 +74,43 @@ def imports_of(path: Path, name: str, known: set[str]) -> set[str]:
                     found.add(target)
     found.discard(name)
     return found
+
+
+def private_imports(path: Path, name: str, known: set[str]) -> list[str]:
+    """Imports of a ``_``-prefixed module or name from outside the package that owns it.
+
+    ``_`` means one thing: private to its package. ``aisec.report.figures._png`` may be used anywhere
+    in ``aisec.report``; ``aisec.checks._attack_spec`` anywhere in ``aisec.checks``; neither outside.
+    """
+    tree = ast.parse(path.read_text(), str(path))
+    is_pkg = path.name == "__init__.py"
+    base = name.split(".") if is_pkg else name.split(".")[:-1]
+    out = []
+
+    def owner(dotted: str) -> str | None:
+        parts = dotted.split(".")
+        for i, part in enumerate(parts):
+            if part.startswith("_") and not part.startswith("__"):
+                own = ".".join(parts[:i])
+                if not (SRC.parent / Path(*parts[:i])).is_dir():  # a private name in a module: its package owns it
+                    own = own.rpartition(".")[0]
+                return own
+        return None
+
+    for node in ast.walk(tree):
+        dotted: list[str] = []
+        if isinstance(node, ast.Import):
+            dotted = [a.name for a in node.names if a.name.startswith("aisec.")]
+        elif isinstance(node, ast.ImportFrom):
+            mod = ".".join(base[: len(base) - node.level + 1] + ([node.module] if node.module else [])) \
+                if node.level else (node.module or "")
+            if mod.split(".")[0] == "aisec":
+                dotted = [f"{mod}.{a.name}" for a in node.names]
+        for d in dotted:
+            own = owner(d)
+            if own is not None and not (name == own or name.startswith(own + ".")):
+                out.append(f"{name} -> {d}")
+    return out
 
 
 def top(mod: str) -> str:
@@ -145,6 +182,7 @@ def analyse() -> dict[str, object]:
         f"{m} -> {t}" for m, targets in graph.items() for t in targets
         if top(m) in LAYERS and top(t) in LAYERS and LAYERS[top(t)] > LAYERS[top(m)]
     )
+    private = sorted(p for m, path in files.items() for p in private_imports(path, m, known))
     root_modules = sorted(m for m, p in files.items() if p.parent == SRC and p.stem not in ("__init__", "__main__"))
     return {
         "modules": len(files),
@@ -154,6 +192,7 @@ def analyse() -> dict[str, object]:
         "package_cycles": sccs(pkg_graph),
         "upward_imports": upward,
         "unlayered": unknown,
+        "private_imports": private,
         "package_graph": {k: sorted(v) for k, v in sorted(pkg_graph.items())},
     }
 
@@ -162,7 +201,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--dot", action="store_true")
+    ap.add_argument("--src", type=Path, help="another checkout's src/aisec (e.g. an old commit, to compare)")
     args = ap.parse_args()
+    if args.src is not None:
+        global SRC
+        SRC = args.src.resolve()
     info = analyse()
     if args.json:
         print(json.dumps(info, indent=2))
@@ -176,13 +219,16 @@ def main() -> int:
         return 0
     print(f"modules: {info['modules']}  packages: {len(info['packages'])}  root modules: {len(info['root_modules'])}")
     print(f"module cycles: {len(info['module_cycles'])}  package cycles: {len(info['package_cycles'])}  "
-          f"upward imports: {len(info['upward_imports'])}  unlayered: {info['unlayered']}")
+          f"upward imports: {len(info['upward_imports'])}  private imports across packages: "
+          f"{len(info['private_imports'])}  unlayered: {info['unlayered']}")
     for c in info["module_cycles"]:  # type: ignore[union-attr]
         print("  cycle:", " <-> ".join(c))
     for c in info["package_cycles"]:  # type: ignore[union-attr]
         print("  package cycle:", " <-> ".join(c))
     for u in info["upward_imports"]:  # type: ignore[union-attr]
         print("  upward:", u)
+    for u in info["private_imports"]:  # type: ignore[union-attr]
+        print("  private:", u)
     return 0
 
 

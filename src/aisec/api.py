@@ -57,10 +57,32 @@ def load_model(plan_model: Any, data: Dataset) -> Target:
     )
 
 
-def load_data(source: str, options: dict[str, Any]) -> Dataset:
+def load_data(source: str, options: dict[str, Any] | None = None) -> Dataset:
+    """A dataset from a built-in name, a folder or a file (``options``: see :func:`aisec.data.loading.load_dataset`)."""
     from aisec.data.loading import load_dataset
 
-    return load_dataset(source, **options)
+    return load_dataset(source, **(options or {}))
+
+
+def as_dataset(data: Dataset | str | Path) -> Dataset:
+    """``data`` itself, or the dataset a built-in name, folder or file names."""
+    return load_data(str(data)) if isinstance(data, (str, Path)) else data
+
+
+def as_target(model: Target | torch.nn.Module | str | Path, data: Dataset) -> Target:
+    """``model`` itself when it is a target; a torch module wrapped for ``data`` (its sample shape,
+    class count and modality); a file, built-in name or URL loaded as :func:`load_model` does."""
+    if isinstance(model, torch.nn.Module):
+        from aisec.targets.torch import TorchTarget
+
+        n = data.info.num_classes
+        return TorchTarget(model, input_shape=data.info.sample_shape, num_classes=n, modality=data.info.modality,
+                           class_names=data.info.classes if len(data.info.classes) == n else None)
+    if isinstance(model, (str, Path)):
+        from aisec.core.plan import ModelRef
+
+        return load_model(ModelRef(path=str(model)), data)
+    return model
 
 
 def run_plan(
@@ -79,8 +101,8 @@ def run_plan(
 
 
 def assess(
-    target: Target,
-    data: Dataset,
+    target: Target | torch.nn.Module | str | Path,
+    data: Dataset | str | Path,
     *,
     checks: dict[str, dict[str, Any]] | list[str] | str = "robustness",
     seed: int = 0,
@@ -93,12 +115,18 @@ def assess(
 ) -> Run:
     """Run checks on a target and dataset; write evidence and a report to ``out`` if given.
 
+    ``target`` may be a :class:`~aisec.core.target.Target`, a torch module (wrapped for the data's
+    shape and classes) or a model file / built-in name; ``data`` a dataset or a built-in name,
+    folder or file.
+
     Each check's evidence is written (and handed to ``on_evidence``, e.g. an evidence store) as soon
     as that check finishes, so a crash in a later check keeps what was measured before it.
 
     >>> run = assess(TorchTarget(net, input_shape=(1, 8, 8), num_classes=10), digits(),
     ...              checks={"robustness": {"attacks": ["pgd"], "eps": [0.1]}}, out="report")
     """
+    data = as_dataset(data)
+    target = as_target(target, data)
     if isinstance(checks, str):
         checks = [c.strip() for c in checks.split(",") if c.strip()]
     if isinstance(checks, list):
@@ -183,7 +211,7 @@ def _evidence(
         dataset_name=data.info.name, dataset_digest=data.info.digest, dataset_source=data.info.source,
     )
     env = Environment.capture(spec.device)
-    from aisec import __version__
+    from aisec.core.version import __version__
 
     extra = {"target_of_evaluation_id": toe} if toe else {}
     return [
@@ -226,4 +254,7 @@ def _write_result(out_dir: Path, run: Run) -> None:
     tmp.replace(out_dir / "result.json")
 
 
-__all__ = ["AisecError", "Run", "assess", "load_data", "load_model", "run_plan"]
+__all__ = [
+    "AisecError", "Run", "as_dataset", "as_target", "assess", "judge", "load_data", "load_model", "run_plan",
+    "write_reports",
+]

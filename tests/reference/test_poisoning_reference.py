@@ -33,7 +33,6 @@ import pytest
 import torch
 
 from aisec.attacks.poisoning import PatchTrigger, poison_dataset
-from aisec.attacks.poisoning._model import feature_fn
 from aisec.attacks.poisoning.hidden_trigger import HiddenTriggerParams, hidden_trigger
 from aisec.attacks.poisoning.sleeper_agent import (
     SleeperAgentParams,
@@ -43,6 +42,7 @@ from aisec.attacks.poisoning.sleeper_agent import (
 )
 from aisec.detect import activation_clustering, spectral_signatures
 from aisec.models.recipe import TrainingRecipe
+from aisec.models.torch_module import feature_fn
 
 art_cls = pytest.importorskip("art.estimators.classification")
 art_pois = pytest.importorskip("art.attacks.poisoning")

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from aisec.attacks.base import run_attack
-from aisec.attacks.evasion._blackbox import recording
+from aisec.attacks.evasion import recording
 from aisec.core.constraints import TabularConstraints
 from aisec.core.errors import ConfigError
 from aisec.core.progress import Progress, no_progress

@@ -35,7 +35,6 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
-from aisec.attacks.poisoning._model import batched_predict, module_copy
 from aisec.attacks.poisoning.badnets import PatchTrigger, Trigger, check_classes
 from aisec.attacks.poisoning.blended import BlendTrigger
 from aisec.attacks.poisoning.hidden_trigger import HiddenTriggerParams, hidden_trigger
@@ -55,6 +54,7 @@ from aisec.core.registry import register_check
 from aisec.core.stats import Interval, wilson
 from aisec.core.target import Target, check_inputs
 from aisec.models.recipe import RecipeDivergedError, TrainingRecipe
+from aisec.models.torch_module import batched_predict, module_copy
 
 ATLAS_POISONING = ("AML.T0020", "AML.T0018.000", "AML.T0043.004")
 DIRTY = ("badnets", "blended")

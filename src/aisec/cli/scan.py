@@ -201,9 +201,9 @@ class _Writer:
         self._write({**self.header, "complete": False, "stopped": None, "rows": [], "runs": []})
 
     def on_run(self, run: Any) -> None:
-        from aisec import __version__
         from aisec.core.evidence import Evidence, write_jsonl
         from aisec.core.stats import wilson
+        from aisec.core.version import __version__
 
         d = run.as_dict()
         self.runs.append(d)

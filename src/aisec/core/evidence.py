@@ -56,7 +56,7 @@ class Environment(BaseModel):
         import numpy
         import torch
 
-        from aisec import __version__
+        from aisec.core.version import __version__
 
         dev = device
         if device.startswith("cuda") and torch.cuda.is_available():

@@ -11,7 +11,6 @@ from typing import Literal
 
 import torch
 
-from aisec.attacks.poisoning._model import batched_features, module_copy
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError, ShapeError
 from aisec.core.target import Target, check_inputs
@@ -19,6 +18,7 @@ from aisec.detect._common import Detection, anomaly_index
 from aisec.detect.activation_clustering import activation_clustering
 from aisec.detect.neural_cleanse import neural_cleanse
 from aisec.detect.spectral import spectral_signatures
+from aisec.models.torch_module import batched_features, module_copy
 
 Method = Literal["activation-clustering", "spectral-signatures", "neural-cleanse"]
 METHODS: tuple[str, ...] = ("activation-clustering", "spectral-signatures", "neural-cleanse")

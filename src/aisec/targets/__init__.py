@@ -1,10 +1,23 @@
 """Targets: the model under test behind the :class:`~aisec.core.target.Target` protocol.
 
-Framework-specific targets (ONNX, HTTP, Hugging Face) import their framework lazily.
+Framework-specific targets (ONNX, HTTP, Hugging Face) import their framework lazily, when one is built.
 """
 
+from aisec.targets.hf import HfTextTarget
+from aisec.targets.http import EndpointError, HttpTarget
 from aisec.targets.loading import load_target
+from aisec.targets.onnx import OnnxTarget
 from aisec.targets.sklearn import ProbaTarget
+from aisec.targets.text import TextPipelineTarget
 from aisec.targets.torch import TorchTarget
 
-__all__ = ["ProbaTarget", "TorchTarget", "load_target"]
+__all__ = [
+    "EndpointError",
+    "HfTextTarget",
+    "HttpTarget",
+    "OnnxTarget",
+    "ProbaTarget",
+    "TextPipelineTarget",
+    "TorchTarget",
+    "load_target",
+]

@@ -21,8 +21,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from aisec.attacks.poisoning._model import feature_fn
 from aisec.attacks.poisoning.badnets import Trigger
+from aisec.models.torch_module import feature_fn
 
 
 class HiddenTriggerParams(BaseModel):

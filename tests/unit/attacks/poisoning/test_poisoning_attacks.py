@@ -75,7 +75,7 @@ def test_hidden_trigger_stays_in_eps_ball_and_moves_features(small_model) -> Non
     g = torch.Generator().manual_seed(0)
     xt, xs = torch.rand(8, 1, 8, 8, generator=g), torch.rand(16, 1, 8, 8, generator=g)
     eps = 8 / 255
-    from aisec.attacks.poisoning._model import feature_fn
+    from aisec.models.torch_module import feature_fn
 
     phi = feature_fn(small_model)
     trig = PatchTrigger()
