@@ -2,7 +2,7 @@
 
 It runs the ``backdoor`` check (:mod:`aisec.checks.backdoor`), so with ``--out`` it writes the same
 evidence, raw per-sample flags and report as ``aisec assess --checks backdoor``.
-Wire it with ``main.add_command(detect_backdoor)`` in :mod:`aisec.cli.main`.
+:mod:`aisec.cli.main` lists it in ``COMMANDS`` and imports this module only when the command runs.
 """
 
 from __future__ import annotations
