@@ -15,6 +15,7 @@ membershipInferenceResil.  [0, 1]    lower        <= 0.5          max MIA advant
 poisoningResilienceLevel   [0, 1]    lower        <= 0.5          max backdoor attack success rate; else 1-resilience
 poisonedDataLevel          % [0,100] lower        <= 5            100 x share of training data flagged as poisoned
 modelStealResilience       % [0,100] lower        < 70            100 x max surrogate fidelity (agreement)
+modelFileVulnerabilities   count     lower        (none; <= 0)    high/critical findings of the model-scan check
 explainabilityEnabled      bool      true         == true         true iff an explainability check produced evidence
 explainability             [0, 1]    higher       (none)          mean deletion/insertion faithfulness
 ========================== ========= ============ =============== ==================================================
@@ -102,6 +103,12 @@ PROPERTIES: dict[str, PropertySpec] = {p.name: p for p in (
     )),
     PropertySpec("modelStealResilience", "ModelStealResilience", "<", 70.0, "% [0, 100]", False, (
         Source("extraction.fidelity", "max", transform="percent"),
+    )),
+    # not a Clouditor AISecurity metric: Clouditor-style "vulnerabilities" of the model file (aisec's model-scan).
+    # No default gate (the defaults are Clouditor's); gate it with a rule: {metric: modelFileVulnerabilities,
+    # operator: "<=", target: 0}
+    PropertySpec("modelFileVulnerabilities", "", "", 0.0, "count", False, (
+        Source("model_scan.unsafe_findings", "max"),
     )),
     PropertySpec("explainabilityEnabled", "ExplainabilityEnabled", "==", True, "bool", True, (
         Source("explainability.", "any", transform="present", prefix=True),
