@@ -25,7 +25,8 @@ from aisec.core.types import Capability, Modality
 from aisec.explain._base import Attribution
 
 
-@register("explainer", "saliency", requires={Capability.GRADIENTS},
+@register("explainer", "saliency", summary="saliency: the gradient of the class score w.r.t. the input",
+          requires={Capability.GRADIENTS},
           modalities={Modality.IMAGE, Modality.TABULAR}, paper="https://arxiv.org/abs/1312.6034")
 def saliency(
     target: Target, x: torch.Tensor, labels: torch.Tensor, *, seed: int, batch_size: int,
@@ -46,7 +47,8 @@ def saliency(
                        seconds=time.perf_counter() - t0)
 
 
-@register("explainer", "integrated_gradients", requires={Capability.GRADIENTS},
+@register("explainer", "integrated_gradients", summary="integrated gradients along a path from a baseline",
+          requires={Capability.GRADIENTS},
           modalities={Modality.IMAGE, Modality.TABULAR}, aliases=("ig",), paper="https://arxiv.org/abs/1703.01365")
 def integrated_gradients(
     target: Target, x: torch.Tensor, labels: torch.Tensor, *, seed: int, batch_size: int,

@@ -250,7 +250,8 @@ def lime_text(
                        tokens=tokens, texts=list(texts), score=scores, raw=raws)
 
 
-@register("explainer", "lime", requires={Capability.PROBABILITIES},
+@register("explainer", "lime", summary="LIME: a local linear surrogate fitted to perturbed inputs",
+          requires={Capability.PROBABILITIES},
           modalities={Modality.IMAGE, Modality.TABULAR, Modality.TEXT}, stochastic=True, perturbation=True,
           paper="https://arxiv.org/abs/1602.04938")
 def lime(target: Target, x: Any, labels: torch.Tensor, **options: Any) -> Attribution:

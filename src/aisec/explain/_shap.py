@@ -25,7 +25,8 @@ from aisec.explain._base import Attribution
 from aisec.explain._segment import Segmenter
 
 
-@register("explainer", "kernel_shap", requires={Capability.PROBABILITIES},
+@register("explainer", "kernel_shap", summary="KernelSHAP: Shapley values from weighted coalitions",
+          requires={Capability.PROBABILITIES},
           modalities={Modality.IMAGE, Modality.TABULAR}, stochastic=True, perturbation=True,
           aliases=("shap", "kernelshap"), paper="https://arxiv.org/abs/1705.07874")
 def kernel_shap(
