@@ -388,10 +388,11 @@ def _examples(x: torch.Tensor, out: Outcome, k: int) -> dict[str, np.ndarray] | 
 
 
 def _masking_warnings(curves: list[dict[str, Any]]) -> list[str]:
-    """Warn when one-step FGSM beats multi-step PGD/BIM at the same eps (a gradient-masking sign)."""
+    """Warn when one-step FGSM beats a multi-step fixed-eps attack (PGD, BIM: the ones declared iterative) at the
+    same eps (a gradient-masking sign)."""
     warnings = []
     by = {(c["attack"], c["norm"], c["targeted"]): c for c in curves}
-    for multi in ("pgd", "bim"):
+    for multi in names("evasion", iterative=True, kind=AttackKind.FIXED_EPS):
         for nrm in ("linf", "l2"):
             f, m = by.get(("fgsm", nrm, False)), by.get((multi, nrm, False))
             if not f or not m:
