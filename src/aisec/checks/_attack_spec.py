@@ -19,7 +19,6 @@ DEFAULT_EPS: dict[Norm, list[float]] = {
     Norm.L1: [1.0, 2.0, 5.0, 10.0],
     Norm.L0: [0.01, 0.02, 0.05, 0.1],
 }
-_NATURAL_NORM = {"cw": Norm.L2, "deepfool": Norm.L2, "jsma": Norm.L0}
 
 
 class AttackSpec(BaseModel):
@@ -36,8 +35,7 @@ class AttackSpec(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
     def resolved_norm(self) -> Norm:
+        """The norm asked for, else the attack's declared natural norm (:attr:`AttackInfo.natural_norm`)."""
         if self.norm is not None:
             return self.norm
-        info = get_attack(self.name)
-        natural = _NATURAL_NORM.get(info.name, Norm.LINF)
-        return natural if natural in info.norms else sorted(info.norms)[0]
+        return get_attack(self.name).natural_norm

@@ -7,7 +7,7 @@
   (a sample fooled with k words counts as fooled at every budget ≥ k): robust accuracy never
   rises with the budget;
 - ``embedding_pgd`` (per-token L2 ball, eps 0.01/0.03/0.1/0.3/1.0 relative to the median embedding
-  norm, see :data:`EMBEDDING_EPS` for the measurements behind it): perturbed
+  norm, the attack's declared ``default_eps``; its registration cites the measurements behind it): perturbed
   embeddings are not real text, so its robust accuracy is a *lower bound* of the accuracy under
   real edits; every measurement says so in its parameters (``bound: lower``).
 
@@ -41,38 +41,37 @@ from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError
 from aisec.core.evidence import Measurement
 from aisec.core.progress import Progress, no_progress
+from aisec.core.registry import AttackInfo, get_attack
 from aisec.core.stats import Interval, median_interval, wilson
 from aisec.core.target import Target
 from aisec.core.types import Norm
 
 ATLAS_EVASION = ("AML.T0043.000", "AML.T0015")
-WORD_BUDGETS = [1.0, 2.0, 3.0]
-#: Relative L2 radii, log-spaced ×≈3 so that the curve moves on real and small encoders alike. Measured with
-#: bench/bench_text.py (100 held-out texts): frozen MiniLM-L6 + logistic head on Rotten Tomatoes falls from 0.60
-#: clean to 0.50 / 0.34 / 0.05 / 0.01 / 0.00 at 0.01 / 0.02 / 0.05 / 0.1 / 0.25; the tiny test BERT keeps 1.00 up to
-#: 0.3 and falls to 0.65 / 0.24 / 0.05 at 1 / 2 / 3. The old grid 0.25 / 0.5 / 1.0 read 0 at every point on MiniLM.
-EMBEDDING_EPS = [0.01, 0.03, 0.1, 0.3, 1.0]
 
 
 def default_text_attacks() -> list[Any]:
-    """HotFlip at 1/2/3 words and embedding PGD (L2, relative eps 0.01 … 1.0) as the lower-bound line."""
-    return [AttackSpec(name="hotflip", eps=list(WORD_BUDGETS)),
-            AttackSpec(name="embedding_pgd", norm=Norm.L2, eps=list(EMBEDDING_EPS))]
+    """HotFlip at its default word budgets (1/2/3) and embedding PGD (L2, its default relative eps) as the
+    lower-bound line; the budgets are the attacks' declared ``default_eps``."""
+    return [AttackSpec(name="hotflip", eps=list(get_attack("hotflip").default_eps)),
+            AttackSpec(name="embedding_pgd", norm=Norm.L2, eps=list(get_attack("embedding_pgd").default_eps))]
 
 
-def _grid(a: Any, params: Any, info_name: str) -> list[float]:
+def _grid(a: Any, params: Any, info: AttackInfo) -> list[float]:
+    """The budgets of one attack: its own, else the check's grid for attacks that count whole edits (words),
+    else the attack's declared default sweep."""
     if a.eps is not None:
         grid = a.eps
-    elif info_name == "hotflip":
-        grid = params.eps if "eps" in params.model_fields_set and params.eps else WORD_BUDGETS
+    elif info.integer_budget and "eps" in params.model_fields_set and params.eps:
+        grid = params.eps
     else:
-        grid = EMBEDDING_EPS
+        grid = list(info.default_eps)
     if not grid:
-        raise ConfigError(f"attack '{info_name}': the eps grid is empty")
+        raise ConfigError(f"attack '{info.name}': the eps grid is empty (it declares no default budgets)")
     if any(e < 0 for e in grid):
-        raise ConfigError(f"attack '{info_name}': eps must be ≥ 0, got {grid}")
-    if info_name == "hotflip" and any(e != int(e) for e in grid):
-        raise ConfigError(f"attack 'hotflip' counts words: its budgets must be whole numbers, got {grid}")
+        raise ConfigError(f"attack '{info.name}': eps must be ≥ 0, got {grid}")
+    if info.integer_budget and any(e != int(e) for e in grid):
+        raise ConfigError(f"attack '{info.name}' counts {info.budget_unit or 'edits'}: its budgets must be whole "
+                          f"numbers, got {grid}")
     return sorted(set(float(e) for e in grid))
 
 
@@ -100,7 +99,7 @@ def run_text_robustness(target: Target, data: Dataset, params: Any, *, progress:
                               f"not '{norm.value}'")
         if a.targeted and not info.targeted:
             raise ConfigError(f"attack '{info.name}' cannot be targeted")
-        plan.append((a, info, norm, _grid(a, params, info.name)))
+        plan.append((a, info, norm, _grid(a, params, info)))
     x, y = take(data, params.samples)
     ids = to_token_ids(tt, x)
     n = int(ids.shape[0])
@@ -127,14 +126,14 @@ def run_text_robustness(target: Target, data: Dataset, params: Any, *, progress:
         if a.targeted:
             tl = (y + torch.randint(1, spec.num_classes, (n,), generator=gen)) % spec.num_classes
         ta, q0 = time.perf_counter(), tt.queries
-        real = bool(getattr(info.cls, "real_text", True))
+        real = info.real_text
         base = {"batch_size": min(bs, 64), **a.params, "norm": norm}
         points: list[dict[str, Any]] = []
         fooled_at: list[torch.Tensor] = []
         dist_at: list[np.ndarray] = []
         pred_at: list[torch.Tensor] = []
         last: TextOutcome
-        if info.name == "hotflip":
+        if info.nested_budgets:
             # Greedy and first-flip-stopping: the run at the largest budget contains every smaller one.
             last = run_text_attack(info, tt, ids, y, {**base, "eps": grid[-1]}, target_labels=tl,
                                    seed=params.seed, progress=progress, pred_clean=pred_clean)
@@ -173,8 +172,7 @@ def run_text_robustness(target: Target, data: Dataset, params: Any, *, progress:
                 dist_at.append(best_dist.numpy().copy())
                 pred_at.append(best_pred.clone())
         key = f"{info.name}-{norm.value}" + ("-targeted" if a.targeted else "")
-        unit = "words" if info.name == "hotflip" else f"{norm.value} (relative)" \
-            if base.get("relative", True) else norm.value
+        unit = info.budget_unit or (f"{norm.value} (relative)" if base.get("relative", True) else norm.value)
         extra: dict[str, Any] = {"space": "tokens" if real else "embedding", "real_text": real}
         if not real:
             extra |= {"bound": "lower", "note": LOWER_BOUND_NOTE}
@@ -231,7 +229,7 @@ def run_text_robustness(target: Target, data: Dataset, params: Any, *, progress:
                 order = torch.argsort((~last.success).to(torch.int8), stable=True)[: params.examples]
                 examples[key] = [r for r in last.records() if r["index"] in set(order.tolist())]
         curves.append({
-            "key": key, "attack": info.name, "norm": "words" if info.name == "hotflip" else f"embedding-{norm.value}",
+            "key": key, "attack": info.name, "norm": info.budget_unit or f"embedding-{norm.value}",
             "kind": info.kind.value, "targeted": a.targeted, "params": a.params, "points": points,
             "warnings": [], "seconds": time.perf_counter() - ta, "queries": tt.queries - q0,
             "real_text": real, "note": last.note, "example_eps": None,
@@ -248,4 +246,4 @@ def run_text_robustness(target: Target, data: Dataset, params: Any, *, progress:
     )
 
 
-__all__ = ["EMBEDDING_EPS", "WORD_BUDGETS", "default_text_attacks", "run_text_robustness"]
+__all__ = ["default_text_attacks", "run_text_robustness"]

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -37,14 +37,13 @@ from aisec.core.errors import ConfigError
 from aisec.core.evidence import Measurement
 from aisec.core.flags import Flag
 from aisec.core.progress import Progress, no_progress
-from aisec.core.registry import register_check
+from aisec.core.registry import get, methods, register_check
 from aisec.core.stats import wilson
 from aisec.core.target import Target, check_inputs
+from aisec.core.types import Modality
 from aisec.detect import Detection, detect_backdoor
 
 ATLAS_BACKDOOR = ("AML.T0018.000", "AML.T0020", "AML.T0043.004")
-DetectMethod = Literal["neural-cleanse", "activation-clustering", "spectral-signatures"]
-DATA_METHODS = ("activation-clustering", "spectral-signatures")
 
 
 class BackdoorParams(BaseModel):
@@ -52,8 +51,8 @@ class BackdoorParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    methods: list[DetectMethod] = Field(
-        default_factory=lambda: ["neural-cleanse", "activation-clustering"],  # type: ignore[arg-type]
+    methods: list[str] = Field(
+        default_factory=lambda: ["neural-cleanse", "activation-clustering"],
         description="Detectors to run (neural-cleanse needs images; the others need the training data). "
         "Default Neural Cleanse + activation clustering, which complement each other in "
         "bench/bench_backdoor_detection.py: on MNIST/LeNet5 AC found 2/3 backdoors and NC 1/3 (0 false alarms "
@@ -61,7 +60,7 @@ class BackdoorParams(BaseModel):
     )
     samples: int | None = Field(default=500, ge=10, description="Inspect at most this many samples (None: all).")
     steps: int = Field(default=300, ge=10, description="Neural Cleanse optimisation steps.")
-    thresholds: dict[DetectMethod, float] = Field(
+    thresholds: dict[str, float] = Field(
         default_factory=dict, description="Anomaly-index threshold per method (default 3 for each)."
     )
     expected_rate: float = Field(
@@ -74,10 +73,23 @@ class BackdoorParams(BaseModel):
 
     @field_validator("methods")
     @classmethod
-    def _methods(cls, v: list[DetectMethod]) -> list[DetectMethod]:
+    def _methods(cls, v: list[str]) -> list[str]:
         if not v:
             raise ValueError("give at least one detection method")
-        return list(dict.fromkeys(v))
+        return list(dict.fromkeys(_known(m) for m in v))
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, v: dict[str, float]) -> dict[str, float]:
+        return {_known(k): t for k, t in v.items()}
+
+
+def _known(method: str) -> str:
+    """The registry name of a detector; a ValueError naming the known detectors otherwise."""
+    try:
+        return get("detector", method).name
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
 
 
 @register_check("backdoor")
@@ -102,11 +114,15 @@ class BackdoorCheck:
         p = params
         spec = target.spec
         require_same_classes(target, data)
-        if "neural-cleanse" in p.methods and len(spec.input_shape) != 3:
-            raise ConfigError(
-                f"neural-cleanse reverse-engineers image triggers; model '{spec.name}' takes inputs of shape "
-                f"{spec.input_shape}, not (C, H, W). Use methods activation-clustering or spectral-signatures"
-            )
+        for method in p.methods:
+            info = get("detector", method)
+            if info.modalities == {Modality.IMAGE} and len(spec.input_shape) != 3:
+                others = [m.name for m in methods("detector") if Modality.IMAGE not in m.modalities or
+                          len(m.modalities) > 1]
+                raise ConfigError(
+                    f"{info.name} {info.summary}; model '{spec.name}' takes inputs of shape {spec.input_shape}, "
+                    f"not (C, H, W). Use methods {' or '.join(others)}"
+                )
         x, y = take(data, p.samples, device=spec.device)
         check_inputs(spec, x, what=f"dataset '{data.info.name}'")
         n = int(x.shape[0])
@@ -135,7 +151,7 @@ class BackdoorCheck:
                 Measurement(metric="backdoor.alarm", value=float(det.alarm), unit="bool", higher_is_better=False,
                             sample_count=det.samples, parameters=with_suspects),
             ]
-            if method in DATA_METHODS:
+            if get("detector", method).flags_samples:
                 flags = np.zeros(n, dtype=bool)
                 flags[det.flagged] = True
                 table[f"flagged_{method.replace('-', '_')}"] = flags

@@ -34,10 +34,10 @@ from aisec.core.errors import ConfigError
 from aisec.core.evidence import Measurement
 from aisec.core.flags import Flag
 from aisec.core.progress import Progress, no_progress
-from aisec.core.registry import register_check
+from aisec.core.registry import get, register_check
 from aisec.core.target import Target, check_inputs, require
 from aisec.core.types import Modality
-from aisec.explain import METHODS, TEXT_METHODS, Attribution, explain, method_name
+from aisec.explain import Attribution, black_box_alternatives, explain, handles, method_name, text_explainers
 from aisec.metrics.faithfulness import (
     Faithfulness,
     bounded_mean_interval,
@@ -87,7 +87,7 @@ class ExplainabilityCheck:
     Params = ExplainabilityParams
     flags: ClassVar[tuple[Flag, ...]] = (
         Flag("--explainer", "Explainability: which explainer to score (default lime).", kind="choice",
-             choices=("lime", "kernel_shap", "saliency", "integrated_gradients")),
+             choices_from="explainer"),
         Flag("--explain-samples", "Explainability: how many samples to explain.", kind="int"),
         Flag("--num-samples", "Explainability: LIME/SHAP perturbations per explanation.", kind="int"),
         Flag("--segmentation", "Explainability: image segmentation for LIME.", kind="choice",
@@ -114,12 +114,12 @@ class ExplainabilityCheck:
         t0 = time.perf_counter()
         spec = target.spec
         require_same_classes(target, data)
-        name = params.explainer
-        require(target, METHODS[name][1], what=f"explainer '{name}'",
-                alternatives="'lime' or 'kernel_shap'" if name in ("saliency", "integrated_gradients") else "")
+        info = get("explainer", params.explainer)
+        name = info.name
+        require(target, info.requires, what=f"explainer '{name}'", alternatives=black_box_alternatives(info))
         text = spec.modality is Modality.TEXT
-        if text and name not in TEXT_METHODS:
-            raise ConfigError(f"explainer '{name}' does not explain text; use one of {sorted(TEXT_METHODS)}")
+        if text and not handles(info, Modality.TEXT):
+            raise ConfigError(f"explainer '{name}' does not explain text; use one of {text_explainers()}")
         x, y = take(data, params.samples, device="cpu")
         if not text:
             check_inputs(spec, x, what=f"dataset '{data.info.name}'")
@@ -149,9 +149,9 @@ class ExplainabilityCheck:
         pred_class = probs.argmax(1).numpy()
 
         common = {"explainer": name, "samples": n, "label": params.label,
-                  **({"num_samples": params.num_samples} if name in ("lime", "kernel_shap") else {}),
+                  **({"num_samples": params.num_samples} if info.perturbation else {}),
                   **({"segmentation": params.segmentation} if spec.modality is Modality.IMAGE
-                     and name in ("lime", "kernel_shap") else {})}
+                     and info.perturbation else {})}
         curve = {"steps": params.steps, "random_orders": params.random_orders, "baseline": params.baseline}
         measurements = [
             Measurement(metric="explainability.faithfulness_deletion", value=float(faith.score_deletion.mean()),
@@ -239,7 +239,7 @@ class ExplainabilityCheck:
     def _options(params: ExplainabilityParams, target: Target, data: Dataset) -> dict[str, Any]:
         opts: dict[str, Any] = {}
         modality = target.spec.modality
-        if params.explainer in ("lime", "kernel_shap"):
+        if get("explainer", params.explainer).perturbation:  # num_samples perturbations per explanation
             opts["num_samples"] = params.num_samples
             if modality is Modality.IMAGE:
                 opts["segmentation"] = params.segmentation

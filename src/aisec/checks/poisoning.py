@@ -35,30 +35,25 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
-from aisec.attacks.poisoning.badnets import PatchTrigger, Trigger, check_classes
+from aisec.attacks.poisoning.badnets import PatchTrigger, PoisonTask, Trigger, check_classes
 from aisec.attacks.poisoning.blended import BlendTrigger
-from aisec.attacks.poisoning.hidden_trigger import HiddenTriggerParams, hidden_trigger
-from aisec.attacks.poisoning.sleeper_agent import (
-    SleeperAgentParams,
-    recipe_retrainer,
-    select_poisons,
-    sleeper_agent,
-)
+from aisec.attacks.poisoning.hidden_trigger import HiddenTriggerParams
+from aisec.attacks.poisoning.sleeper_agent import SleeperAgentParams, recipe_retrainer
 from aisec.core.check import Result, require_same_classes
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError, DataError
 from aisec.core.evidence import Measurement
 from aisec.core.flags import Flag
 from aisec.core.progress import Progress, no_progress
-from aisec.core.registry import register_check
+from aisec.core.registry import PoisoningInfo, get, names, register_check
 from aisec.core.stats import Interval, wilson
 from aisec.core.target import Target, check_inputs
 from aisec.models.recipe import RecipeDivergedError, TrainingRecipe
 from aisec.models.torch_module import batched_predict, module_copy
 
 ATLAS_POISONING = ("AML.T0020", "AML.T0018.000", "AML.T0043.004")
-DIRTY = ("badnets", "blended")
-CLEAN_LABEL = ("hidden-trigger", "sleeper-agent")
+#: The trigger model of each trigger kind a poisoning attack declares (``PoisoningInfo.trigger``).
+TRIGGERS: dict[str, type[PatchTrigger] | type[BlendTrigger]] = {"patch": PatchTrigger, "blend": BlendTrigger}
 
 
 class PoisoningParams(BaseModel):
@@ -66,7 +61,8 @@ class PoisoningParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    attack: Literal["badnets", "blended", "hidden-trigger", "sleeper-agent"] = "badnets"
+    attack: str = Field(default="badnets", description="A registered poisoning attack: badnets, blended, "
+                        "hidden-trigger, sleeper-agent (see `aisec plugins`).")
     rates: list[float] = Field(
         default_factory=lambda: [0.0, 0.005, 0.01, 0.02, 0.04, 0.08],
         description="Poisoning rates: fraction of the training set that is poisoned (0 is always added).",
@@ -97,6 +93,14 @@ class PoisoningParams(BaseModel):
     sleeper_agent: SleeperAgentParams = Field(default_factory=SleeperAgentParams)
     examples: int = Field(default=6, ge=0, description="Clean/poisoned pairs kept for the report.")
     seed: int = 0
+
+    @field_validator("attack")
+    @classmethod
+    def _attack(cls, v: str) -> str:
+        try:
+            return get("poisoning", v).name
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("rates")
     @classmethod
@@ -136,8 +140,7 @@ def resolve_recipe(target: Target, recipe: TrainingRecipe | None, mode: str | No
     otherwise). ``architecture: target`` (or no recipe) means the target's own architecture.
     """
     explicit = recipe is not None and "mode" in recipe.model_fields_set
-    m = mode or (recipe.mode if explicit and recipe is not None else
-                 ("finetune" if attack == "hidden-trigger" else "retrain"))
+    m = mode or (recipe.mode if explicit and recipe is not None else get("poisoning", attack).default_mode)
     if recipe is None:
         return default_recipe(target, m)
     if recipe.architecture == "target" and not recipe.custom:
@@ -185,6 +188,31 @@ class PoisoningCheck:
             p["recipe"] = recipe
         return p
 
+    @staticmethod
+    def _trigger(info: PoisoningInfo, p: PoisoningParams) -> Trigger:
+        """The trigger to plant: the given one if it is of the kind the attack declares; an attack whose kind
+        is not the default (patch) gets a seeded trigger of its kind when none of it was given."""
+        want = TRIGGERS[info.trigger]
+        if isinstance(p.trigger, want):
+            return p.trigger
+        if info.trigger != "patch":
+            return want(seed=p.seed)
+        given = p.trigger.kind
+        raise ConfigError(
+            f"attack '{p.attack}' uses a {info.trigger} trigger; give trigger.kind='{info.trigger}' or an attack "
+            f"with a {given} trigger: {', '.join(repr(n) for n in names('poisoning', trigger=given))}"
+        )
+
+    @staticmethod
+    def _method_params(info: PoisoningInfo, p: PoisoningParams) -> Any:
+        """The attack's own settings: the field of these params named after it (``hidden_trigger``)."""
+        field = info.name.replace("-", "_")
+        value = getattr(p, field, None)
+        if value is None:
+            raise ConfigError(f"poisoning attack '{info.name}' has no settings field '{field}' in the poisoning "
+                              f"check's params (fields: {sorted(PoisoningParams.model_fields)})")
+        return value
+
     def run(self, target: Target, data: Dataset, params: PoisoningParams, *,
             progress: Progress = no_progress) -> Result:
         t0 = time.perf_counter()
@@ -193,18 +221,13 @@ class PoisoningCheck:
         require_same_classes(target, data)
         k_cls = spec.num_classes
         check_classes(k_cls, p.target_class, p.source_class)
-        if p.attack in CLEAN_LABEL and p.source_class is None:
+        info = get("poisoning", p.attack)
+        dirty = not info.clean_label
+        if info.clean_label and p.source_class is None:
             raise ConfigError(f"{p.attack} is a clean-label attack and needs a source_class")
-        if p.attack == "blended" and not isinstance(p.trigger, BlendTrigger):
-            trigger: Trigger = BlendTrigger(seed=p.seed)
-        elif p.attack != "blended" and isinstance(p.trigger, BlendTrigger):
-            raise ConfigError(
-                f"attack '{p.attack}' uses a patch trigger; give trigger.kind='patch' or attack='blended'"
-            )
-        else:
-            trigger = p.trigger
+        trigger = self._trigger(info, p)
         trigger.validate_for(spec.input_shape)
-        sizes = sorted(set(p.trigger_sizes)) if isinstance(trigger, PatchTrigger) and p.attack in DIRTY else []
+        sizes = sorted(set(p.trigger_sizes)) if isinstance(trigger, PatchTrigger) and dirty else []
         for s in sizes:
             trigger.model_copy(update={"size": s}).validate_for(spec.input_shape)
         x, y = take(data, p.samples, device=spec.device)
@@ -215,7 +238,7 @@ class PoisoningCheck:
         xte, yte = x[perm[:n_test]], y[perm[:n_test]]
         xtr, ytr = x[perm[n_test:]], y[perm[n_test:]]
         n = int(xtr.shape[0])
-        needed = [("source_class", p.source_class)] + ([("target_class", p.target_class)] if p.attack in CLEAN_LABEL
+        needed = [("source_class", p.source_class)] + ([("target_class", p.target_class)] if info.clean_label
                                                         else [])
         for what, k in needed:  # fail before any training, not after it
             if k is not None and not bool((y == k).any()):
@@ -231,13 +254,13 @@ class PoisoningCheck:
         # ---- poisons (nested: the first m of `idx` are the poisons of any rate needing m) ----
         rates = p.rates
         m_of = [round(r * n) for r in rates]
-        if p.attack in DIRTY:
+        if dirty:
             cand = ((ytr == p.source_class) if p.source_class is not None else (ytr != p.target_class)).nonzero()
         else:
             cand = (ytr == p.target_class).nonzero()
         cand = cand.squeeze(1)
         if max(m_of) > cand.numel():
-            what = "source-class" if p.attack in DIRTY else "target-class"
+            what = "source-class" if dirty else "target-class"
             raise DataError(
                 f"rate {rates[-1]} needs {max(m_of)} poisons but the training part holds only {cand.numel()} "
                 f"{what} samples (max rate {cand.numel() / n:.3f}); lower the rates or set source_class=None"
@@ -245,30 +268,24 @@ class PoisoningCheck:
         m_max = max(m_of)
         progress("crafting poisons", 0, 1)
         surrogate = module_copy(target)
-        if p.attack in DIRTY:
+        if dirty:  # stamp the trigger on source-class samples and relabel them
             idx = cand[torch.randperm(cand.numel(), generator=g)[:m_max].to(cand.device)]
             xp = trigger.apply(xtr[idx], g) if m_max else xtr[:0]
             yp = torch.full((m_max,), p.target_class, dtype=torch.long, device=y.device)
-        else:
-            xsrc = xtr[ytr == p.source_class]
-            if p.attack == "sleeper-agent":
-                sel = select_poisons(surrogate, xtr[cand], ytr[cand], m_max, p.sleeper_agent.selection, p.seed)
-                idx = cand[sel]
-            else:
-                idx = cand[torch.randperm(cand.numel(), generator=g)[:m_max].to(cand.device)]
-            if m_max:
-                if p.attack == "hidden-trigger":
-                    xp = hidden_trigger(surrogate, xtr[idx], xsrc, trigger, p.hidden_trigger, seed=p.seed)
-                else:
-                    # the paper retrains the surrogate on the poisoned set between crafting rounds
-                    retrain = recipe_retrainer(recipe, xtr, ytr, idx, seed=p.seed,
-                                               init=module_copy(target) if mode == "finetune" else None)
-                    xp = sleeper_agent(surrogate, xtr[idx], ytr[idx], xsrc, trigger, target_class=p.target_class,
-                                       params=p.sleeper_agent, seed=p.seed, retrain=retrain)
-            else:
-                xp = xtr[:0]
+        else:  # the registered clean-label attack crafts perturbed target-class samples
+            method_params = self._method_params(info, p)
+
+            def retrainer(index: torch.Tensor) -> Any:
+                # for attacks that retrain the surrogate on the poisoned set between crafting rounds
+                return recipe_retrainer(recipe, xtr, ytr, index, seed=p.seed,
+                                        init=module_copy(target) if mode == "finetune" else None)
+
+            task = PoisonTask(surrogate=surrogate, x_train=xtr, y_train=ytr, candidates=cand, count=m_max,
+                              x_source=xtr[ytr == p.source_class], trigger=trigger, target_class=p.target_class,
+                              params=method_params, seed=p.seed, generator=g, retrainer=retrainer)
+            idx, xp = info.obj(task)
             yp = ytr[idx]
-            eps = p.hidden_trigger.eps if p.attack == "hidden-trigger" else p.sleeper_agent.eps
+            eps = float(method_params.eps)
             linf = float((xp - xtr[idx]).abs().amax()) if m_max else 0.0
             if linf > eps + 1e-6:  # an internal guarantee; never expected
                 raise RuntimeError(f"poisons left their eps-ball: {linf} > {eps}")
@@ -388,7 +405,7 @@ class PoisoningCheck:
             "points": points, "pixels": pix_points, "pixels_needed": pixels_needed, "pixels_rate": pix_rate,
             "min_poison_rate": float(min_rate), "reached": bool(reached), "success_threshold": thr,
             "resilience": res, "classes": list(data.info.classes), "trigger": trigger.model_dump(mode="json"),
-            "poison_linf": float((xp - xtr[idx]).abs().amax()) if m_max and p.attack in CLEAN_LABEL else None,
+            "poison_linf": float((xp - xtr[idx]).abs().amax()) if m_max and not dirty else None,
         }
         return Result(check="poisoning", measurements=measurements, params=p.model_dump(mode="json"),
                       summary=summary, tables={"training": table}, images=images, warnings=warnings,

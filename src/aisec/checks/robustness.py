@@ -34,7 +34,7 @@ from aisec.core.errors import ConfigError
 from aisec.core.evidence import Measurement
 from aisec.core.flags import Flag
 from aisec.core.progress import Progress, no_progress
-from aisec.core.registry import AttackKind, get_attack, register_check
+from aisec.core.registry import AttackKind, get_attack, names, register_check
 from aisec.core.stats import median_interval, wilson
 from aisec.core.target import Target, check_inputs
 from aisec.core.types import Modality, Norm
@@ -125,12 +125,14 @@ class RobustnessCheck:
             attack_params["steps"] = f["steps"]
         if f["norm"] or f["targeted"] or attack_params:
             specs = [a if isinstance(a, dict) else {"name": a} for a in r.get("attacks", ["fgsm", "pgd"])]
+            # --steps goes to the attacks that declare they are iterative (they take ``steps``)
+            iterative = set(names("evasion", iterative=True)) | set(names("text", iterative=True))
             for a in specs:
                 if f["norm"]:
                     a["norm"] = f["norm"]
                 if f["targeted"]:
                     a["targeted"] = True
-                if attack_params and a["name"] in ("pgd", "bim", "cw", "deepfool"):
+                if attack_params and a["name"].lower() in iterative:
                     a["params"] = {**a.get("params", {}), **attack_params}
             r["attacks"] = specs
         if f["eps"]:
@@ -386,10 +388,11 @@ def _examples(x: torch.Tensor, out: Outcome, k: int) -> dict[str, np.ndarray] | 
 
 
 def _masking_warnings(curves: list[dict[str, Any]]) -> list[str]:
-    """Warn when one-step FGSM beats multi-step PGD/BIM at the same eps (a gradient-masking sign)."""
+    """Warn when one-step FGSM beats a multi-step fixed-eps attack (PGD, BIM: the ones declared iterative) at the
+    same eps (a gradient-masking sign)."""
     warnings = []
     by = {(c["attack"], c["norm"], c["targeted"]): c for c in curves}
-    for multi in ("pgd", "bim"):
+    for multi in names("evasion", iterative=True, kind=AttackKind.FIXED_EPS):
         for nrm in ("linf", "l2"):
             f, m = by.get(("fgsm", nrm, False)), by.get((multi, nrm, False))
             if not f or not m:

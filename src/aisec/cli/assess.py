@@ -43,7 +43,7 @@ def _option(flag: Flag) -> Callable[[Any], Any]:
     if flag.kind == "switch":
         return click.option(*decls, flag.dest, is_flag=True, default=None, help=flag.help)
     if flag.kind == "choice":
-        return click.option(*decls, flag.dest, type=click.Choice(list(flag.choices)), help=flag.help)
+        return click.option(*decls, flag.dest, type=click.Choice(list(flag.options())), help=flag.help)
     return click.option(*decls, flag.dest, type=_CLICK_TYPES.get(flag.kind, str), help=flag.help)
 
 

@@ -1,4 +1,12 @@
-"""``aisec plugins``: every registered method and check, with what it needs, and plugins that failed to load."""
+"""``aisec plugins``: every registered method of every family, with its facts and parameters, and
+the plugins that failed to load.
+
+The table view fits the terminal (``COLUMNS=80`` gives lines of at most 80 characters): one table
+per family, each method on one row with a short ``needs``/``facts`` column and its summary, its
+parameters (name=default) on the line below. ``--json`` gives a dict keyed by family, each method a
+dict of its declared facts and parameters, plus the older lists ``attacks``, ``inference_attacks``,
+``checks``, ``models`` and ``errors``.
+"""
 
 from __future__ import annotations
 
@@ -7,69 +15,121 @@ from typing import Any
 
 import click
 
+# How each family is titled in the table view.
+_TITLES: dict[str, str] = {
+    "evasion": "evasion attacks (robustness check)",
+    "text": "text attacks (robustness check on text)",
+    "inference": "membership-inference attacks (privacy check)",
+    "poisoning": "poisoning attacks (poisoning check)",
+    "detector": "backdoor detectors (backdoor check)",
+    "explainer": "explainers (explainability check)",
+    "defence": "defences",
+    "check": "checks",
+    "section": "report sections (by check)",
+}
+# Facts shown in the short column (the JSON has all of them); booleans show their name when true.
+_SHORT_FACTS = ("kind", "norms", "natural_norm", "targeted", "iterative", "budget_unit", "needs_recipe",
+                "labels_only", "clean_label", "trigger", "default_mode", "inspects", "flags_samples", "stochastic",
+                "perturbation", "modalities")
 
-@click.command("plugins")
-@click.option("--json", "as_json", is_flag=True)
-def plugins(as_json: bool) -> None:
-    """List every attack, check, built-in model and dataset with what it needs."""
-    from aisec.core.registry import ATTACKS, CHECKS, PLUGIN_ERRORS, load_plugins
+
+def _method_json(info: Any) -> dict[str, Any]:
+    return {"name": info.name, "summary": info.summary, **info.facts(), "params": info.parameters()}
+
+
+def _short_facts(row: dict[str, Any]) -> str:
+    """``needs`` and the family's main facts, compactly: ``gradients; l2*, linf; iterative``."""
+    needs = ", ".join(row.get("requires", [])) or ("labels" if row.get("labels_only") else "-")
+    parts = [needs]
+    for key in _SHORT_FACTS:
+        if key not in row or key == "labels_only":
+            continue
+        v = row[key]
+        if key == "norms":
+            nat = row.get("natural_norm")
+            parts.append(",".join(f"{n}*" if n == nat and len(v) > 1 else n for n in v))
+        elif key == "natural_norm" or v in (None, [], "", False):
+            continue
+        elif v is True:
+            parts.append(key.replace("_", " "))
+        elif isinstance(v, list):
+            parts.append(",".join(map(str, v)))
+        elif key == "budget_unit":
+            parts.append(f"budget in {v}")
+        else:
+            parts.append(str(v))
+    return "; ".join(parts)
+
+
+def _short_value(v: str | None) -> str:
+    """A default as shown in the table: floats to 4 significant digits (8/255 reads 0.03137), None as ``-``."""
+    if v is None:
+        return "-"
+    try:
+        f = float(v)
+    except ValueError:
+        return v
+    return f"{f:.4g}" if "." in v or "e" in v.lower() else v
+
+
+def _params_line(params: dict[str, str | None]) -> str:
+    return " ".join(f"{k}={_short_value(v)}" for k, v in params.items())
+
+
+def collect() -> dict[str, Any]:
+    """Everything ``aisec plugins --json`` prints (the registry loaded first)."""
+    from aisec.core import registry
     from aisec.models.builtin import BUILTIN_MODELS
 
-    load_plugins()
-    attacks: list[dict[str, Any]] = [
-        {"name": a.name, "kind": a.kind.value, "requires": sorted(c.value for c in a.requires),
-         "labels_only": not a.requires, "norms": sorted(n.value for n in a.norms), "targeted": a.targeted,
-         "summary": a.summary,
-         "paper": a.paper, "params": {k: (str(v.default) if v.default is not None else None)
-                                      for k, v in a.cls.Params.model_fields.items()}}
-        for a in sorted(ATTACKS.values(), key=lambda a: a.name)
-    ]
-    from aisec.attacks.inference.base import inference_attacks
+    registry.load()
+    out: dict[str, Any] = {fam: {m.name: _method_json(m) for m in registry.methods(fam)}
+                           for fam in registry.families()}
+    attacks = [*out["evasion"].values(), *out["text"].values()]
+    out["attacks"] = sorted(
+        ({**a, "labels_only": not a["requires"]} for a in attacks), key=lambda a: str(a["name"]))
+    out["inference_attacks"] = [{"kind": "membership", **a} for a in out["inference"].values()]
+    out["checks"] = [{"name": c["name"], "summary": c["summary"]} for c in out["check"].values()]
+    out["models"] = [{"name": k, "input_shape": v[1], "summary": v[2]} for k, v in BUILTIN_MODELS.items()]
+    out["errors"] = dict(registry.PLUGIN_ERRORS)
+    return out
 
-    inference: list[dict[str, Any]] = [
-        {"name": a.name, "kind": "membership", "requires": sorted(c.value for c in a.requires),
-         "needs_recipe": a.needs_recipe, "labels_only": a.labels_only, "summary": a.summary, "paper": a.paper,
-         "params": {k: (str(v.default) if v.default is not None else None)
-                    for k, v in a.cls.Params.model_fields.items()}}
-        for a in inference_attacks()
-    ]
-    checks = [{"name": c.name, "summary": c.summary} for c in CHECKS.values()]
-    models: list[dict[str, Any]] = [{"name": k, "input_shape": v[1], "summary": v[2]}
-                                    for k, v in BUILTIN_MODELS.items()]
+
+@click.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON, keyed by family.")
+def plugins(as_json: bool) -> None:
+    """List every registered method of every family with its facts and parameters, built-in models and
+    plugins that failed to load."""
+    from aisec.core import registry
+
+    data = collect()
     if as_json:
-        click.echo(json.dumps({"attacks": attacks, "inference_attacks": inference, "checks": checks,
-                               "models": models, "errors": PLUGIN_ERRORS}))
+        click.echo(json.dumps(data))
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
-    t = Table(title="attacks")
-    for col in ("name", "kind", "needs", "norms", "targeted", "summary"):
-        t.add_column(col)
-    for a in attacks:
-        needs = ", ".join(a["requires"]) or ("predicted labels" if a["labels_only"] else "-")
-        t.add_row(a["name"], a["kind"], needs, ", ".join(a["norms"]),
-                  "yes" if a["targeted"] else "no", a["summary"])
-    console.print(t)
-    t = Table(title="membership-inference attacks (privacy check)")
-    for col in ("name", "needs", "trains models", "summary"):
-        t.add_column(col)
-    for a in inference:
-        needs = ", ".join(a["requires"]) or ("predicted labels" if a["labels_only"] else "-")
-        t.add_row(a["name"], needs, "yes (recipe)" if a["needs_recipe"] else "no", a["summary"])
-    console.print(t)
-    t = Table(title="checks")
-    t.add_column("name")
-    t.add_column("summary")
-    for c in checks:
-        t.add_row(c["name"], c["summary"])
-    console.print(t)
-    t = Table(title="built-in models")
-    for col in ("name", "input", "summary"):
-        t.add_column(col)
-    for m in models:
+    for fam in registry.families():
+        rows = list(data[fam].values())
+        t = Table(title=_TITLES.get(fam, fam), title_justify="left", expand=False, show_lines=False, pad_edge=False)
+        t.add_column("name", no_wrap=True, overflow="fold", max_width=22)
+        t.add_column("needs; facts", overflow="fold", ratio=2)
+        t.add_column("summary; params", overflow="fold", ratio=3)
+        for r in rows:
+            cell = Text(r["summary"])
+            if r["params"]:
+                cell.append("\n" + _params_line(r["params"]), style="dim")
+            t.add_row(r["name"], _short_facts(r) if fam not in ("check", "section") else "-", cell)
+        if not rows:
+            t.add_row("-", "-", Text("none registered yet", style="dim"))
+        console.print(t)
+    t = Table(title="built-in models", title_justify="left", pad_edge=False)
+    t.add_column("name", no_wrap=True, overflow="fold")
+    t.add_column("input", no_wrap=True)
+    t.add_column("summary", overflow="fold")
+    for m in data["models"]:
         t.add_row(m["name"], "x".join(map(str, m["input_shape"])), m["summary"])
     console.print(t)
-    for name, err in PLUGIN_ERRORS.items():
-        console.print(f"[red]plugin {name} failed to load:[/] {err}")
+    for name, err in data["errors"].items():
+        console.print(Text.assemble(("plugin ", "red"), (name, "red"), (" failed to load: ", "red"), err))

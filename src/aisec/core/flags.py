@@ -21,7 +21,9 @@ class Flag:
     """One flag. ``kind`` says how its text is read before the check sees it.
 
     text: a string; int, float: one number; floats: comma-separated numbers (fractions such as
-    8/255 allowed); list: comma-separated names; switch: on when given; choice: one of ``choices``.
+    8/255 allowed); list: comma-separated names; switch: on when given; choice: one of ``choices``, or
+    of the names registered in the registry family ``choices_from`` (e.g. ``explainer``), resolved when
+    the front end builds its options (:meth:`options`), so a plugin's method is a valid choice too.
     """
 
     name: str
@@ -29,12 +31,23 @@ class Flag:
     kind: FlagKind = "text"
     choices: tuple[str, ...] = ()
     short: str | None = None
+    choices_from: str = ""
 
     def __post_init__(self) -> None:
         if not self.name.startswith("--"):
             raise ValueError(f"flag name must start with '--', got {self.name!r}")
-        if (self.kind == "choice") != bool(self.choices):
-            raise ValueError(f"flag {self.name}: choices go with kind 'choice' (and only with it)")
+        if self.choices and self.choices_from:
+            raise ValueError(f"flag {self.name}: give choices or choices_from, not both")
+        if (self.kind == "choice") != bool(self.choices or self.choices_from):
+            raise ValueError(f"flag {self.name}: choices (or choices_from) go with kind 'choice' (and only with it)")
+
+    def options(self) -> tuple[str, ...]:
+        """The valid values of a choice flag: ``choices``, or the names registered in ``choices_from``."""
+        if self.choices_from:
+            from aisec.core.registry import names
+
+            return tuple(names(self.choices_from))
+        return self.choices
 
     @property
     def dest(self) -> str:

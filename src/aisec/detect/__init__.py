@@ -7,21 +7,22 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import inspect
+from typing import Any
 
 import torch
 
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError, ShapeError
+from aisec.core.registry import get
 from aisec.core.target import Target, check_inputs
 from aisec.detect._common import Detection, anomaly_index
+
+# each detector module registers itself (registry family ``detector``) when imported
 from aisec.detect.activation_clustering import activation_clustering
 from aisec.detect.neural_cleanse import neural_cleanse
 from aisec.detect.spectral import spectral_signatures
 from aisec.models.torch_module import batched_features, module_copy
-
-Method = Literal["activation-clustering", "spectral-signatures", "neural-cleanse"]
-METHODS: tuple[str, ...] = ("activation-clustering", "spectral-signatures", "neural-cleanse")
 
 
 def detect_backdoor(
@@ -38,8 +39,7 @@ def detect_backdoor(
     grows with ``steps * batch_size * num_classes``. ``expected_rate`` is spectral signatures' bound
     on the share of poisons within a backdoored class (see :func:`spectral_signatures`).
     """
-    if method not in METHODS:
-        raise ConfigError(f"unknown detection method '{method}'; choose one of {', '.join(METHODS)}")
+    info = get("detector", method)
     if steps < 1 or batch_size < 1:
         raise ConfigError(f"Neural Cleanse needs steps >= 1 and batch_size >= 1, got {steps} and {batch_size}")
     spec = target.spec
@@ -52,18 +52,22 @@ def detect_backdoor(
     x, y = take(data, samples, device=spec.device)
     check_inputs(spec, x, what=f"dataset '{data.info.name}'")
     torch.manual_seed(seed)
-    if method == "neural-cleanse":
-        return neural_cleanse(model, x, spec.num_classes, steps=steps, batch_size=batch_size, seed=seed,
-                              **({"threshold": threshold} if threshold is not None else {}))
-    feats = batched_features(model, x)
-    if method == "activation-clustering":
-        return activation_clustering(feats, y, spec.num_classes, seed=seed,
-                                     **({"threshold": threshold} if threshold is not None else {}))
-    return spectral_signatures(feats, y, spec.num_classes, expected_rate=expected_rate,
-                               **({"threshold": threshold} if threshold is not None else {}))
+    # the settings this call knows, handed to the detector's keyword arguments of the same names
+    offered: dict[str, Any] = {"seed": seed, "steps": steps, "batch_size": batch_size, "expected_rate": expected_rate,
+                               **({"threshold": threshold} if threshold is not None else {})}
+    accepted = inspect.signature(info.obj).parameters
+    options = {k: v for k, v in offered.items() if k in accepted}
+    if info.inspects == "model":  # probes a copy of the model with the (clean) samples
+        result: Detection = info.obj(model, x, spec.num_classes, **options)
+    elif info.inspects == "features":  # inspects the penultimate-layer features of the samples
+        result = info.obj(batched_features(model, x), y, spec.num_classes, **options)
+    else:
+        raise ConfigError(f"detector '{info.name}' declares inspects={info.inspects!r}; expected 'model' or "
+                          "'features'")
+    return result
 
 
 __all__ = [
-    "METHODS", "Detection", "activation_clustering", "anomaly_index", "detect_backdoor", "neural_cleanse",
+    "Detection", "activation_clustering", "anomaly_index", "detect_backdoor", "neural_cleanse",
     "spectral_signatures",
 ]

@@ -13,9 +13,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from aisec.core.registry import register
 from aisec.detect._common import Detection, anomaly_index, to_numpy
 
 
+@register("detector", "activation-clustering", inspects="features", flags_samples=True,
+          summary="clusters each class's penultimate-layer activations; a small cluster is a suspected poison set",
+          paper="https://arxiv.org/abs/1811.03728")
 def activation_clustering(
     features: torch.Tensor, labels: torch.Tensor, num_classes: int, *, dims: int = 10,
     threshold: float = 3.0, max_cluster_fraction: float = 0.35, seed: int = 0,

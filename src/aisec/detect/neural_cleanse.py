@@ -18,9 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aisec.core.registry import register
+from aisec.core.types import Modality
 from aisec.detect._common import Detection, anomaly_index
 
 
+@register("detector", "neural-cleanse", inspects="model", modalities={Modality.IMAGE},
+          summary="reverse-engineers image triggers, one per class, from clean samples",
+          paper="https://doi.org/10.1109/SP.2019.00031")
 def neural_cleanse(
     model: nn.Module, x: torch.Tensor, num_classes: int, *, steps: int = 300, batch_size: int = 32,
     lr: float = 0.1, init_lambda: float = 1e-2, success: float = 0.9, threshold: float = 3.0, seed: int = 0,

@@ -19,9 +19,13 @@ import numpy as np
 import torch
 
 from aisec.core.errors import ConfigError
+from aisec.core.registry import register
 from aisec.detect._common import Detection, anomaly_index, to_numpy
 
 
+@register("detector", "spectral-signatures", inspects="features", flags_samples=True,
+          summary="flags samples with outlying projections on the top singular vector of a class's features",
+          paper="https://arxiv.org/abs/1811.00636")
 def spectral_signatures(
     features: torch.Tensor, labels: torch.Tensor, num_classes: int, *, expected_rate: float = 0.1,
     threshold: float = 3.0,

@@ -33,33 +33,45 @@ import torch
 
 from aisec.core.errors import ConfigError
 from aisec.core.progress import Progress, no_progress
+from aisec.core.registry import ExplainerInfo, get, methods
 from aisec.core.target import Target, require
 from aisec.core.types import Capability, Modality
 from aisec.explain._base import Attribution, as_batch, feature_units, predict_batched, resolve_labels
-from aisec.explain._gradient import integrated_gradients, random_attribution, saliency
-from aisec.explain._lime import lime
+
+# the explainer modules register themselves (family ``explainer``) when imported
+from aisec.explain._gradient import integrated_gradients, random_attribution, saliency  # noqa: F401
+from aisec.explain._lime import lime  # noqa: F401
 from aisec.explain._segment import SEGMENTATIONS, Segmenter, default_cell, grid_segments
-from aisec.explain._shap import kernel_shap
+from aisec.explain._shap import kernel_shap  # noqa: F401
 
 Explainer = Callable[..., Attribution]
-
-METHODS: dict[str, tuple[Explainer, frozenset[Capability]]] = {
-    "lime": (lime, frozenset({Capability.PROBABILITIES})),
-    "kernel_shap": (kernel_shap, frozenset({Capability.PROBABILITIES})),
-    "saliency": (saliency, frozenset({Capability.GRADIENTS})),
-    "integrated_gradients": (integrated_gradients, frozenset({Capability.GRADIENTS})),
-    "random": (random_attribution, frozenset()),
-}
-ALIASES = {"shap": "kernel_shap", "ig": "integrated_gradients", "kernelshap": "kernel_shap"}
-TEXT_METHODS = frozenset({"lime"})
+"""An explainer: ``fn(target, x, labels, *, seed, batch_size, progress, **options) -> Attribution``, registered
+in the registry's ``explainer`` family with its facts (needs, modalities, stochastic, perturbation)."""
 
 
 def method_name(method: str) -> str:
     """The registry name of ``method`` (aliases such as ``ig`` and ``shap`` resolved)."""
-    key = ALIASES.get(method.lower(), method.lower())
-    if key not in METHODS:
-        raise ConfigError(f"unknown explainer '{method}'; choose one of {', '.join(sorted(METHODS))}")
-    return key
+    return get("explainer", method).name
+
+
+def handles(info: ExplainerInfo, modality: Modality) -> bool:
+    """Whether the explainer declares it explains inputs of ``modality`` (no modalities declared: any)."""
+    return not info.modalities or modality in info.modalities
+
+
+def text_explainers() -> list[str]:
+    """Names of the explainers that explain text."""
+    return [m.name for m in methods("explainer") if handles(m, Modality.TEXT)]  # type: ignore[arg-type]
+
+
+def black_box_alternatives(info: ExplainerInfo) -> str:
+    """For an explainer that needs gradients: the ones a black box (probabilities) can serve, quoted, those
+    handling the most modalities first."""
+    if Capability.GRADIENTS not in info.requires:
+        return ""
+    alts = [m for m in methods("explainer") if Capability.GRADIENTS not in m.requires and m.requires]
+    alts.sort(key=lambda m: (-len(m.modalities), m.name))
+    return " or ".join(repr(m.name) for m in alts)
 
 
 def explain(
@@ -89,16 +101,15 @@ def explain(
     Returns:
         An :class:`Attribution` whose ``values`` have the shape of the (batched) input.
     """
-    name = method_name(method)
-    fn, needs = METHODS[name]
-    alternatives = "'lime' or 'kernel_shap'" if Capability.GRADIENTS in needs else ""
-    require(target, needs, what=f"explainer '{name}'", alternatives=alternatives)
+    info = get("explainer", method)
+    name, fn = info.name, info.obj
+    require(target, info.requires, what=f"explainer '{name}'", alternatives=black_box_alternatives(info))
     if batch_size < 1:
         raise ConfigError(f"batch_size must be ≥ 1, got {batch_size}")
     t0 = time.perf_counter()
     if target.spec.modality is Modality.TEXT:
-        if name not in TEXT_METHODS:
-            raise ConfigError(f"explainer '{name}' does not explain text; use one of {sorted(TEXT_METHODS)}")
+        if not handles(info, Modality.TEXT):
+            raise ConfigError(f"explainer '{name}' does not explain text; use one of {text_explainers()}")
         from aisec.data.text import byte_width, decode_texts, encode_texts
 
         if isinstance(x, str):
@@ -127,15 +138,16 @@ def explain(
 
 
 __all__ = [
-    "METHODS",
     "SEGMENTATIONS",
-    "TEXT_METHODS",
     "Attribution",
     "Segmenter",
+    "black_box_alternatives",
     "default_cell",
     "explain",
     "feature_units",
     "grid_segments",
+    "handles",
     "method_name",
     "predict_batched",
+    "text_explainers",
 ]

@@ -19,10 +19,15 @@ import numpy as np
 import torch
 
 from aisec.core.progress import Progress
+from aisec.core.registry import register
 from aisec.core.target import Target
+from aisec.core.types import Capability, Modality
 from aisec.explain._base import Attribution
 
 
+@register("explainer", "saliency", summary="saliency: the gradient of the class score w.r.t. the input",
+          requires={Capability.GRADIENTS},
+          modalities={Modality.IMAGE, Modality.TABULAR}, paper="https://arxiv.org/abs/1312.6034")
 def saliency(
     target: Target, x: torch.Tensor, labels: torch.Tensor, *, seed: int, batch_size: int,
     progress: Progress, absolute: bool = True,
@@ -42,6 +47,9 @@ def saliency(
                        seconds=time.perf_counter() - t0)
 
 
+@register("explainer", "integrated_gradients", summary="integrated gradients along a path from a baseline",
+          requires={Capability.GRADIENTS},
+          modalities={Modality.IMAGE, Modality.TABULAR}, aliases=("ig",), paper="https://arxiv.org/abs/1703.01365")
 def integrated_gradients(
     target: Target, x: torch.Tensor, labels: torch.Tensor, *, seed: int, batch_size: int,
     progress: Progress, steps: int = 32, baseline: float | None = None, method: str = "gausslegendre",
@@ -70,12 +78,12 @@ def integrated_gradients(
                        raw=[{"convergence_delta": torch.cat(deltas).numpy()}])
 
 
+@register("explainer", "random", modalities={Modality.IMAGE, Modality.TABULAR}, stochastic=True)
 def random_attribution(
     target: Target, x: Any, labels: torch.Tensor, *, seed: int, batch_size: int, progress: Progress,
 ) -> Attribution:
     """A control: i.i.d. uniform scores, seeded. Any faithful explainer must beat it."""
     from aisec.core.errors import ConfigError
-    from aisec.core.types import Modality
 
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(seed)

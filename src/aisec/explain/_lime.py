@@ -23,8 +23,9 @@ import torch
 
 from aisec.core.errors import ConfigError
 from aisec.core.progress import Progress
+from aisec.core.registry import register
 from aisec.core.target import Target
-from aisec.core.types import Modality
+from aisec.core.types import Capability, Modality
 from aisec.explain._base import Attribution, model_fn_numpy
 from aisec.explain._segment import Segmenter
 
@@ -249,6 +250,10 @@ def lime_text(
                        tokens=tokens, texts=list(texts), score=scores, raw=raws)
 
 
+@register("explainer", "lime", summary="LIME: a local linear surrogate fitted to perturbed inputs",
+          requires={Capability.PROBABILITIES},
+          modalities={Modality.IMAGE, Modality.TABULAR, Modality.TEXT}, stochastic=True, perturbation=True,
+          paper="https://arxiv.org/abs/1602.04938")
 def lime(target: Target, x: Any, labels: torch.Tensor, **options: Any) -> Attribution:
     """Dispatch on the target's modality."""
     modality = target.spec.modality

@@ -18,12 +18,17 @@ import numpy as np
 import torch
 
 from aisec.core.progress import Progress
+from aisec.core.registry import register
 from aisec.core.target import Target
-from aisec.core.types import Modality
+from aisec.core.types import Capability, Modality
 from aisec.explain._base import Attribution
 from aisec.explain._segment import Segmenter
 
 
+@register("explainer", "kernel_shap", summary="KernelSHAP: Shapley values from weighted coalitions",
+          requires={Capability.PROBABILITIES},
+          modalities={Modality.IMAGE, Modality.TABULAR}, stochastic=True, perturbation=True,
+          aliases=("shap", "kernelshap"), paper="https://arxiv.org/abs/1705.07874")
 def kernel_shap(
     target: Target, x: torch.Tensor, labels: torch.Tensor, *, seed: int, batch_size: int,
     progress: Progress, num_samples: int = 1000, segmentation: str = "grid", baseline: float | None = None,

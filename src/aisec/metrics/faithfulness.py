@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from scipy import stats
 
+from aisec.core import registry
 from aisec.core.errors import ConfigError
 from aisec.core.stats import Interval
 from aisec.core.target import Target
@@ -299,7 +300,10 @@ class Stability:
     params: dict[str, Any]
 
 
-STOCHASTIC = frozenset({"lime", "kernel_shap", "random"})
+def _stochastic(method: str) -> bool:
+    """Whether the explainer declares its results depend on the seed (re-running it then measures stability);
+    an explainer the registry does not know is taken as deterministic."""
+    return method in registry.names("explainer", stochastic=True)
 
 
 def stability(
@@ -327,7 +331,7 @@ def stability(
     n = len(attr)
     label = attr.label
     rerun = None
-    if attr.method in STOCHASTIC and repeats > 0:
+    if _stochastic(attr.method) and repeats > 0:
         js = np.zeros((n, repeats))
         for r in range(repeats):
             again = fn(target, attr.texts if attr.texts is not None else x, method=attr.method, label=label,

@@ -6,15 +6,13 @@ evidence table and the provenance.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from markupsafe import escape
 
-from aisec.report import sections as _sections
+from aisec.core import registry
 from aisec.report.sections import SECTIONS, render_template
 
 if TYPE_CHECKING:
@@ -22,8 +20,8 @@ if TYPE_CHECKING:
 
 
 def _load_sections() -> None:
-    for mod in pkgutil.iter_modules(_sections.__path__):
-        importlib.import_module(f"{_sections.__name__}.{mod.name}")
+    """Import every section module (and plugins), which registers them (registry family ``section``)."""
+    registry.load("section")
 
 
 def render(run: Run) -> str:

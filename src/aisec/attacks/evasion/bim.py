@@ -33,6 +33,7 @@ class BIMParams(PGDParams):
     targeted=True,
     kind=AttackKind.FIXED_EPS,
     paper="https://arxiv.org/abs/1607.02533",
+    iterative=True,
 )
 class BIM:
     """Basic Iterative Method: iterated FGSM steps, clipped to the eps-ball after each."""

@@ -58,6 +58,8 @@ def _margin(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch
     targeted=True,
     kind=AttackKind.MIN_NORM,
     paper="https://arxiv.org/abs/1608.04644",
+    natural_norm=Norm.L2,
+    iterative=True,
 )
 class CarliniWagnerL2:
     """Carlini–Wagner L2: minimum-L2 adversarial examples by tanh-space optimisation."""

@@ -68,6 +68,8 @@ def candidate_gradients(
     targeted=False,
     kind=AttackKind.MIN_NORM,
     paper="https://arxiv.org/abs/1511.04599",
+    natural_norm=Norm.L2,
+    iterative=True,
 )
 class DeepFool:
     """DeepFool: iterated steps to the nearest linearised decision boundary (minimum norm)."""

@@ -96,6 +96,7 @@ def _pick_pairs(
     targeted=True,
     kind=AttackKind.MIN_NORM,
     paper="https://arxiv.org/abs/1511.07528",
+    natural_norm=Norm.L0,
 )
 class JSMA:
     """Jacobian Saliency Map Attack: few features changed by a lot (L0, minimum norm)."""

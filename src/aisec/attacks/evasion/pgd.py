@@ -96,6 +96,7 @@ def pgd_loop(
     targeted=True,
     kind=AttackKind.FIXED_EPS,
     paper="https://arxiv.org/abs/1706.06083",
+    iterative=True,
 )
 class PGD:
     """Projected Gradient Descent with random start (Madry et al. 2018)."""

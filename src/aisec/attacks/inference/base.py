@@ -14,9 +14,7 @@ offline) and RMIA alike.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -24,8 +22,10 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
+from aisec.core import registry
 from aisec.core.errors import ConfigError
 from aisec.core.progress import Progress, no_progress
+from aisec.core.registry import InferenceInfo
 from aisec.core.target import Target, require
 from aisec.core.types import Capability, OutputKind
 from aisec.models.recipe import ModelStack, TrainingRecipe
@@ -33,65 +33,46 @@ from aisec.models.recipe import ModelStack, TrainingRecipe
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class InferenceAttackInfo:
-    name: str
-    cls: type[Any]
-    requires: frozenset[Capability]
-    needs_recipe: bool
-    labels_only: bool
-    summary: str
-    paper: str = ""
+InferenceAttackInfo = InferenceInfo
+"""The registry's facts of a membership-inference attack (:class:`aisec.core.registry.InferenceInfo`)."""
 
 
-INFERENCE_ATTACKS: dict[str, InferenceAttackInfo] = {}
-_loaded = False
+class _InferenceView(Mapping[str, InferenceInfo]):
+    """``name -> info`` of the registered membership-inference attacks (a live view of the registry)."""
+
+    def __getitem__(self, key: str) -> InferenceInfo:
+        for info in registry.methods("inference"):
+            if info.name == key:
+                return info
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([m.name for m in registry.methods("inference")])
+
+    def __len__(self) -> int:
+        return len(registry.methods("inference"))
+
+
+INFERENCE_ATTACKS: Mapping[str, InferenceInfo] = _InferenceView()
 
 
 def register_inference_attack(
     name: str, *, requires: set[Capability] | frozenset[Capability] = frozenset(),
     needs_recipe: bool = False, labels_only: bool = False, paper: str = "",
 ) -> Callable[[type[T]], type[T]]:
-    """Class decorator: register a membership-inference attack under ``name`` (lowercase)."""
-
-    def deco(cls: type[T]) -> type[T]:
-        if name in INFERENCE_ATTACKS and INFERENCE_ATTACKS[name].cls is not cls:
-            raise ConfigError(f"inference attack name '{name}' is registered twice")
-        summary = (cls.__doc__ or name).strip().splitlines()[0]
-        INFERENCE_ATTACKS[name] = InferenceAttackInfo(
-            name, cls, frozenset(requires), needs_recipe, labels_only, summary, paper
-        )
-        return cls
-
-    return deco
+    """Class decorator: register a membership-inference attack under ``name`` (family ``inference``)."""
+    return registry.register("inference", name, requires=requires, needs_recipe=needs_recipe,
+                             labels_only=labels_only, paper=paper)
 
 
-def _load_all() -> None:
-    """Import every module of this package once, so each attack file registers itself."""
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        pkg = importlib.import_module("aisec.attacks.inference")
-        for mod in pkgutil.iter_modules(pkg.__path__):
-            if not mod.name.startswith("_") and mod.name != "base":
-                importlib.import_module(f"aisec.attacks.inference.{mod.name}")
-
-
-def inference_attacks() -> list[InferenceAttackInfo]:
+def inference_attacks() -> list[InferenceInfo]:
     """Every registered membership-inference attack, sorted by name (for listings such as ``aisec plugins``)."""
-    _load_all()
-    return sorted(INFERENCE_ATTACKS.values(), key=lambda a: a.name)
+    return registry.methods("inference")  # type: ignore[return-value]
 
 
-def get_inference_attack(name: str) -> InferenceAttackInfo:
-    """Look up an attack by name, importing every module of this package on first use."""
-    _load_all()
-    key = name.lower().replace("-", "_")
-    if key not in INFERENCE_ATTACKS:
-        raise ConfigError(
-            f"unknown membership-inference attack '{name}'; known: {', '.join(sorted(INFERENCE_ATTACKS))}"
-        )
-    return INFERENCE_ATTACKS[key]
+def get_inference_attack(name: str) -> InferenceInfo:
+    """Look up an attack by name (``-`` and ``_`` alike), importing every module of this package on first use."""
+    return registry.get("inference", name)
 
 
 class InferenceAttack(Protocol):

@@ -14,18 +14,24 @@ or read from an image file) at a fixed corner, given ``(row, col)``, or a random
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from aisec.attacks.poisoning.blended import BlendTrigger, _load_image
 from aisec.core.errors import ConfigError, DataError
+from aisec.core.registry import register
+from aisec.core.types import Modality
 
 Position = Literal["bottom-right", "bottom-left", "top-left", "top-right", "random"] | tuple[int, int]
 
 
+@register("poisoning", "badnets", clean_label=False, trigger="patch", modalities={Modality.IMAGE},
+          summary="dirty label: a patch trigger stamped on source-class images, relabelled to the target",
+          paper="https://arxiv.org/abs/1708.06733", params=None)
 class PatchTrigger(BaseModel):
     """A square patch trigger (BadNets)."""
 
@@ -134,6 +140,36 @@ class PoisonSet:
         m = torch.zeros(self.x.shape[0], dtype=torch.bool)
         m[self.index.cpu()] = True
         return m
+
+
+@dataclass
+class PoisonTask:
+    """What a clean-label poisoning attack crafts from (one uniform call for every registered attack).
+
+    ``candidates`` index the target-class rows of ``x_train`` that may become poisons; the attack
+    picks ``count`` of them and returns ``(index, poisons)``: the chosen rows of ``x_train`` and their
+    perturbed versions (labels unchanged). ``retrain(index)`` returns a model trained like the victims
+    on the training set whose rows ``index`` are (to be) poisoned, for attacks that retrain their
+    surrogate between crafting rounds.
+    """
+
+    surrogate: torch.nn.Module
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    candidates: torch.Tensor
+    count: int
+    x_source: torch.Tensor
+    trigger: Trigger
+    target_class: int
+    params: Any
+    seed: int
+    generator: torch.Generator
+    retrainer: Callable[[torch.Tensor], Any] | None = None
+
+    def random_pick(self) -> torch.Tensor:
+        """``count`` candidates drawn at random (seeded by ``generator``)."""
+        c = self.candidates
+        return c[torch.randperm(c.numel(), generator=self.generator)[: self.count].to(c.device)]
 
 
 def check_classes(num_classes: int, target_class: int, source_class: int | None) -> None:

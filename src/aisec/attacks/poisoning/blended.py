@@ -17,8 +17,13 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from aisec.core.errors import ConfigError, DataError
+from aisec.core.registry import register
+from aisec.core.types import Modality
 
 
+@register("poisoning", "blended", clean_label=False, trigger="blend", modalities={Modality.IMAGE},
+          summary="dirty label: a full-image pattern blended into source-class images, relabelled to the target",
+          paper="https://arxiv.org/abs/1712.05526", params=None)
 class BlendTrigger(BaseModel):
     """A full-image pattern blended in: ``(1 - alpha) x + alpha pattern`` (Chen et al. 2017)."""
 

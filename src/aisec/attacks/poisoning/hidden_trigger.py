@@ -21,7 +21,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from aisec.attacks.poisoning.badnets import Trigger
+from aisec.attacks.poisoning.badnets import PoisonTask, Trigger
+from aisec.core.registry import register
+from aisec.core.types import Modality
 from aisec.models.torch_module import feature_fn
 
 
@@ -92,3 +94,15 @@ def hidden_trigger(
     finally:
         for q in model.parameters():
             q.requires_grad_(True)
+
+
+@register("poisoning", "hidden-trigger", clean_label=True, trigger="patch", default_mode="finetune",
+          modalities={Modality.IMAGE}, params=HiddenTriggerParams, paper="https://arxiv.org/abs/1910.00033",
+          summary="clean label: target-class poisons whose features match triggered sources (fine-tuned victims)")
+def craft_hidden_trigger(task: PoisonTask) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random target-class candidates, perturbed by :func:`hidden_trigger`: ``(index, poisons)``."""
+    idx = task.random_pick()
+    if not task.count:
+        return idx, task.x_train[:0]
+    return idx, hidden_trigger(task.surrogate, task.x_train[idx], task.x_source, task.trigger, task.params,
+                               seed=task.seed)

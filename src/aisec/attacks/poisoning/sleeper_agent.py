@@ -40,8 +40,10 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from aisec.attacks.poisoning.badnets import Trigger
+from aisec.attacks.poisoning.badnets import PoisonTask, Trigger
 from aisec.core.errors import ConfigError, ShapeError
+from aisec.core.registry import register
+from aisec.core.types import Modality
 
 if TYPE_CHECKING:
     from aisec.models.recipe import TrainingRecipe
@@ -226,3 +228,18 @@ def sleeper_agent(
     """
     return craft_sleeper_agent(model, x_poison, y_poison, x_source, trigger, target_class=target_class,
                                params=params, seed=seed, retrain=retrain).x
+
+
+@register("poisoning", "sleeper-agent", clean_label=True, trigger="patch", modalities={Modality.IMAGE},
+          params=SleeperAgentParams, paper="https://arxiv.org/abs/2106.08970",
+          summary="clean label: gradient-matching poisons, the surrogate retrained between rounds")
+def craft_sleeper_agent_poisons(task: PoisonTask) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidates chosen by ``params.selection``, perturbed by :func:`sleeper_agent`: ``(index, poisons)``."""
+    p: SleeperAgentParams = task.params
+    c = task.candidates
+    idx = c[select_poisons(task.surrogate, task.x_train[c], task.y_train[c], task.count, p.selection, task.seed)]
+    if not task.count:
+        return idx, task.x_train[:0]
+    retrain = task.retrainer(idx) if task.retrainer is not None else None
+    return idx, sleeper_agent(task.surrogate, task.x_train[idx], task.y_train[idx], task.x_source, task.trigger,
+                              target_class=task.target_class, params=p, seed=task.seed, retrain=retrain)

@@ -29,7 +29,7 @@ from pydantic import Field
 from aisec.attacks.base import EvasionParams, attack_params
 from aisec.core.errors import CapabilityError, ConfigError, DataError
 from aisec.core.progress import Progress, no_progress
-from aisec.core.registry import AttackInfo, get_attack
+from aisec.core.registry import AttackInfo, get_attack, names
 from aisec.core.target import Target, TextTarget, require
 from aisec.core.types import Capability, Modality
 
@@ -48,7 +48,6 @@ class TextAttackParams(EvasionParams):
 
 class TextAttack(Protocol):
     Params: ClassVar[type[TextAttackParams]]
-    real_text: ClassVar[bool]
 
     def attack(
         self, target: TextTarget, ids: torch.Tensor, y: torch.Tensor, params: Any, *,
@@ -256,15 +255,12 @@ class Vocabulary:
 
 
 def text_attack_info(name: str | AttackInfo) -> AttackInfo:
-    """Registry entry of a text attack; a ConfigError for attacks that do not attack text."""
+    """Registry entry of a text attack (family ``text``); a ConfigError for attacks that do not attack text."""
     info = get_attack(name) if isinstance(name, str) else name
-    if not getattr(info.cls, "text_attack", False):
-        from aisec.core.registry import ATTACKS
-
-        known = sorted(n for n, a in ATTACKS.items() if getattr(a.cls, "text_attack", False))
+    if info.family != "text":
         raise ConfigError(
             f"attack '{info.name}' perturbs tensor inputs (images, tables), not text; for text targets use "
-            f"{', '.join(repr(k) for k in known)}"
+            f"{', '.join(repr(k) for k in names('text'))}"
         )
     return info
 
@@ -356,7 +352,7 @@ def run_text_attack(
     success = (pred_adv == target_labels.cpu()) if target_labels is not None else (pred_adv != yc) & (pred_clean == yc)
     success &= attack_mask
     texts = decode(tt, ids)
-    real = bool(getattr(info.cls, "real_text", True))
+    real = info.real_text
     adv_texts = decode(tt, ids_adv) if real else None
     return TextOutcome(
         attack=info.name, y=yc, pred_clean=pred_clean, pred_adv=pred_adv, success=success,

@@ -42,9 +42,9 @@ from aisec.attacks.text.base import (
     logits_from_embeddings,
 )
 from aisec.core.errors import ConfigError
-from aisec.core.registry import AttackKind, register_attack
+from aisec.core.registry import AttackKind, register
 from aisec.core.target import Target, TextTarget
-from aisec.core.types import Norm
+from aisec.core.types import Modality, Norm
 
 
 def reference_norm(target: TextTarget, vocab: Vocabulary, norm: Norm) -> float:
@@ -88,19 +88,26 @@ def token_norms(delta: torch.Tensor, norm: Norm) -> torch.Tensor:
     return delta.abs().amax(-1) if norm is Norm.LINF else delta.norm(dim=-1)
 
 
-@register_attack(
+@register(
+    "text",
     "embedding_pgd",
     requires=TEXT_CAPS,
     norms={Norm.LINF, Norm.L2},
     targeted=True,
     kind=AttackKind.FIXED_EPS,
     paper="https://arxiv.org/abs/1706.06083",
+    modalities={Modality.TEXT},
+    iterative=True,
+    # Relative L2 radii, log-spaced x~3 so that the curve moves on real and small encoders alike. Measured with
+    # bench/bench_text.py (100 held-out texts): frozen MiniLM-L6 + logistic head on Rotten Tomatoes falls from 0.60
+    # clean to 0.50 / 0.34 / 0.05 / 0.01 / 0.00 at 0.01 / 0.02 / 0.05 / 0.1 / 0.25; the tiny test BERT keeps 1.00 up
+    # to 0.3 and falls to 0.65 / 0.24 / 0.05 at 1 / 2 / 3. The old grid 0.25 / 0.5 / 1.0 read 0 at every point on
+    # MiniLM.
+    default_eps=(0.01, 0.03, 0.1, 0.3, 1.0),
+    real_text=False,
 )
 class EmbeddingPGD:
     """PGD on token embeddings (per-token Linf/L2 ball); a lower bound of robustness to text edits."""
-
-    text_attack = True
-    real_text = False
 
     class Params(TextAttackParams):
         norm: Norm = Field(default=Norm.L2, description="Per-token ball: l2 or linf.")

@@ -38,9 +38,9 @@ from aisec.attacks.text.base import (
     as_text_target,
     logits_from_embeddings,
 )
-from aisec.core.registry import AttackKind, register_attack
+from aisec.core.registry import AttackKind, register
 from aisec.core.target import Target, TextTarget
-from aisec.core.types import Norm
+from aisec.core.types import Modality, Norm
 
 
 def embedding_matrix(target: TextTarget, vocab_size: int) -> torch.Tensor:
@@ -88,19 +88,25 @@ def first_order_scores(
     return s.masked_fill(candidates < 0, -torch.inf)
 
 
-@register_attack(
+@register(
+    "text",
     "hotflip",
     requires=TEXT_CAPS,
     norms={Norm.L0},
     targeted=True,
     kind=AttackKind.FIXED_EPS,
     paper="https://arxiv.org/abs/1712.06751",
+    modalities={Modality.TEXT},
+    # the budget counts words changed, in whole numbers; greedy and stopping at its first flip, one
+    # run at the largest budget gives every smaller one. The default sweep is 1, 2 and 3 words.
+    budget_unit="words",
+    integer_budget=True,
+    nested_budgets=True,
+    default_eps=(1.0, 2.0, 3.0),
+    real_text=True,
 )
 class HotFlip:
     """HotFlip word substitution: gradient-ranked nearest-neighbour swaps, verified, within a word budget."""
-
-    text_attack = True
-    real_text = True
 
     class Params(TextAttackParams):
         norm: Norm = Field(default=Norm.L0, description="l0: the budget counts words changed.")

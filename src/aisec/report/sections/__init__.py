@@ -3,29 +3,50 @@
 A renderer takes a check's :class:`~aisec.core.check.Result` and the run, and returns an HTML
 fragment (a ``<section>``); figures are inlined. A check without a renderer gets a generic
 table of its measurements.
+
+Renderers live in the one registry (:mod:`aisec.core.registry`, family ``section``, keyed by check
+name), so a plugin that adds a check can add its section the same way, and ``aisec plugins`` lists
+them. This package only imports core; core imports it by name, on a lookup in the family.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+
+from aisec.core import registry
 
 if TYPE_CHECKING:
     from aisec.core.check import Result
     from aisec.core.run import Run
 
 SectionRenderer = Callable[["Result", "Run"], str]
-SECTIONS: dict[str, SectionRenderer] = {}
+
+
+class _Sections(Mapping[str, SectionRenderer]):
+    """``check name -> renderer``: a live view of the registry's ``section`` family."""
+
+    def __getitem__(self, check: str) -> SectionRenderer:
+        for info in registry.methods("section"):
+            if info.name == check:
+                return info.obj  # type: ignore[no-any-return]
+        raise KeyError(check)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([m.name for m in registry.methods("section")])
+
+    def __len__(self) -> int:
+        return len(registry.methods("section"))
+
+
+SECTIONS: Mapping[str, SectionRenderer] = _Sections()
 
 
 def register_section(check: str) -> Callable[[SectionRenderer], SectionRenderer]:
-    def deco(fn: SectionRenderer) -> SectionRenderer:
-        SECTIONS[check] = fn
-        return fn
-
-    return deco
+    """Decorator: register ``fn`` as the report section of the check ``check`` (registry family ``section``)."""
+    return registry.register("section", check)
 
 
 def templates() -> Environment:

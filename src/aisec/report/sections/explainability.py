@@ -99,6 +99,20 @@ def explainability_section(result: Result, run: Run) -> str:
     r = {
         "summary": s, "warnings": result.warnings, "params": result.params,
         "curves_fig": figures_explain.faithfulness_curves(s), "image_fig": image_fig, "bars": bars,
-        "texts": texts,
+        "texts": texts, "perturbation": _perturbation(s.get("explainer")),
     }
     return render_template("explainability.html.j2", r=r)
+
+
+def _perturbation(explainer: str | None) -> bool:
+    """Whether the explainer perturbs inputs (``num_samples`` applies), as the registry declares it; False for an
+    explainer not registered where the report is rendered (e.g. a plugin not installed here)."""
+    from aisec.core.errors import ConfigError
+    from aisec.core.registry import get
+
+    if not explainer:
+        return False
+    try:
+        return get("explainer", explainer).perturbation
+    except ConfigError:
+        return False
