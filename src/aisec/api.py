@@ -20,7 +20,16 @@ import torch
 from aisec.core.check import Result
 from aisec.core.dataset import Dataset
 from aisec.core.errors import AisecError, ConfigError
-from aisec.core.evidence import Environment, Evidence, Measurement, RawRef, Resource, file_sha256, write_jsonl
+from aisec.core.evidence import (
+    DEFAULT_TOE,
+    Environment,
+    Evidence,
+    Measurement,
+    RawRef,
+    Resource,
+    file_sha256,
+    write_jsonl,
+)
 from aisec.core.plan import Plan
 from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import get_check
@@ -236,15 +245,14 @@ def _evidence(result: Result, run: Run, measurements: Sequence[Measurement] | No
     env = Environment.capture(spec.device)
     from aisec import __version__
 
-    toe = run.target_of_evaluation_id
-    extra = {"target_of_evaluation_id": toe} if toe else {}
+    toe = run.target_of_evaluation_id or DEFAULT_TOE
     return [
         Evidence(
             tool_version=__version__, run_id=run.run_id, check=result.check, metric=m.metric,
             value=m.value, unit=m.unit, higher_is_better=m.higher_is_better, interval=m.interval,
             sample_count=m.sample_count, parameters=m.parameters, seed=run.seed, resource=resource,
             environment=env, raw=refs.get(m.raw_key) if m.raw_key else None,
-            threats=result.threats, **extra,
+            threats=result.threats, target_of_evaluation_id=toe,
         )
         for m in chosen
     ]
