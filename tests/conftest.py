@@ -59,3 +59,24 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+@pytest.fixture
+def policy_evaluations(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Counts policy evaluations: ``evaluate_policy`` is wrapped wherever aisec bound it (and, through
+    ``aisec.policy.rules``, wherever it is bound later); the list grows by one per evaluation."""
+    import sys
+
+    import aisec.policy.rules as rules
+
+    original = rules.evaluate_policy
+    calls: list[object] = []
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(args)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    for name, mod in list(sys.modules.items()):
+        if name.startswith("aisec") and getattr(mod, "evaluate_policy", None) is original:
+            monkeypatch.setattr(mod, "evaluate_policy", counting)
+    return calls

@@ -10,7 +10,7 @@ import csv
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,17 @@ import torch
 
 from aisec.core.check import Result
 from aisec.core.dataset import Dataset
-from aisec.core.errors import AisecError, ConfigError
-from aisec.core.evidence import Environment, Evidence, RawRef, Resource, file_sha256, write_jsonl
+from aisec.core.errors import AisecError, ConfigError, UnsafeModelError
+from aisec.core.evidence import (
+    DEFAULT_TOE,
+    Environment,
+    Evidence,
+    Measurement,
+    RawRef,
+    Resource,
+    file_sha256,
+    write_jsonl,
+)
 from aisec.core.plan import Plan
 from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import get_check
@@ -93,11 +102,50 @@ def run_plan(
     on_evidence: Callable[[list[Evidence]], None] | None = None,
     policy: Any = None,
 ) -> Run:
-    """Load the plan's data and model and run its checks."""
+    """Load the plan's data and model and run its checks.
+
+    A ``model-scan`` check runs first, on the plan's model file, **before** the model is loaded: its
+    findings are evidence even when loading then refuses the file (and the refusal names them).
+    """
     data = load_data(plan.data.source, plan.data.options)
-    target = load_model(plan.model, data)
-    return assess(target, data, checks=plan.checks, seed=plan.seed, out=out, progress=progress,
-                  plan=plan, on_evidence=on_evidence, policy=policy)
+    checks = dict(plan.checks)
+    scanned: list[Result] = []
+    if "model-scan" in checks:
+        scanned.append(_scan_model_file(plan, checks.pop("model-scan"), progress))
+    try:
+        target = load_model(plan.model, data)
+    except UnsafeModelError as exc:
+        if scanned:
+            found = "; ".join(w for w in scanned[0].warnings) or "no finding at the fail_at severity"
+            raise UnsafeModelError(f"{exc} Model scan: {found}") from exc
+        raise
+    return assess(target, data, checks=checks or {}, seed=plan.seed, out=out, progress=progress,
+                  plan=plan, on_evidence=on_evidence, policy=policy, results=scanned)
+
+
+def _scan_model_file(plan: Plan, raw: dict[str, Any], progress: Progress) -> Result:
+    """The model-scan check on the file behind ``plan.model`` (or the ``path`` the plan gives)."""
+    from aisec.checks.model_scan import ModelScanCheck, ModelScanParams
+    from aisec.models.builtin import BUILTIN_MODELS, builtin_model_file
+
+    entry = dict(raw)
+    if not entry.get("path"):
+        ref = plan.model.path
+        if ref.startswith(("http://", "https://")):
+            raise ConfigError(f"model-scan needs a model file or folder, and '{ref}' is an endpoint; scan the file "
+                              "the service was built from with 'aisec model-scan PATH'")
+        if ref in BUILTIN_MODELS and not Path(ref).exists():
+            f = builtin_model_file(ref)
+            if f is None:
+                raise ConfigError(f"built-in model '{ref}' is built in code and has no file to scan; "
+                                  "drop model-scan from the checks")
+            ref = str(f)
+        entry["path"] = ref
+    try:
+        params = ModelScanParams(**entry)
+    except Exception as exc:
+        raise ConfigError(f"invalid parameters for check 'model-scan': {exc}") from exc
+    return ModelScanCheck().run(None, None, params, progress=progress)
 
 
 def assess(
@@ -112,8 +160,11 @@ def assess(
     target_of_evaluation_id: str | None = None,
     on_evidence: Callable[[list[Evidence]], None] | None = None,
     policy: Any = None,
+    results: Sequence[Result] = (),
 ) -> Run:
     """Run checks on a target and dataset; write evidence and a report to ``out`` if given.
+
+    ``results``: results measured before the target was loaded (the model-file scan), recorded first.
 
     ``target`` may be a :class:`~aisec.core.target.Target`, a torch module (wrapped for the data's
     shape and classes) or a model file / built-in name; ``data`` a dataset or a built-in name,
@@ -131,7 +182,7 @@ def assess(
         checks = [c.strip() for c in checks.split(",") if c.strip()]
     if isinstance(checks, list):
         checks = {c: {} for c in checks}
-    if not checks:
+    if not checks and not results:
         raise ConfigError("no checks requested")
     resolved = []
     for name, raw in checks.items():  # validate every check's params before running any
@@ -142,45 +193,92 @@ def assess(
         except Exception as exc:
             raise ConfigError(f"invalid parameters for check '{name}': {exc}") from exc
         resolved.append((info, params))
-    run_id = str(uuid.uuid4())
+    run = start_run(target, data, seed=seed, out=out, plan=plan, policy=policy,
+                    target_of_evaluation_id=target_of_evaluation_id)
+    t0 = time.perf_counter()
+    for early in results:
+        record_result(run, early, on_evidence=on_evidence)
+    torch.manual_seed(seed)
+    for info, params in resolved:
+        result = info.cls().run(target, data, params, progress=progress)
+        record_result(run, result, on_evidence=on_evidence)
+    run.seconds = time.perf_counter() - t0
+    return finish_run(run)
+
+
+def start_run(
+    target: Target,
+    data: Dataset,
+    *,
+    seed: int = 0,
+    out: str | Path | None = None,
+    plan: Plan | None = None,
+    policy: Any = None,
+    target_of_evaluation_id: str | None = None,
+) -> Run:
+    """Open a run whose results go through the one evidence path (:func:`record_result`, :func:`finish_run`).
+
+    :func:`assess` and every other runner (e.g. :func:`aisec.campaigns.scan.run_scan`) start their run here,
+    so each one's evidence carries the same provenance (tool version, run id, resource digests, environment,
+    seed, target of evaluation) and each out folder holds the same files. Creates ``out`` and writes the
+    plan there when given.
+    """
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         if plan is not None:
             (out_dir / "plan.yaml").write_text(plan.to_yaml(), encoding="utf-8")
-    run = Run(run_id=run_id, plan=plan, target=target, data=data, out=out_dir, policy=policy)
     toe = target_of_evaluation_id or (plan.target_of_evaluation_id if plan else None)
-    t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    for info, params in resolved:
-        result = info.cls().run(target, data, params, progress=progress)
+    return Run(run_id=str(uuid.uuid4()), plan=plan, target=target, data=data, out=out_dir, policy=policy,
+               seed=seed, target_of_evaluation_id=toe)
+
+
+def record_result(
+    run: Run,
+    result: Result,
+    *,
+    measurements: Sequence[Measurement] | None = None,
+    on_evidence: Callable[[list[Evidence]], None] | None = None,
+) -> list[Evidence]:
+    """Turn a result's measurements into evidence of the run, as soon as they exist.
+
+    Adds ``result`` to the run (once), turns ``measurements`` (default: all of the result's) into
+    :class:`Evidence`, writes their per-sample tables to ``samples/``, appends the records to
+    ``evidence.jsonl``, rewrites ``result.json`` and hands the records to ``on_evidence`` (e.g. an
+    evidence store's recorder). A runner whose result grows while it runs (a scan adds a measurement
+    per finished attack run) calls this once per new measurement; a crash later keeps what was recorded.
+
+    Returns:
+        The new evidence records (also appended to ``run.evidence``).
+    """
+    if not any(r is result for r in run.results):
         run.results.append(result)
-        records = _evidence(result, target, data, run_id, seed, out_dir, toe)
-        run.evidence += records
-        if out_dir is not None:
-            write_jsonl(records, out_dir / "evidence.jsonl")
-            _write_result(out_dir, run)
-        if on_evidence is not None:
-            on_evidence(records)
-    run.seconds = time.perf_counter() - t0
+    records = _evidence(result, run, measurements)
+    run.evidence += records
+    if run.out is not None:
+        write_jsonl(records, run.out / "evidence.jsonl")
+        _write_result(run.out, run)
+    if on_evidence is not None:
+        on_evidence(records)
+    return records
+
+
+def finish_run(run: Run) -> Run:
+    """End the run: judge its policy (once, see :func:`judge`) and write ``result.json`` and the reports."""
     judge(run)
-    if out_dir is not None:
-        write_reports(run)
+    write_reports(run)
     return run
 
 
 def judge(run: Run) -> None:
     """Judge the run's evidence against its policy (default: Clouditor's AISecurity thresholds), once.
 
-    The verdict heads every report; a policy that cannot be applied is reported as an error
-    of the run rather than hiding the measurements.
+    The verdict heads every report and is what a policy gate (:class:`aisec.policy.gate.Gate`) reuses;
+    a policy that cannot be applied is reported as an error of the run rather than hiding the measurements.
     """
-    from aisec.policy.rules import evaluate_policy
+    from aisec.policy.gate import judge as judge_once
 
-    try:
-        run.verdict = evaluate_policy(run.evidence, run.policy)
-    except AisecError as exc:
-        run.errors.append(f"policy could not be applied: {exc}")
+    judge_once(run)
 
 
 def write_reports(run: Run) -> None:
@@ -195,16 +293,22 @@ def write_reports(run: Run) -> None:
     write_markdown(run, run.out / "report.md")
 
 
-def _evidence(
-    result: Result, target: Target, data: Dataset, run_id: str, seed: int,
-    out_dir: Path | None, toe: str | None,
-) -> list[Evidence]:
+def _evidence(result: Result, run: Run, measurements: Sequence[Measurement] | None = None) -> list[Evidence]:
+    """Evidence records for ``measurements`` (default: all) of ``result``, their tables written to ``samples/``.
+
+    With an explicit list only the tables those measurements point to are (re)written; without, every
+    table of the result is.
+    """
+    target, data, out_dir = run.target, run.data, run.out
+    chosen = list(result.measurements if measurements is None else measurements)
     spec = target.spec
     refs: dict[str, RawRef] = {}
     if out_dir is not None:
-        for key, table in result.tables.items():
+        keys = list(result.tables) if measurements is None else \
+            [k for k in dict.fromkeys(m.raw_key for m in chosen) if k is not None and k in result.tables]
+        for key in keys:
             path = out_dir / "samples" / f"{result.check}-{key}.csv"
-            rows = _write_table(table, path)
+            rows = _write_table(result.tables[key], path)
             refs[key] = RawRef(path=str(path.relative_to(out_dir)), sha256=file_sha256(path), rows=rows)
     resource = Resource(
         model_name=spec.name, model_sha256=spec.digest, model_access=spec.access.value,
@@ -213,16 +317,16 @@ def _evidence(
     env = Environment.capture(spec.device)
     from aisec.core.version import __version__
 
-    extra = {"target_of_evaluation_id": toe} if toe else {}
+    toe = run.target_of_evaluation_id or DEFAULT_TOE
     return [
         Evidence(
-            tool_version=__version__, run_id=run_id, check=result.check, metric=m.metric,
+            tool_version=__version__, run_id=run.run_id, check=result.check, metric=m.metric,
             value=m.value, unit=m.unit, higher_is_better=m.higher_is_better, interval=m.interval,
-            sample_count=m.sample_count, parameters=m.parameters, seed=seed, resource=resource,
+            sample_count=m.sample_count, parameters=m.parameters, seed=run.seed, resource=resource,
             environment=env, raw=refs.get(m.raw_key) if m.raw_key else None,
-            threats=result.threats, **extra,
+            threats=result.threats, target_of_evaluation_id=toe,
         )
-        for m in result.measurements
+        for m in chosen
     ]
 
 
@@ -255,6 +359,6 @@ def _write_result(out_dir: Path, run: Run) -> None:
 
 
 __all__ = [
-    "AisecError", "Run", "as_dataset", "as_target", "assess", "judge", "load_data", "load_model", "run_plan",
-    "write_reports",
+    "AisecError", "Run", "as_dataset", "as_target", "assess", "finish_run", "judge", "load_data", "load_model",
+    "record_result", "run_plan", "start_run", "write_reports",
 ]

@@ -1,6 +1,6 @@
 """``aisec scan``: every black-box attack over every sample, Counterfit-style summary.
 
-It wraps :func:`aisec.campaigns.scan.scan`: loads the target (sklearn pickle with ``--trust-model-code``,
+It wraps :func:`aisec.campaigns.scan.run_scan`: loads the target (sklearn pickle with ``--trust-model-code``,
 ``.onnx``, ``http(s)://`` endpoint, torch file or built-in) and the data, optionally with tabular
 constraints (``--constraints FILE`` or ``--constraints infer``), runs each attack with ``--budget``
 queries per sample, prints the summary table and writes to ``--out``:
@@ -8,19 +8,23 @@ queries per sample, prints the summary table and writes to ``--out``:
 - ``scan.json``: the summary (rows and runs), rewritten after every run, ``"complete": false``
   until the scan ends normally;
 - ``evidence.jsonl``: one ``robustness.attack_success_rate`` record per finished run, appended as
-  each run ends;
+  each run ends, with its per-sample table in ``samples/`` (the same evidence path as ``aisec assess``:
+  same provenance fields, ``result.json``, ``report.html`` and ``report.md`` with a scan section);
 - ``constraints.yaml``: the constraints used (inferred ones included, for review).
 
+``--store URL`` records each finished run's evidence in an evidence store as it ends and the whole run
+at the end; ``--policy FILE`` judges the scan's evidence against a policy (``policy.json``/``policy.md``;
+a failed policy exits with 3), as for ``aisec assess``.
+
 A run that fails stops the scan (an endpoint that died will not come back for the next attack):
-what finished is written, the error is printed and the exit code is 1. Usage, data and model
-errors before the scan exit with 2, as for every aisec command.
+what finished is written (and stored), the error is printed and the exit code is 1. Usage, data and
+model errors before the scan exit with 2, as for every aisec command.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -57,25 +61,34 @@ from aisec.core.errors import ConfigError
               help="HTTP/ONNX target: what it returns; 'labels' = label-only (decision-based attacks only).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-o", "--out", type=click.Path(file_okay=False), default="aisec-scan", show_default=True,
-              help="Folder for scan.json, evidence.jsonl and constraints.yaml.")
+              help="Folder for scan.json, evidence.jsonl, samples/, report.html and constraints.yaml.")
+@click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False),
+              help="YAML policy of metric thresholds; a failed policy exits with code 3.")
+@click.option("--store", "store_url", envvar="AISEC_STORE_URL", show_envvar=True,
+              help="Evidence store URL (sqlite:///path.db or postgresql://...); records are stored as each run ends.")
 @click.option("--json", "as_json", is_flag=True, help="Print scan.json's content instead of the table.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def scan_command(model: str, data: str, split: str | None, label_column: str | None, attacks: str | None,
                  budget: int, eps: str, grid_file: str | None, max_runs: int | None, constraints_src: str | None,
                  count: int | None, batch_size: int, query_budget: int | None, trust_model_code: bool,
                  protocol: str | None, model_name: str | None, timeout: float | None, output_kind: str | None,
-                 seed: int, out: str,
+                 seed: int, out: str, policy_file: str | None, store_url: str | None,
                  as_json: bool, quiet: bool) -> None:
     """Run black-box attacks over all samples and print runs, success %, best score and parameters,
     time and queries min/avg/max per attack."""
     from aisec.api import load_model
-    from aisec.campaigns.scan import scan
+    from aisec.campaigns.scan import run_scan
     from aisec.cli.params import float_list as _floats
     from aisec.cli.progress import RichProgress
     from aisec.core.dataset import take
     from aisec.core.plan import ModelRef
     from aisec.data.loading import load_dataset
 
+    gate = None
+    if policy_file or store_url:
+        from aisec.policy.gate import Gate
+
+        gate = Gate.open(policy=policy_file, store=store_url)  # fails fast on a bad policy or store
     opts: dict[str, Any] = {"split": split} if split else {}
     if label_column is not None:
         opts["label_column"] = int(label_column) if label_column.lstrip("-").isdigit() else label_column
@@ -91,23 +104,27 @@ def scan_command(model: str, data: str, split: str | None, label_column: str | N
     grid = _grid(attacks, budget, _floats(eps, "--eps") or [0.1], grid_file, target.spec.capabilities)
 
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if constraints is not None:
-        constraints.dump(out_dir / "constraints.yaml")
-    writer = _Writer(out_dir, target, dataset, x.shape[0], grid, constraints, seed)
     with RichProgress(enabled=not quiet and not as_json) as progress:
-        summary = scan(target, x, y, grid, max_runs=max_runs, seed=seed, batch_size=batch_size,
-                       progress=progress, constraints=constraints, on_run=writer.on_run, stop_on_error=True)
-    writer.finish(summary)
+        scanned = run_scan(target, dataset, x, y, grid, out=out_dir, max_runs=max_runs, seed=seed,
+                           batch_size=batch_size, progress=progress, constraints=constraints,
+                           on_evidence=gate.recorder(None, out_dir) if gate else None,
+                           policy=gate.policy if gate else None, stop_on_error=True)
+    outcome = gate.finish(scanned.run) if gate else None  # stores the run (a stopped one as failed)
+    summary = scanned.summary
     if as_json:
-        click.echo(json.dumps(writer.document(summary), default=str))
+        click.echo(json.dumps(scanned.document, default=str))
     else:
         _print_table(summary, target.spec.name, int(x.shape[0]), constraints)
-        click.echo(f"results: {out_dir / 'scan.json'}   evidence: {out_dir / 'evidence.jsonl'}")
+        click.echo(f"results: {out_dir / 'scan.json'}   evidence: {out_dir / 'evidence.jsonl'}   "
+                   f"report: {out_dir / 'report.html'}")
+        if outcome is not None and outcome.policy is not None:
+            click.echo(outcome.policy.text())
     if not summary.complete:
         click.echo(f"error: scan stopped at run {len(summary.runs)} of {summary.planned}: {summary.stopped}. "
                    f"Partial results are in {out_dir}.", err=True)
         sys.exit(1)
+    if outcome is not None and outcome.exit_code:
+        sys.exit(outcome.exit_code)
 
 
 def _constraints(src: str | None, dataset: Any) -> Any:
@@ -171,68 +188,6 @@ def _read_mapping(path: str) -> dict[str, Any]:
     if not isinstance(raw, dict) or not all(isinstance(v, dict | None) for v in raw.values()):
         raise ConfigError(f"--grid file '{p}' must map attack names to {{param: value or [values]}}")
     return raw
-
-
-class _Writer:
-    """Writes evidence and scan.json as each run ends, so a crash keeps every finished run."""
-
-    def __init__(self, out: Path, target: Any, dataset: Any, n: int, grid: dict[str, Any], constraints: Any,
-                 seed: int) -> None:
-        from aisec.core.evidence import Environment, Resource
-
-        spec = target.spec
-        info = dataset.info
-        self.out = out
-        self.target = target
-        self.run_id = str(uuid.uuid4())
-        self.header = {
-            "run_id": self.run_id, "target": spec.name, "target_sha256": spec.digest, "access": spec.access.value,
-            "data": info.name, "data_digest": info.digest, "samples": n, "seed": seed, "grid": grid,
-            "constraints": None if constraints is None else {
-                "source": constraints.source, "sha256": constraints.digest(), "file": "constraints.yaml"},
-        }
-        self.constraints = constraints
-        self.seed = seed
-        self.resource = Resource(model_name=spec.name, model_sha256=spec.digest, model_access=spec.access.value,
-                                 dataset_name=info.name, dataset_digest=info.digest, dataset_source=info.source)
-        self.env = Environment.capture(spec.device)
-        self.runs: list[dict[str, Any]] = []
-        (out / "evidence.jsonl").unlink(missing_ok=True)  # one file per scan, not appended across scans
-        self._write({**self.header, "complete": False, "stopped": None, "rows": [], "runs": []})
-
-    def on_run(self, run: Any) -> None:
-        from aisec.core.evidence import Evidence, write_jsonl
-        from aisec.core.stats import wilson
-        from aisec.core.version import __version__
-
-        d = run.as_dict()
-        self.runs.append(d)
-        self._write({**self.header, "complete": False, "stopped": None, "rows": [], "runs": self.runs})
-        if run.error is not None:
-            return
-        params = {"mode": "scan", "attack": run.attack, **run.params, "queries_min": d["queries_min"],
-                  "queries_avg": d["queries_avg"], "queries_max": d["queries_max"], "seconds": d["seconds"],
-                  "median_distance": d["median_distance"], "constraint_violations": run.violations}
-        if self.constraints is not None:
-            params["constraints_sha256"] = self.constraints.digest()
-        write_jsonl([Evidence(
-            tool_version=__version__, run_id=self.run_id, check="robustness", metric="robustness.attack_success_rate",
-            value=run.success_rate, unit="fraction", higher_is_better=False,
-            interval=wilson(run.successes, run.eligible), sample_count=run.eligible, parameters=params,
-            seed=self.seed, resource=self.resource, environment=self.env, threats=("AML.T0043.001", "AML.T0015"),
-        )], self.out / "evidence.jsonl")
-
-    def document(self, summary: Any) -> dict[str, Any]:
-        return {**self.header, "complete": summary.complete, "stopped": summary.stopped, "planned": summary.planned,
-                "target_queries": self.target.queries, "rows": summary.as_dicts(), "runs": self.runs}
-
-    def finish(self, summary: Any) -> None:
-        self._write(self.document(summary))
-
-    def _write(self, doc: dict[str, Any]) -> None:
-        tmp = self.out / "scan.json.tmp"
-        tmp.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
-        tmp.replace(self.out / "scan.json")
 
 
 def _print_table(summary: Any, target: str, n: int, constraints: Any) -> None:

@@ -33,10 +33,16 @@ class Run:
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     related: list[Run] = field(default_factory=list)
+    seed: int = 0
+    target_of_evaluation_id: str | None = None
     # the policy (aisec.policy.Policy) and its verdict (aisec.policy.PolicyReport): typed loosely here
     # because the policy wing sits above core and core never imports upward
     policy: Any = None
     verdict: Any = None
+    # the policy is applied once per run (aisec.policy.gate.judge): ``judged`` says it was, and
+    # ``verdict_error`` why it could not be applied (then ``verdict`` stays None)
+    judged: bool = False
+    verdict_error: str | None = None
 
     def summary(self) -> dict[str, Any]:
         return {

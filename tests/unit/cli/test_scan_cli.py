@@ -126,3 +126,25 @@ def test_scan_rejects_data_that_breaks_the_constraints(files, tmp_path):
     res = _scan(files, tmp_path / "o", "--constraints", str(tmp_path / "c.yaml"))
     assert res.exit_code == 2 and "integer constraint" in res.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_stopped_scan_is_stored_as_failed_with_its_finished_runs(files, tmp_path, monkeypatch):
+    import joblib
+
+    import aisec.api
+    from aisec.store import open_store
+    from aisec.targets.sklearn import ProbaTarget
+
+    monkeypatch.setenv("AISEC_KEY_DIR", str(tmp_path / "keys"))
+    monkeypatch.setenv("AISEC_HOME", str(tmp_path / "home"))
+    model = joblib.load(files / "lr.pkl")
+    monkeypatch.setattr(aisec.api, "load_model", lambda ref, data: ProbaTarget(
+        _DyingEndpoint(model, alive=26), input_shape=data.info.sample_shape, num_classes=2, name="endpoint"))
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    res = _scan(files, tmp_path / "o", "--budget", "10", "-a", "simba,square,boundary", "--store", url)
+    assert res.exit_code == 1 and "scan stopped at run 2 of 3" in res.stderr
+    kept = read_jsonl(tmp_path / "o" / "evidence.jsonl")
+    assert len(kept) == 1 and (tmp_path / "o" / "report.html").exists()
+    with open_store(url) as store:
+        info = store.run(kept[0].run_id)
+        assert info.status == "failed" and "EndpointError" in info.error and info.evidence_count == 1
