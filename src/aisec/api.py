@@ -104,8 +104,9 @@ def run_plan(
 ) -> Run:
     """Load the plan's data and model and run its checks.
 
-    A ``model-scan`` check runs first, on the plan's model file, **before** the model is loaded: its
-    findings are evidence even when loading then refuses the file (and the refusal names them).
+    A ``model-scan`` check runs first, on the plan's model file, **before** the model is loaded; when
+    loading then refuses the file (an unsafe pickle without ``trust_model_code``), the refusal names
+    the findings.
     """
     data = load_data(plan.data.source, plan.data.options)
     checks = dict(plan.checks)
