@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from aisec.core.registry import names
+
 
 @click.command("detect-backdoor")
 @click.option("-m", "--model", required=True, help="Model file or built-in name (e.g. digits-cnn).")
@@ -19,7 +21,7 @@ import click
 @click.option("-d", "--data", "data_name", default="digits", show_default=True, help="Dataset (built-in name or path).")
 @click.option("--split", default="train", show_default=True, help="Split of the dataset (its training data).")
 @click.option("--method", "methods", multiple=True,
-              type=click.Choice(["neural-cleanse", "activation-clustering", "spectral-signatures"]),
+              type=click.Choice(names("detector")),
               help="Detector; repeat for several (default: neural-cleanse).")
 @click.option("-c", "--count", type=int, help="Use at most this many samples (default: all).")
 @click.option("--threshold", type=float, help="Anomaly-index threshold (default 3).")
