@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from aisec.store import open_store
-from aisec.store.chain import _lis
+from aisec.store.chain import EXIT_EMPTY, EXIT_UNTRUSTED, _lis
 from aisec.testing.evidence import fake_run
 from aisec.testing.store_checks import TAMPERINGS, tamper
 
@@ -20,8 +20,11 @@ def test_untouched_store_verifies(store):
     assert report.records == 6 and report.head.count == 6
 
 
-def test_empty_store_verifies(store):
-    assert store.verify().ok
+def test_empty_store_fails_unless_allowed(store):
+    # An emptied store looks exactly like a new one: by default there is nothing to vouch for.
+    report = store.verify()
+    assert not report.ok and report.exit_code == EXIT_EMPTY and report.issues[0].kind == "empty"
+    assert store.verify(allow_empty=True).ok
 
 
 @pytest.mark.parametrize("how", TAMPERINGS)
@@ -50,21 +53,23 @@ def test_deleting_the_head_row_state_is_detected(store):
     assert not report.ok and report.issues[0].kind == "head"
 
 
-def test_records_signed_by_an_untrusted_key_warn_or_fail_when_strict(store, sqlite_url, tmp_path, monkeypatch):
+def test_records_signed_by_a_key_only_in_the_store_fail_unless_allowed(store, sqlite_url, tmp_path, monkeypatch):
     store.add_evidence(fake_run(2))
     monkeypatch.setenv("AISEC_KEY_DIR", str(tmp_path / "colleague"))
     colleague = open_store(sqlite_url)
     colleague.add_evidence(fake_run(2))
     colleague.close()
     monkeypatch.setenv("AISEC_KEY_DIR", str(tmp_path / "keys"))
-    lenient = store.verify()
+    default = store.verify()
+    assert not default.ok and default.exit_code == EXIT_UNTRUSTED
+    lenient = store.verify(allow_untrusted=True)
     assert lenient.ok and lenient.warnings
-    assert not store.verify(strict=True).ok
-    # trusting the colleague's public key silences the warning
+    assert store.verify(strict=False).ok  # the pre-2027 spelling of allow_untrusted
+    # trusting the colleague's public key (the trust store) makes it pass by default
     trusted = tmp_path / "keys" / "trusted"
     trusted.mkdir()
     shutil.copy(tmp_path / "colleague" / "ed25519.pub", trusted / "colleague.pub")
-    assert store.verify(strict=True).ok
+    assert store.verify().ok
 
 
 def test_longest_increasing_subsequence():
