@@ -219,6 +219,9 @@ class EvidenceStore:
                 conn.exec_driver_sql("SELECT 1")
         except SQLAlchemyError as exc:
             self._engine.dispose()
+            if "not a database" in _reason(exc):
+                raise NotAStore(f"{self.display_url} is not an evidence store: {_reason(exc)}. Expected a SQLite "
+                                "database written by aisec; check the path or restore the file from a backup.") from exc
             raise StoreUnavailable(
                 f"cannot reach the evidence store at {self.display_url}: {_reason(exc)}. Check the URL and that the "
                 "server is running, or unset AISEC_STORE_URL to use the local SQLite store."
