@@ -278,12 +278,13 @@ def trust() -> None:
               help="Refuse unless the key has this id or sha256 fingerprint (as its owner told you).")
 def trust_add(key_dir: str | None, pub_file: str, expect: str | None) -> None:
     """Trust the Ed25519 public key in PUB_FILE (PEM, as `aisec evidence key` prints it)."""
+    from aisec.store import SigningKeyError
     from aisec.store import keys as keymod
 
     pem = Path(pub_file).read_bytes()
     found = keymod.fingerprint(keymod.load_public_pem(pem))
     if expect and not found.startswith(keymod.normalize_fingerprint(expect)):
-        raise keymod.SigningKeyError(f"{pub_file} holds key sha256:{found}, not the expected {expect}; not added")
+        raise SigningKeyError(f"{pub_file} holds key sha256:{found}, not the expected {expect}; not added")
     t = keymod.add_trusted(pem, key_dir)
     click.echo(f"trusted {t.key_id} (sha256:{t.fingerprint}) -> {t.path}")
 
