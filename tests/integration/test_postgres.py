@@ -20,7 +20,17 @@ import pytest
 
 from aisec.store import open_store
 from aisec.testing.evidence import fake_run
-from aisec.testing.store_checks import TAMPERINGS, kill, reap, spawn_writer, tamper, wait_for
+from aisec.testing.store_checks import (
+    STORE_TAMPERINGS,
+    TAMPERINGS,
+    fill_store,
+    kill,
+    reap,
+    spawn_writer,
+    tamper,
+    tamper_store,
+    wait_for,
+)
 
 
 def _pg_bin() -> Path | None:
@@ -119,6 +129,17 @@ def test_tampering_is_named(pg_url, how):
     report = store.verify()
     assert not report.ok
     assert {i.evidence_id for i in report.issues if i.kind == kind} & ids, report.text()
+    store.close()
+
+
+@pytest.mark.parametrize("how", sorted(STORE_TAMPERINGS))
+def test_tamper_suite_exit_codes(pg_url, how):
+    store = open_store(pg_url)
+    fill_store(store)
+    assert store.verify().ok
+    want = tamper_store(store, how)
+    report = store.verify()
+    assert not report.ok and report.exit_code == want, report.text()
     store.close()
 
 

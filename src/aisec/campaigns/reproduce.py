@@ -1,12 +1,14 @@
 """Re-run the plan behind a stored evidence record and say whether the new value agrees.
 
-``reproduce(store, evidence_id)`` loads the recorded plan's model and data, refuses if either
-digest differs from the one in the (signed) record, re-runs only the check that produced the
+``reproduce(store, evidence_id)`` first checks that the record and its run (plan included) are
+unchanged and signed by keys in the trust store, then loads the recorded plan's data and checks its
+digest, checks the model file's sha256 *before* loading it, re-runs only the check that produced the
 record with the recorded seed and parameters, and compares the matching new measurement with the
 recorded value and confidence interval.
 
-The run's plan is stored beside the chain but is not itself signed; the seed, check, parameters and
-digests it must reproduce come from the signed record, and a plan that disagrees with them is refused.
+Nothing is taken on trust from stored data: ``trust_model_code`` (unpickling) comes only from the
+caller (``aisec reproduce --trust-model-code``), never from the stored plan, and the seed, check and
+digests must also agree with the signed record.
 """
 
 from __future__ import annotations
@@ -60,18 +62,29 @@ def reproduce(
     out: str | Path | None = None,
     progress: Progress = no_progress,
     save: bool = False,
+    trust_model_code: bool = False,
 ) -> ReproduceResult:
     """Re-run what produced ``evidence_id`` and compare (see the module docstring).
 
+    Args:
+        trust_model_code: allow unpickling the model file (its sha256 is checked first). Whatever
+            the stored plan says is ignored.
+
     Raises:
-        ReproduceRefused: no plan was recorded, the plan disagrees with the record, or the model or
-            data digest changed since the measurement.
+        ReproduceRefused: the record or its run fails verification or is signed by an untrusted key,
+            no plan was recorded, the plan disagrees with the record, or the model or data digest
+            changed since the measurement.
     """
     from aisec import api
     from aisec.core.plan import Plan
 
-    ev = store.get(evidence_id)
-    run = store.run(ev.run_id)
+    entry, run, problems = store.verify_entry(evidence_id)
+    ev = entry.evidence
+    if problems:
+        raise ReproduceRefused(
+            f"evidence {ev.id} or its run {ev.run_id} cannot be trusted, so nothing was loaded: "
+            + "; ".join(problems) + ". Expected both unchanged and signed by a key in your trust store; run "
+            "`aisec evidence verify` to see what changed, or `aisec evidence trust add` the signer's key.")
     if run.plan is None:
         raise ReproduceRefused(
             f"evidence {ev.id} belongs to run {ev.run_id}, which has no recorded plan (it was imported from "
@@ -85,11 +98,18 @@ def reproduce(
                                f"{ev.seed}; the plan was changed after the run")
     if ev.check not in plan.checks:
         raise ReproduceRefused(f"the recorded plan has no '{ev.check}' check, which produced evidence {ev.id}")
+    plan = plan.model_copy(update={"model": plan.model.model_copy(update={"trust_model_code": trust_model_code})})
     data = api.load_data(plan.data.source, plan.data.options)
     if data.info.digest != ev.resource.dataset_digest:
         raise ReproduceRefused(
             f"the data changed: '{plan.data.source}' now has digest {data.info.digest[:16]}…, but evidence {ev.id} "
             f"was measured on {ev.resource.dataset_digest[:16]}…. Restore the original data to reproduce it.")
+    before = _model_file_digest(plan.model.path)
+    if before is not None and before != ev.resource.model_sha256:
+        raise ReproduceRefused(
+            f"the model file changed: '{plan.model.path}' has sha256 {before[:16]}…, but evidence {ev.id} was "
+            f"measured on {ev.resource.model_sha256[:16]}…; it was not loaded. Restore the original model to "
+            "reproduce it.")
     target = api.load_model(plan.model, data)
     if target.spec.digest != ev.resource.model_sha256:
         raise ReproduceRefused(
@@ -111,6 +131,17 @@ def reproduce(
         evidence_id=ev.id, metric=ev.metric, parameters=ev.parameters, recorded_value=ev.value,
         recorded_interval=ev.interval, new_value=match.value, new_interval=match.interval, within=within,
         new_evidence_id=match.id, new_run_id=new_run.run_id, detail=detail)
+
+
+def _model_file_digest(path: str) -> str | None:
+    """The sha256 of the model file the plan names, read without loading it (None: a built-in name, a
+    URL or a folder, none of which is unpickled; their digest is compared after loading)."""
+    from aisec.core.evidence import file_sha256
+
+    if path.startswith(("http://", "https://")):
+        return None
+    p = Path(path).expanduser()
+    return file_sha256(p) if p.is_file() else None
 
 
 def _matching(ev: Evidence, candidates: list[Evidence]) -> Evidence | None:

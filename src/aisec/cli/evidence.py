@@ -1,7 +1,9 @@
-"""``aisec evidence``: list, show, export, import, verify and push stored evidence.
+"""``aisec evidence``: list, show, export, import, verify and push stored evidence; manage trusted keys.
 
-Exit codes: 0 success; 2 a usage, store or push error (one line on stderr); 4 verification found
-tampering (``verify``).
+Exit codes: 0 success; 2 a usage, store or push error (one line on stderr). ``verify`` adds: 4
+tampering found, 5 signed by a key not in your trust store, 6 no store at that path, 7 not an
+evidence store (e.g. a 0-byte file), 8 empty store, 9 chain head missing.
+Read-only commands (``list``, ``show``, ``export``, ``verify``, ``push``) never create a store.
 """
 
 from __future__ import annotations
@@ -15,8 +17,17 @@ from typing import Any
 import click
 
 from aisec.cli.store_options import AisecGroup, filter_options, filters, key_dir_option, open_store, store_option
+from aisec.store.chain import (
+    EXIT_EMPTY,
+    EXIT_NO_HEAD,
+    EXIT_NO_STORE,
+    EXIT_NOT_A_STORE,
+    EXIT_TAMPERED,
+    EXIT_UNTRUSTED,
+)
 
-EXIT_TAMPERED = 4
+__all__ = ["EXIT_EMPTY", "EXIT_NOT_A_STORE", "EXIT_NO_HEAD", "EXIT_NO_STORE", "EXIT_TAMPERED", "EXIT_UNTRUSTED",
+           "evidence"]
 
 
 @click.group(cls=AisecGroup)
@@ -31,7 +42,7 @@ def evidence() -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON lines, one record per line.")
 def list_(store_url: str | None, limit: int | None, as_json: bool, **kw: Any) -> None:
     """List records, oldest first."""
-    store = open_store(store_url)
+    store = open_store(store_url, create=False)
     rows = store.query(**filters(kw), limit=limit)
     if as_json:
         for r in rows:
@@ -56,11 +67,13 @@ def list_(store_url: str | None, limit: int | None, as_json: bool, **kw: Any) ->
 @store_option
 @click.argument("evidence_id")
 def show(store_url: str | None, evidence_id: str) -> None:
-    """Print one record (id or unique prefix) with its chain link and run as JSON."""
-    store = open_store(store_url)
+    """Print one record (id or unique prefix) with its chain link, original signer and run as JSON."""
+    store = open_store(store_url, create=False)
     entry = store.get_entry(evidence_id)
     run = store.run(entry.evidence.run_id)
     click.echo(json.dumps({"evidence": entry.evidence.model_dump(mode="json"), "chain": entry.link.model_dump(),
+                           "signed_by": entry.signed_by,
+                           "origin": entry.origin.model_dump() if entry.origin is not None else None,
                            "source": entry.source, "stored_at": entry.stored_at.isoformat(),
                            "run": run.model_dump(mode="json")}, indent=2, default=str))
 
@@ -76,8 +89,8 @@ def show(store_url: str | None, evidence_id: str) -> None:
 @click.option("--eps", "eps", multiple=True, help="Reference budget for Clouditor properties, e.g. linf=0.1.")
 def export(store_url: str | None, key_dir: str | None, out_file: str, fmt: str, eps: tuple[str, ...],
            **kw: Any) -> None:
-    """Export records (all, or those matching the filters)."""
-    store = open_store(store_url, key_dir)
+    """Export records (all, or those matching the filters); bundles are signed with your key."""
+    store = open_store(store_url, key_dir, create=False)
     chosen = filters(kw)
     if fmt == "bundle":
         n = store.export_bundle(out_file, **chosen)
@@ -99,36 +112,102 @@ def export(store_url: str | None, key_dir: str | None, out_file: str, fmt: str, 
 @store_option
 @key_dir_option
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--force", is_flag=True, help="Import a bundle even if it fails verification.")
-def import_(store_url: str | None, key_dir: str | None, paths: tuple[str, ...], force: bool) -> None:
-    """Import bundles, evidence.jsonl files or `aisec assess` out folders (re-running it adds only what is missing)."""
+@click.option("--force", is_flag=True, help="Import a bundle even if it fails verification (its records keep "
+              "their signatures, so verify names them). Does not accept untrusted keys.")
+@click.option("--trust-key", "trust_keys", multiple=True, metavar="FINGERPRINT",
+              help="Trust the bundle's key with this id or sha256 fingerprint (check it with the sender first) and "
+              "add it to your trust store; repeatable.")
+def import_(store_url: str | None, key_dir: str | None, paths: tuple[str, ...], force: bool,
+            trust_keys: tuple[str, ...]) -> None:
+    """Import bundles, evidence.jsonl files or `aisec assess` out folders (re-running it adds only what is missing).
+
+    Bundles must be signed by a key in your trust store (or one given with --trust-key); imported
+    records keep their original signer and signature. Plain evidence.jsonl files and out folders
+    are unsigned input: their records are signed by your key with source import:NAME.
+    """
     store = open_store(store_url, key_dir)
     for p in paths:
-        res = store.import_path(p, force=force)
-        click.echo(f"{p}: {len(res.added)} added, {len(res.skipped)} already present, "
+        res = store.import_path(p, force=force, trust_keys=trust_keys)
+        by = ", ".join(f"{n} signed by {kid}" for kid, n in sorted(res.signers.items()))
+        click.echo(f"{p}: {len(res.added)} added{f' ({by})' if by else ''}, {len(res.skipped)} already present, "
                    f"{res.artifacts_added} artifact(s) added")
 
 
-@evidence.command()
+@evidence.command(epilog="""\b
+Exit codes:
+  0  intact, every signature by a trusted key
+  2  usage or store error
+  4  tampering: a record, run, head or bundle was edited, removed, inserted or reordered
+  5  signed by a key not in your trust store (--allow-untrusted: a warning)
+  6  no store at that path or URL (nothing is created)
+  7  not an evidence store (a 0-byte or foreign file)
+  8  empty store: no records, no runs, no signed head
+  9  the chain head row is missing""")
 @store_option
 @key_dir_option
 @click.option("--bundle", type=click.Path(exists=True, dir_okay=False), help="Verify an exported bundle instead.")
 @click.option("--trust", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="Also trust this public key (.pub PEM); repeatable.")
-@click.option("--strict", is_flag=True, help="Records signed by keys you do not trust are failures, not warnings.")
+              help="Also trust this public key (.pub PEM) for this run; repeatable.")
+@click.option("--allow-untrusted", is_flag=True,
+              help="Signatures by keys found only in the store or bundle are warnings, not failures.")
+@click.option("--strict", is_flag=True, hidden=True, help="Kept for old scripts: strict is the default now.")
+@click.option("--head", "pinned", metavar="HASH|FILE",
+              help="A head kept elsewhere (its last_hash, or the JSON of an earlier `verify --json`): it must still "
+              "be in the chain, which detects cutting off the newest records even with the signing key.")
 @click.option("--json", "as_json", is_flag=True)
-def verify(store_url: str | None, key_dir: str | None, bundle: str | None, trust: tuple[str, ...], strict: bool,
-           as_json: bool) -> None:
-    """Check the hash chain and signatures; name every edited, removed, inserted or reordered record."""
+def verify(store_url: str | None, key_dir: str | None, bundle: str | None, trust: tuple[str, ...],
+           allow_untrusted: bool, strict: bool, pinned: str | None, as_json: bool) -> None:
+    """Check the hash chain and every signature; name every edited, removed, inserted or reordered record or run.
+
+    Only keys in your trust store (your own key and `aisec evidence trust add`) are trusted; keys
+    listed inside a store or bundle never are by that fact alone.
+    """
+    from aisec.store import NotAStore, StoreMissing
+    from aisec.store.chain import VerifyReport
+
+    report: VerifyReport
     if bundle:
         from aisec.store import read_bundle
 
-        report = read_bundle(bundle).verify(key_dir, trusted_key_files=trust, strict=strict)
+        report = read_bundle(bundle).verify(key_dir, trusted_key_files=trust, allow_untrusted=allow_untrusted)
     else:
-        report = open_store(store_url, key_dir).verify(trusted_key_files=trust, strict=strict)
-    click.echo(report.model_dump_json(indent=2) if as_json else report.text())
+        try:
+            store = open_store(store_url, key_dir, create=False)
+        except StoreMissing as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_NO_STORE)
+        except NotAStore as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_NOT_A_STORE)
+        report = store.verify(trusted_key_files=trust, allow_untrusted=allow_untrusted,
+                              pinned_head=_pinned_head(pinned))
+    if as_json:
+        click.echo(json.dumps({**report.model_dump(mode="json"), "exit_code": report.exit_code}, indent=2))
+    else:
+        click.echo(report.text())
     if not report.ok:
-        sys.exit(EXIT_TAMPERED)
+        sys.exit(report.exit_code)
+
+
+def _pinned_head(value: str | None) -> Any:
+    """``--head``: a 64-digit hash, or a JSON file holding a head (or a `verify --json` report with one)."""
+    if not value:
+        return None
+    from aisec.store import Head
+
+    p = Path(value)
+    if p.is_file():
+        try:
+            obj = json.loads(p.read_text(encoding="utf-8"))
+            return Head.model_validate(obj.get("head", obj))
+        except (ValueError, AttributeError) as exc:
+            raise click.BadParameter(f"{p} holds no head: expected the JSON of `aisec evidence verify --json` "
+                                     f"({exc})", param_hint="--head") from exc
+    h = value.strip().lower()
+    if len(h) != 64 or any(c not in "0123456789abcdef" for c in h):
+        raise click.BadParameter(f"'{value}' is neither a file nor a 64-digit head hash (last_hash)",
+                                 param_hint="--head")
+    return h
 
 
 @evidence.command()
@@ -159,7 +238,7 @@ def push(store_url: str | None, key_dir: str | None, url: str | None, client_id:
     if from_file:
         msgs = json.loads(Path(from_file).read_text(encoding="utf-8"))
     else:
-        msgs = _clouditor_messages(open_store(store_url, key_dir), filters(kw), eps)
+        msgs = _clouditor_messages(open_store(store_url, key_dir, create=False), filters(kw), eps)
     if not msgs:
         click.echo("nothing to push")
         return
@@ -179,10 +258,56 @@ def push(store_url: str | None, key_dir: str | None, url: str | None, client_id:
 def key(key_dir: str | None) -> None:
     """Print this machine's public signing key (give it to auditors to trust: <key dir>/trusted/NAME.pub)."""
     from aisec.store import Signer
+    from aisec.store.keys import fingerprint
 
     s = Signer.load_or_create(key_dir)
     click.echo(f"# key id {s.key_id} ({s.path})")
+    click.echo(f"# fingerprint sha256:{fingerprint(s.public)}")
     click.echo(s.public_pem, nl=False)
+
+
+@evidence.group(cls=AisecGroup)
+def trust() -> None:
+    """Your trust store: the public keys whose signatures verify and import accept (<key dir>/trusted/)."""
+
+
+@trust.command("add")
+@key_dir_option
+@click.argument("pub_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--fingerprint", "expect", metavar="FINGERPRINT",
+              help="Refuse unless the key has this id or sha256 fingerprint (as its owner told you).")
+def trust_add(key_dir: str | None, pub_file: str, expect: str | None) -> None:
+    """Trust the Ed25519 public key in PUB_FILE (PEM, as `aisec evidence key` prints it)."""
+    from aisec.store import SigningKeyError
+    from aisec.store import keys as keymod
+
+    pem = Path(pub_file).read_bytes()
+    found = keymod.fingerprint(keymod.load_public_pem(pem))
+    if expect and not found.startswith(keymod.normalize_fingerprint(expect)):
+        raise SigningKeyError(f"{pub_file} holds key sha256:{found}, not the expected {expect}; not added")
+    t = keymod.add_trusted(pem, key_dir)
+    click.echo(f"trusted {t.key_id} (sha256:{t.fingerprint}) -> {t.path}")
+
+
+@trust.command("list")
+@key_dir_option
+def trust_list(key_dir: str | None) -> None:
+    """List trusted keys: id, sha256 fingerprint, file."""
+    from aisec.store import keys as keymod
+
+    for t in keymod.list_trusted(key_dir):
+        click.echo(f"{t.key_id}  sha256:{t.fingerprint}  {t.path}{'  (own signing key)' if t.own else ''}")
+
+
+@trust.command("remove")
+@key_dir_option
+@click.argument("which", metavar="FINGERPRINT|FILE")
+def trust_remove(key_dir: str | None, which: str) -> None:
+    """Stop trusting a key (by key id, sha256 fingerprint or .pub file)."""
+    from aisec.store import keys as keymod
+
+    for t in keymod.remove_trusted(which, key_dir):
+        click.echo(f"removed {t.key_id} (sha256:{t.fingerprint}) from the trust store")
 
 
 def _clouditor_messages(store: Any, filters: dict[str, Any], eps: tuple[str, ...]) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """``aisec reproduce EVIDENCE_ID``: re-run the recorded plan and check the value against its interval.
 
 Exit codes: 0 reproduced (new value inside the recorded interval); 4 not reproduced; 2 refused
-(model or data changed, no recorded plan) or another error.
+(record or plan unsigned, edited or signed by an untrusted key; model or data changed; no recorded
+plan) or another error.
 """
 
 from __future__ import annotations
@@ -23,15 +24,23 @@ EXIT_NOT_REPRODUCED = 4
 @click.option("--save", is_flag=True, help="Store the re-run's evidence as a new run.")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.option("--trust-model-code", is_flag=True,
+              help="Allow unpickling the model file (after its sha256 matched the signed record). A stored plan's "
+              "trust_model_code is always ignored.")
 def reproduce(store_url: str | None, key_dir: str | None, evidence_id: str, out: str | None, save: bool,
-              as_json: bool, quiet: bool) -> None:
-    """Re-run the plan behind EVIDENCE_ID (same model, data, seed, parameters) and compare."""
+              as_json: bool, quiet: bool, trust_model_code: bool) -> None:
+    """Re-run the plan behind EVIDENCE_ID (same model, data, seed, parameters) and compare.
+
+    The record and its plan must be signed by a trusted key and unchanged, and the model file's
+    sha256 must match the record, before anything is loaded.
+    """
     from aisec.campaigns.reproduce import reproduce as do_reproduce
     from aisec.cli.progress import RichProgress
 
-    store = open_store(store_url, key_dir)
+    store = open_store(store_url, key_dir, create=False)
     with RichProgress(enabled=not quiet and not as_json) as progress:
-        result = do_reproduce(store, evidence_id, out=out, progress=progress, save=save)
+        result = do_reproduce(store, evidence_id, out=out, progress=progress, save=save,
+                              trust_model_code=trust_model_code)
     click.echo(result.model_dump_json(indent=2) if as_json else result.text())
     if not result.within:
         sys.exit(EXIT_NOT_REPRODUCED)

@@ -65,7 +65,8 @@ def filters(kw: dict[str, Any]) -> dict[str, Any]:
             "run_id": kw.pop("run_id", None), "since": utc(kw.pop("since", None)), "until": utc(kw.pop("until", None))}
 
 
-def open_store(store_url: str | None, key_dir: str | None = None) -> Any:
+def open_store(store_url: str | None, key_dir: str | None = None, *, create: bool = True) -> Any:
+    """Open the store; read-only commands pass ``create=False`` so a wrong path is an error, not a new file."""
     from aisec.store import open_store as _open_store
 
-    return _open_store(store_url, key_dir=key_dir)
+    return _open_store(store_url, key_dir=key_dir, create=create)

@@ -9,7 +9,17 @@
 from __future__ import annotations
 
 from aisec.store.chain import Head, Issue, Link, VerifyReport, verify_chain
-from aisec.store.errors import BundleError, EvidenceConflict, EvidenceNotFound, SigningKeyError, StoreUnavailable
+from aisec.store.errors import (
+    BundleError,
+    EvidenceConflict,
+    EvidenceNotFound,
+    NotAStore,
+    SigningKeyError,
+    StoreMissing,
+    StoreTampered,
+    StoreUnavailable,
+    UntrustedSigner,
+)
 from aisec.store.keys import Signer, trusted_keys
 from aisec.store.paths import data_dir, default_store_url, key_dir
 from aisec.store.store import (
@@ -35,11 +45,15 @@ __all__ = [
     "Head",
     "Issue",
     "Link",
+    "NotAStore",
     "RunInfo",
     "Signer",
     "SigningKeyError",
+    "StoreMissing",
+    "StoreTampered",
     "StoreUnavailable",
     "StoredEvidence",
+    "UntrustedSigner",
     "VerifyReport",
     "data_dir",
     "default_store_url",

@@ -2,9 +2,14 @@
 
 The folder is ``$AISEC_KEY_DIR``, else ``<data dir>/keys`` (see :func:`aisec.store.paths.data_dir`).
 It holds ``ed25519.key`` (PKCS#8 PEM, mode 0600) and ``ed25519.pub`` (SubjectPublicKeyInfo PEM).
-Public keys of other writers an auditor trusts go in ``<key dir>/trusted/*.pub``.
 
-A key's id is the first 16 hex digits of the sha256 of its raw 32-byte public key.
+The trust store is ``<key dir>/trusted/``: one ``<key id>.pub`` per public key the user has decided
+to trust (``aisec evidence trust add|list|remove``). This machine's own key (derived from the
+private key, never from a ``.pub`` file beside it) is trusted too. Keys found inside a store or a
+bundle are never trusted because they are there.
+
+A key's id is the first 16 hex digits of the sha256 of its raw 32-byte public key; its fingerprint
+is all 64 (``sha256:<hex>``); either identifies it on the command line.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import BaseModel, ConfigDict
 
 from aisec.store.errors import SigningKeyError
 from aisec.store.paths import key_dir as default_key_dir
@@ -28,8 +34,13 @@ PUBLIC_NAME = "ed25519.pub"
 
 
 def key_id(public: Ed25519PublicKey) -> str:
+    return fingerprint(public)[:16]
+
+
+def fingerprint(public: Ed25519PublicKey) -> str:
+    """The full sha256 (hex) of the raw public key; its first 16 digits are the key id."""
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
+    return hashlib.sha256(raw).hexdigest()
 
 
 def public_pem(public: Ed25519PublicKey) -> str:
@@ -133,21 +144,124 @@ def _load_private(path: Path) -> Ed25519PrivateKey:
     return key
 
 
+def trust_dir(directory: str | Path | None = None) -> Path:
+    """The trust store folder: ``<key dir>/trusted``."""
+    return (Path(directory) if directory is not None else default_key_dir()) / "trusted"
+
+
+def own_public(directory: str | Path | None = None) -> Ed25519PublicKey | None:
+    """This machine's public key, derived from its private key (None when there is none yet; nothing is created).
+
+    Raises:
+        SigningKeyError: ``ed25519.pub`` beside the private key is a different key (someone replaced it).
+    """
+    d = Path(directory) if directory is not None else default_key_dir()
+    if not (d / PRIVATE_NAME).is_file():
+        return None
+    own = _load_private(d / PRIVATE_NAME).public_key()
+    pub = d / PUBLIC_NAME
+    if pub.is_file():
+        try:
+            beside = load_public_pem(pub.read_bytes())
+        except (OSError, SigningKeyError) as exc:
+            raise SigningKeyError(f"{pub} is unreadable ({exc}); expected the public half of {d / PRIVATE_NAME}. "
+                                  "Delete it: it is re-created from the private key.") from exc
+        if key_id(beside) != key_id(own):
+            raise SigningKeyError(
+                f"{pub} holds key {key_id(beside)}, but the private key {d / PRIVATE_NAME} is key {key_id(own)}: "
+                "the public file was replaced. Delete it (it is re-created from the private key) and check who "
+                "wrote to the key folder.")
+    return own
+
+
 def trusted_keys(
     directory: str | Path | None = None, extra: list[str | Path] | None = None
 ) -> dict[str, Ed25519PublicKey]:
-    """Public keys to trust: this machine's own, ``<key dir>/trusted/*.pub`` and ``extra`` files."""
+    """Public keys to trust: this machine's own, the trust store ``<key dir>/trusted/*.pub`` and ``extra`` files."""
     d = Path(directory) if directory is not None else default_key_dir()
-    files: list[Path] = []
-    if (d / PUBLIC_NAME).is_file():
-        files.append(d / PUBLIC_NAME)
-    elif (d / PRIVATE_NAME).is_file():
-        own = _load_private(d / PRIVATE_NAME).public_key()
-        return {key_id(own): own, **_from_files(sorted((d / "trusted").glob("*.pub")) + [Path(p) for p in extra or []])}
-    if (d / "trusted").is_dir():
-        files += sorted((d / "trusted").glob("*.pub"))
-    files += [Path(p) for p in extra or []]
-    return _from_files(files)
+    out: dict[str, Ed25519PublicKey] = {}
+    own = own_public(d)
+    if own is not None:
+        out[key_id(own)] = own
+    out.update(_from_files(sorted(trust_dir(d).glob("*.pub")) + [Path(p) for p in extra or []]))
+    return out
+
+
+class TrustedKey(BaseModel):
+    """One entry of the trust store."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key_id: str
+    fingerprint: str
+    path: str | None
+    own: bool = False
+
+
+def list_trusted(directory: str | Path | None = None) -> list[TrustedKey]:
+    """The trust store's keys (and this machine's own key first, marked ``own``)."""
+    d = Path(directory) if directory is not None else default_key_dir()
+    out = []
+    own = own_public(d)
+    if own is not None:
+        out.append(TrustedKey(key_id=key_id(own), fingerprint=fingerprint(own), path=str(d / PRIVATE_NAME), own=True))
+    for f in sorted(trust_dir(d).glob("*.pub")):
+        k = _from_files([f])
+        for kid, pub in k.items():
+            out.append(TrustedKey(key_id=kid, fingerprint=fingerprint(pub), path=str(f)))
+    return out
+
+
+def add_trusted(pem: str | bytes, directory: str | Path | None = None) -> TrustedKey:
+    """Put a public key (PEM text) into the trust store as ``<key id>.pub``; returns its entry (idempotent)."""
+    pub = load_public_pem(pem)
+    kid = key_id(pub)
+    d = trust_dir(directory)
+    try:
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        target = d / f"{kid}.pub"
+        if not target.exists():
+            tmp = d / f".{kid}.pub.{os.getpid()}.{time.monotonic_ns()}"
+            tmp.write_text(public_pem(pub), encoding="utf-8")
+            tmp.replace(target)
+    except OSError as exc:
+        raise SigningKeyError(f"cannot write to the trust store {d}: {exc}. Set AISEC_KEY_DIR to a writable "
+                              "folder.") from exc
+    return TrustedKey(key_id=kid, fingerprint=fingerprint(pub), path=str(target))
+
+
+def remove_trusted(which: str, directory: str | Path | None = None) -> list[TrustedKey]:
+    """Remove the trust store's keys matching a key id, fingerprint (``sha256:`` optional) or ``.pub`` file.
+
+    Raises:
+        SigningKeyError: nothing in the trust store matches (the own key cannot be removed this way).
+    """
+    wanted: str
+    if Path(which).is_file():
+        wanted = fingerprint(load_public_pem(Path(which).read_bytes()))
+    else:
+        wanted = normalize_fingerprint(which)
+    gone = [t for t in list_trusted(directory) if not t.own and t.fingerprint.startswith(wanted)]
+    if not gone:
+        raise SigningKeyError(f"no key {which} in the trust store {trust_dir(directory)}; `aisec evidence trust list` "
+                              "shows what is there")
+    for t in gone:
+        if t.path:
+            Path(t.path).unlink(missing_ok=True)
+    return gone
+
+
+def normalize_fingerprint(text: str) -> str:
+    """``sha256:ABC…`` / ``abc…`` -> lower-case hex; at least the 16 digits of a key id.
+
+    Raises:
+        SigningKeyError: not hex, or shorter than a key id.
+    """
+    t = text.strip().lower().removeprefix("sha256:").replace(":", "")
+    if len(t) < 16 or any(c not in "0123456789abcdef" for c in t):
+        raise SigningKeyError(f"'{text}' is not a key fingerprint: expected a 16-digit key id or the 64-digit "
+                              "sha256 fingerprint (see `aisec evidence trust list` or `aisec evidence key`)")
+    return t
 
 
 def _from_files(files: list[Path]) -> dict[str, Ed25519PublicKey]:

@@ -2,13 +2,17 @@
 
 Four tables hold what an auditor needs, one holds the hash chain's head:
 
-- ``aisec_runs``: one row per assessment run: its plan, status and timestamps.
+- ``aisec_runs``: one row per assessment run: its plan, status and timestamps, and a signed hash of
+  all of them (``run_hash``/``key_id``/``signature``; NULL in stores written before revision 0002).
 - ``aisec_evidence``: one row per evidence record. ``body`` is the record's canonical JSON (the
   authority); the other columns are copies for indexed queries, and ``verify`` checks they agree.
-  ``seq``/``prev_hash``/``prev_id``/``hash``/``key_id``/``signature`` are the hash-chain link.
+  ``seq``/``prev_hash``/``prev_id``/``hash``/``key_id``/``signature`` are the hash-chain link;
+  ``origin`` the link the record's original signer made (imported records), ``meta_key_id``/
+  ``meta_signature`` a signature over link, origin, ``source`` and ``stored_at``.
 - ``aisec_artifacts``: per-sample files of a run (path, sha256, size, bytes inline or a stored path).
 - ``aisec_keys``: public keys that signed records in this store (for export and verification).
-- ``aisec_chain_head``: a single row: last sequence number, record count, last id and hash, signed.
+- ``aisec_chain_head``: a single row: last sequence number, record count, last id and hash and the
+  digest of every run's signed hash (``runs_digest``), signed.
 
 Table names carry an ``aisec_`` prefix so the store can share a PostgreSQL database with other
 applications. Times are stored as naive UTC on every backend (:class:`UTCDateTime`).
@@ -79,6 +83,9 @@ class RunRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    run_hash: Mapped[str | None] = mapped_column(String(64))
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    signature: Mapped[str | None] = mapped_column(String(128))
 
 
 class EvidenceRow(Base):
@@ -103,6 +110,9 @@ class EvidenceRow(Base):
     signature: Mapped[str] = mapped_column(String(128))
     source: Mapped[str] = mapped_column(String(256))
     stored_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    origin: Mapped[str | None] = mapped_column(Text)
+    meta_key_id: Mapped[str | None] = mapped_column(String(32))
+    meta_signature: Mapped[str | None] = mapped_column(String(128))
 
 
 class ArtifactRow(Base):
@@ -139,3 +149,4 @@ class HeadRow(Base):
     key_id: Mapped[str] = mapped_column(String(32))
     signature: Mapped[str] = mapped_column(String(128))
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    runs_digest: Mapped[str | None] = mapped_column(String(64))

@@ -81,3 +81,86 @@ def test_refuses_without_a_recorded_plan(tmp_path, monkeypatch):
     with pytest.raises(ReproduceRefused, match="no recorded plan"):
         reproduce(store, records[0].id)
     store.close()
+
+
+# -- reproduce takes nothing on trust from stored data ------------------------------------------------------
+
+_real_load_model = api.load_model
+
+
+def _evil_pickle(tmp_path):
+    """A .pkl file whose unpickling creates ``marker`` (as an attacker's model file would run code)."""
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    evil = tmp_path / "model.pkl"
+    evil.write_bytes(pickle.dumps(Evil()))
+    return evil, marker
+
+
+def test_refuses_a_plan_edited_to_load_a_malicious_pickle(stored, tmp_path, monkeypatch):
+    import json
+
+    from sqlalchemy import update
+
+    from aisec.store.tables import RunRow
+
+    store, run = stored
+    monkeypatch.setattr(api, "load_model", _real_load_model)
+    evil, marker = _evil_pickle(tmp_path)
+    plan = dict(store.run(run.run_id).plan)
+    plan["model"] = {"path": str(evil), "trust_model_code": True}
+    with store.engine.begin() as conn:
+        conn.execute(update(RunRow).where(RunRow.id == run.run_id).values(plan=json.dumps(plan, sort_keys=True)))
+    with pytest.raises(ReproduceRefused, match="cannot be trusted, so nothing was loaded"):
+        reproduce(store, run.evidence[0].id)
+    assert not marker.exists()
+    assert not store.verify().ok  # and verify names the edit
+
+
+def _signed_evil_run(store, tmp_path, digits_halves, *, model_sha256=None):
+    from aisec.core.evidence import file_sha256
+    from aisec.testing.evidence import fake_evidence
+
+    _, test = digits_halves
+    evil, marker = _evil_pickle(tmp_path)
+    plan = {"model": {"path": str(evil), "trust_model_code": True},
+            "data": {"source": "digits", "options": {"split": "test"}}, "checks": CHECKS, "seed": 0}
+    rec = fake_evidence("robustness.robust_accuracy", 0.5, run_id="evil-run", dataset_digest=test.info.digest,
+                        model_sha256=model_sha256 or file_sha256(evil), parameters={"attack": "fgsm", "eps": 0.1})
+    store.begin_run("evil-run", plan)
+    store.add_evidence([rec])
+    store.finish_run("evil-run")
+    return rec, marker
+
+
+def test_never_takes_trust_model_code_from_the_stored_plan(stored, tmp_path, monkeypatch, digits_halves):
+    from aisec.core.errors import UnsafeModelError
+
+    store, _ = stored
+    monkeypatch.setattr(api, "load_model", _real_load_model)
+    rec, marker = _signed_evil_run(store, tmp_path, digits_halves)
+    with pytest.raises(UnsafeModelError, match="trust-model-code"):
+        reproduce(store, rec.id)
+    assert not marker.exists()
+
+
+def test_checks_the_model_file_digest_before_loading_it(stored, tmp_path, monkeypatch, digits_halves):
+    store, _ = stored
+    monkeypatch.setattr(api, "load_model", _real_load_model)
+    rec, marker = _signed_evil_run(store, tmp_path, digits_halves, model_sha256="c" * 64)
+    with pytest.raises(ReproduceRefused, match=r"the model file changed.*it was not loaded"):
+        reproduce(store, rec.id, trust_model_code=True)  # even with the flag: the digest comes first
+    assert not marker.exists()
+
+
+def test_refuses_records_signed_by_an_untrusted_key(stored, tmp_path, monkeypatch):
+    store, run = stored
+    monkeypatch.setenv("AISEC_KEY_DIR", str(tmp_path / "someone-else"))
+    with pytest.raises(ReproduceRefused, match="unknown key"):
+        reproduce(store, run.evidence[0].id)

@@ -18,6 +18,7 @@ from aisec.store import (
     EvidenceConflict,
     EvidenceNotFound,
     StoreUnavailable,
+    UntrustedSigner,
     normalize_url,
     open_store,
     read_bundle,
@@ -51,13 +52,20 @@ def test_round_trip_identical_through_export_and_import(store, tmp_path, monkeyp
     assert store.export_bundle(bundle) == 5
     assert read_bundle(bundle).verify().ok
 
-    # Another machine (own key, own store) imports it: same records, byte for byte.
+    # Another machine (own key, own store) imports it: same records, byte for byte, still attributed to
+    # their original signer. Its key is not trusted there until the importer vouches for its fingerprint.
+    origin_key = store.signer.key_id
     monkeypatch.setenv("AISEC_KEY_DIR", str(tmp_path / "other-keys"))
     other = open_store(f"sqlite:///{tmp_path / 'other.db'}")
-    assert len(other.import_path(bundle).added) == 5
+    with pytest.raises(UntrustedSigner, match=origin_key):
+        other.import_path(bundle)
+    assert other.count() == 0
+    res = other.import_path(bundle, trust_keys=[origin_key])
+    assert len(res.added) == 5 and res.signers == {origin_key: 5}
     assert [e.evidence.canonical_json() for e in other.query()] == [r.canonical_json() for r in records]
+    assert {e.signed_by for e in other.query()} == {origin_key} != {other.signer.key_id}
     assert other.verify().ok
-    # ... and importing again changes nothing.
+    # ... and importing again changes nothing (the key is in the trust store now).
     again = other.import_path(bundle)
     assert (again.added, len(again.skipped)) == ([], 5)
     assert other.count() == 5
