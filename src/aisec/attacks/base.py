@@ -27,7 +27,7 @@ from aisec.core.types import Capability, Norm
 class EvasionParams(BaseModel):
     """Parameters every evasion attack shares; attacks extend this."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     norm: Norm = Field(default=Norm.LINF, description="Norm of the perturbation budget.")
     eps: float = Field(

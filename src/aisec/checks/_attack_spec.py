@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from aisec.core.errors import ConfigError
 from aisec.core.registry import get_attack
 from aisec.core.types import Norm
 
@@ -25,7 +26,7 @@ _NATURAL_NORM = {"cw": Norm.L2, "deepfool": Norm.L2, "jsma": Norm.L0}
 class AttackSpec(BaseModel):
     """One attack to run: its name, norm, eps grid and extra parameters."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str
     norm: Norm | None = Field(default=None, description="Default: the attack's natural norm.")
@@ -34,6 +35,18 @@ class AttackSpec(BaseModel):
     )
     targeted: bool = Field(default=False, description="Aim at a random other class per sample.")
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _params(self) -> AttackSpec:
+        """Check ``params`` against the attack's own ``Params`` now, before any output is written
+        (an unknown attack name is reported by the check, with the known names)."""
+        try:
+            info = get_attack(self.name)
+        except ConfigError:
+            return self
+        if self.params:
+            info.cls.Params(**self.params)
+        return self
 
     def resolved_norm(self) -> Norm:
         if self.norm is not None:

@@ -50,7 +50,7 @@ DATA_METHODS = ("activation-clustering", "spectral-signatures")
 class BackdoorParams(BaseModel):
     """Options of the backdoor check."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     methods: list[DetectMethod] = Field(
         default_factory=lambda: ["neural-cleanse", "activation-clustering"],  # type: ignore[arg-type]

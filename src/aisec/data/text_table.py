@@ -214,7 +214,8 @@ def load_text_table(
                             "class labels (choose the column with label_column=)")
     if not texts:
         raise DataError(f"'{p}' holds no data rows")
-    mapping, names = label_mapping(labels, classes, source=f"'{p}'")
+    mapping, names = label_mapping(labels, classes, source=f"'{p}'",
+                                   locate=lambda v: f"data row {labels.index(v) + 1}")
     if len(names) > _MAX_CLASSES:
         raise DataError(f"'{p}': the labels have {len(names)} distinct values; they do not look like class labels")
     sizes = [len(t.encode("utf-8")) for t in texts]
