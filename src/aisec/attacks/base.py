@@ -31,7 +31,7 @@ class EvasionParams(BaseModel):
 
     norm: Norm = Field(default=Norm.LINF, description="Norm of the perturbation budget.")
     eps: float = Field(
-        default=8 / 255, ge=0, description="Perturbation budget in the natural data range."
+        default=8 / 255, ge=0, le=1e6, description="Perturbation budget in the natural data range (at most 1e6)."
     )
 
 

@@ -6,7 +6,7 @@ Shared by the image and the text paths of the robustness check (:mod:`aisec.chec
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -20,6 +20,9 @@ DEFAULT_EPS: dict[Norm, list[float]] = {
     Norm.L1: [1.0, 2.0, 5.0, 10.0],
     Norm.L0: [0.01, 0.02, 0.05, 0.1],
 }
+EPS_MAX = 1e6
+#: One perturbation budget: 0 (no perturbation) up to :data:`EPS_MAX`; NaN and infinity are refused.
+Eps = Annotated[float, Field(ge=0, le=EPS_MAX, allow_inf_nan=False)]
 _NATURAL_NORM = {"cw": Norm.L2, "deepfool": Norm.L2, "jsma": Norm.L0}
 
 
@@ -30,7 +33,7 @@ class AttackSpec(BaseModel):
 
     name: str
     norm: Norm | None = Field(default=None, description="Default: the attack's natural norm.")
-    eps: list[float] | None = Field(
+    eps: list[Eps] | None = Field(
         default=None, description="Eps grid; default: the check's grid for this norm."
     )
     targeted: bool = Field(default=False, description="Aim at a random other class per sample.")

@@ -27,7 +27,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aisec.attacks.base import Outcome, run_attack
-from aisec.checks._attack_spec import DEFAULT_EPS, AttackSpec
+from aisec.checks._attack_spec import DEFAULT_EPS, AttackSpec, Eps
 from aisec.core.check import Result, require_same_classes
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError
@@ -64,9 +64,9 @@ class RobustnessParams(BaseModel):
     attacks: list[AttackSpec] = Field(
         default_factory=lambda: [AttackSpec(name="fgsm"), AttackSpec(name="pgd")]
     )
-    eps: list[float] | None = Field(default=None, description="Linf eps grid (default 2..32/255).")
-    eps_l2: list[float] | None = None
-    eps_l0: list[float] | None = None
+    eps: list[Eps] | None = Field(default=None, description="Linf eps grid (default 2..32/255).")
+    eps_l2: list[Eps] | None = None
+    eps_l0: list[Eps] | None = None
     samples: int | None = Field(default=500, ge=1, description="How many samples to attack.")
     batch_size: int = Field(default=256, ge=1)
     quantize: bool = Field(default=False, description="Round adversarials to 8-bit (SAFAIR rule).")

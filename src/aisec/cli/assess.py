@@ -158,7 +158,8 @@ def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, p
     from aisec.core.safety import allow_modules
     from aisec.core.safety import allow_outside_paths as outside_ok
 
-    plan = _plan_from(plan_file, flags)
+    with allow_modules(allow_module):  # recipes are resolved while the plan is validated
+        plan = _plan_from(plan_file, flags)
     out_dir = out or "aisec-report"
     _check_writable(out_dir)
     gate = None
@@ -214,7 +215,7 @@ def _parse_plan(plan: dict[str, Any], f: dict[str, Any], source: str) -> Plan:
             loc = tuple(str(x) for x in e["loc"])
             for prefix, (flag, dest) in _FIELD_FLAGS.items():
                 given = f.get(dest) if dest != "std" else (f.get("std") or f.get("mean"))
-                if loc[: len(prefix)] == prefix and given not in (None, False):
+                if loc[: len(prefix)] == prefix and given is not None and given is not False:
                     value = f"{f.get('mean')} / {f.get('std')}" if dest == "std" else given
                     msg = str(e["msg"]).removeprefix("Value error, ")
                     raise ConfigError(f"{flag} {value}: {msg}") from exc

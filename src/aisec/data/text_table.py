@@ -158,6 +158,8 @@ def _jsonl_rows(path: Path, text_column: str | int | None,
                     obj = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise DataError(f"{where} is not valid JSON ({e.msg}); expected one object per line") from e
+                except RecursionError as e:
+                    raise DataError(f"{where} is nested too deeply; expected one flat object per line") from e
                 if not isinstance(obj, dict):
                     raise DataError(f"{where} holds a JSON {type(obj).__name__}; expected an object per line")
                 for k in (tk, lk):

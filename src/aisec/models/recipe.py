@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 from torch import nn
 
 from aisec.core.errors import ConfigError
@@ -102,6 +102,15 @@ class TrainingRecipe(BaseModel):
     batch_size: int = Field(default=64, ge=1)
     weight_decay: float = Field(default=0.0, ge=0)
     seed: int = 0
+
+    @field_validator("architecture")
+    @classmethod
+    def _resolvable(cls, v: str) -> str:
+        """An import path is resolved now (safely: see :func:`resolve_architecture`), so that a plan naming
+        ``os:system`` or a missing class is refused before any output is written."""
+        if (":" in v or "." in v) and not v.startswith(("callable:", "copy-of:")):
+            resolve_architecture(v)
+        return v
 
     _builder: Builder | None = PrivateAttr(default=None)
     _trainer: Trainer | None = PrivateAttr(default=None)

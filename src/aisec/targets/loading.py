@@ -265,7 +265,8 @@ def _read_torchscript(path: Path) -> nn.Module:
         raise _corrupt(path, "a TorchScript archive (torch.jit.load)", exc) from exc
 
 
-_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)|unrecognized function (\S+)")
+_UNSAFE_GLOBAL = re.compile(
+    r"Unsupported global: GLOBAL (\S+)|unrecognized function (\S+)|unsupported GLOBAL (\S+) whose module")
 
 
 def _read_torch(path: Path, *, trust: bool) -> Any:
@@ -277,7 +278,7 @@ def _read_torch(path: Path, *, trust: bool) -> Any:
         unsafe = _UNSAFE_GLOBAL.search(msg)
         if unsafe is None:
             raise _corrupt(path, "a PyTorch checkpoint (torch.load, weights_only=True)", exc) from exc
-        needs = unsafe.group(1) or unsafe.group(2)
+        needs = unsafe.group(1) or unsafe.group(2) or unsafe.group(3)
     if not trust:
         raise UnsafeModelError(
             f"{path.name} is not a plain weights file: loading it needs full unpickling, which would "
