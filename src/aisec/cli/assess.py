@@ -24,7 +24,7 @@ from aisec.cli.summary import print_summary
 from aisec.core.errors import ConfigError
 from aisec.core.flags import Flag
 from aisec.core.plan import Plan
-from aisec.core.registry import CHECKS, load_plugins
+from aisec.core.registry import CHECKS, get_check, load_plugins
 from aisec.core.safety import short_repr
 
 _CLICK_TYPES: dict[str, Any] = {"int": int, "float": float}
@@ -71,9 +71,7 @@ def check_flags(name: str, entry: dict[str, Any], f: dict[str, Any], data: dict[
     The result is validated against the check's ``Params`` here, before anything runs or is written;
     a value a flag brought is reported as one line naming that flag (``--count 0: ...``).
     """
-    info = CHECKS.get(name)
-    if info is None:
-        return entry
+    info = get_check(name)  # an unknown check is refused here, before the model is loaded
     flags: tuple[Flag, ...] = tuple(getattr(info.cls, "flags", ()))
     values = {fl.dest: _value(fl, f.get(fl.dest)) for fl in flags}
     result: dict[str, Any] = info.cls.from_flags(copy.deepcopy(entry), values, data) if flags else entry

@@ -205,7 +205,7 @@ def _loader() -> type[Any]:
 
         def compose_node(self, parent: Any, index: Any) -> Any:
             if self.check_event(yaml.AliasEvent):
-                event = self.peek_event()
+                event = self.peek_event()  # type: ignore[no-untyped-call]
                 raise yaml.composer.ComposerError(
                     None, None, "anchors and aliases (*name) are not allowed in aisec files; write the value out",
                     event.start_mark)
@@ -213,7 +213,8 @@ def _loader() -> type[Any]:
             try:
                 if self._depth > MAX_DEPTH:
                     raise yaml.composer.ComposerError(
-                        None, None, f"nested deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
+                        None, None, f"nested deeper than {MAX_DEPTH} levels",
+                        self.peek_event().start_mark)  # type: ignore[no-untyped-call]
                 return super().compose_node(parent, index)
             finally:
                 self._depth -= 1
