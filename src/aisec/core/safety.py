@@ -9,8 +9,9 @@ time. This module holds the pieces every reader shares:
   without opt-in; any other module must be allowed by the person running aisec, on the command
   line (``--allow-module mypkg``) or in Python (``allow_modules=["mypkg"]`` /
   :func:`allow_modules`), never by the file itself.
-* :func:`load_yaml` is ``yaml.safe_load`` without anchors and aliases (an "alias bomb" of a few
-  hundred bytes expands to gigabytes) and with a cap on the file size and nesting depth.
+* :func:`load_yaml` is ``yaml.safe_load`` with caps on the file size, the nesting depth and the
+  size the document has once its anchors and aliases are expanded (:data:`MAX_YAML_ITEMS`: an
+  "alias bomb" of a few hundred bytes expands to billions of values when validated or printed).
 * :func:`short_repr` is a bounded ``repr`` for error messages about untrusted values.
 * The limits (:data:`MAX_CLASSES`, :data:`MAX_IMAGE_PIXELS`, ...) are documented where the user
   meets them and named in every error that enforces them.
@@ -42,6 +43,8 @@ SPARSE_LABELS_OK = 1_000
 MAX_IMAGE_PIXELS = 64_000_000
 #: Plan and policy files larger than this are refused.
 MAX_YAML_BYTES = 4 * 2**20
+#: Values a plan or policy may hold once its anchors and aliases (``*name``) are expanded.
+MAX_YAML_ITEMS = 200_000
 #: Nesting depth of a plan, policy or endpoint reply.
 MAX_DEPTH = 64
 #: Elements an unpickled CIFAR batch may expand to when its shared references are counted each time.
@@ -201,14 +204,9 @@ def _loader() -> type[Any]:
     import yaml
 
     class _NoAliasLoader(yaml.SafeLoader):
-        """``SafeLoader`` that refuses aliases (``*name``) and stops at :data:`MAX_DEPTH` levels."""
+        """``SafeLoader`` that stops at :data:`MAX_DEPTH` levels of nesting."""
 
         def compose_node(self, parent: Any, index: Any) -> Any:
-            if self.check_event(yaml.AliasEvent):
-                event = self.peek_event()  # type: ignore[no-untyped-call]
-                raise yaml.composer.ComposerError(
-                    None, None, "anchors and aliases (*name) are not allowed in aisec files; write the value out",
-                    event.start_mark)
             self._depth = getattr(self, "_depth", 0) + 1
             try:
                 if self._depth > MAX_DEPTH:
@@ -223,7 +221,7 @@ def _loader() -> type[Any]:
 
 
 def load_yaml(path: Path, *, what: str) -> Any:
-    """Parse the YAML file ``path`` safely (no objects, no aliases, bounded size and depth).
+    """Parse the YAML file ``path`` safely (no objects; bounded size, depth and alias expansion).
 
     Raises:
         ConfigError: the file is missing, too big, not UTF-8 or not valid YAML for aisec.
@@ -240,12 +238,18 @@ def load_yaml(path: Path, *, what: str) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc}") from exc
     try:
-        return yaml.load(text, Loader=_loader())
+        doc = yaml.load(text, Loader=_loader())
     except yaml.YAMLError as exc:
         detail = " ".join(str(exc).split())
         raise ConfigError(f"cannot parse {what} {path}: not valid YAML for aisec: {detail[:400]}") from exc
     except RecursionError as exc:
         raise ConfigError(f"{what} {path} is nested too deeply (at most {MAX_DEPTH} levels)") from exc
+    if expanded_size(doc, MAX_YAML_ITEMS) > MAX_YAML_ITEMS:
+        raise ConfigError(
+            f"{what} {path} expands to more than {MAX_YAML_ITEMS} values once its anchors and aliases (*name) are "
+            "expanded (MAX_YAML_ITEMS); write the values out, or split the file"
+        )
+    return doc
 
 
 def check_depth(obj: Any, limit: int = MAX_DEPTH) -> bool:
