@@ -27,11 +27,11 @@ from aisec.core.types import Capability, Norm
 class EvasionParams(BaseModel):
     """Parameters every evasion attack shares; attacks extend this."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     norm: Norm = Field(default=Norm.LINF, description="Norm of the perturbation budget.")
     eps: float = Field(
-        default=8 / 255, ge=0, description="Perturbation budget in the natural data range."
+        default=8 / 255, ge=0, le=1e6, description="Perturbation budget in the natural data range (at most 1e6)."
     )
 
 

@@ -49,7 +49,7 @@ ATLAS_BACKDOOR = ("AML.T0018.000", "AML.T0020", "AML.T0043.004")
 class BackdoorParams(BaseModel):
     """Options of the backdoor check."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     methods: list[str] = Field(
         default_factory=lambda: ["neural-cleanse", "activation-clustering"],

@@ -50,7 +50,7 @@ from aisec.metrics.faithfulness import (
 class ExplainabilityParams(BaseModel):
     """Options of the explainability check (CLI flags, YAML plans and Python share this model)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     explainer: str = Field(default="lime", description="lime, kernel_shap, saliency, integrated_gradients.")
     samples: int = Field(default=100, ge=1, description="How many predictions to explain and score.")

@@ -31,7 +31,7 @@ ATLAS_EXTRACTION = ("AML.T0024.002", "AML.T0043.002")
 
 
 class ExtractionParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     query_budget: int = Field(default=1000, ge=1, description="Target queries for training the surrogate.")
     pool_fraction: float = Field(default=0.5, gt=0, lt=1, description="Share of the data given to the attacker.")

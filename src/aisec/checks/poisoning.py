@@ -59,7 +59,7 @@ TRIGGERS: dict[str, type[PatchTrigger] | type[BlendTrigger]] = {"patch": PatchTr
 class PoisoningParams(BaseModel):
     """Options of the poisoning check."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     attack: str = Field(default="badnets", description="A registered poisoning attack: badnets, blended, "
                         "hidden-trigger, sleeper-agent (see `aisec plugins`).")
@@ -177,7 +177,7 @@ class PoisoningCheck:
     def from_flags(p: dict[str, Any], f: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
         """Rates and the victims' training recipe; without a recipe in the plan, the flags adjust the
         default one (``architecture: target``: the model's own architecture)."""
-        if f["poison_rates"]:
+        if f["poison_rates"] is not None:
             p["rates"] = f["poison_rates"]
         recipe = dict(p.get("recipe") or {})
         for flag, key in (("train_mode", "mode"), ("train_epochs", "epochs"), ("train_lr", "lr")):

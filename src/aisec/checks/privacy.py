@@ -54,7 +54,7 @@ ATLAS_MEMBERSHIP = ("AML.T0024.000",)
 class DataSource(BaseModel):
     """A dataset to load: a built-in name, folder or file, with loader options (e.g. split)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     source: str
     options: dict[str, Any] = Field(default_factory=dict)
@@ -63,7 +63,7 @@ class DataSource(BaseModel):
 class InferenceSpec(BaseModel):
     """One membership attack to run, with its parameters and an optional label for reports."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
@@ -88,7 +88,7 @@ class InferenceSpec(BaseModel):
 class ShaprParams(BaseModel):
     """SHAPr per-member risk (Duddu et al. 2021): K-NN Shapley values in the model's output space."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     enabled: bool = True
     k: int = Field(default=1, ge=1, description="Neighbours of the K-NN utility (ART: 1).")
@@ -98,7 +98,7 @@ class ShaprParams(BaseModel):
 class PrivacyParams(BaseModel):
     """Options of the privacy check (the same model backs CLI flags, YAML plans and Python)."""
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False)
 
     attacks: list[InferenceSpec] | None = Field(
         default=None, description="Attacks to run; default: every attack the target and recipe allow."

@@ -27,7 +27,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aisec.attacks.base import Outcome, run_attack
-from aisec.checks._attack_spec import DEFAULT_EPS, AttackSpec
+from aisec.checks._attack_spec import DEFAULT_EPS, AttackSpec, Eps
 from aisec.core.check import Result, require_same_classes
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError
@@ -44,7 +44,7 @@ ATLAS_EVASION = ("AML.T0043.000", "AML.T0015")
 class CleverParams(BaseModel):
     """CLEVER score estimation (Weng et al. 2018), untargeted."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     enabled: bool = True
     samples: int = Field(default=20, ge=1, description="How many samples get a CLEVER score.")
@@ -59,14 +59,14 @@ class CleverParams(BaseModel):
 class RobustnessParams(BaseModel):
     """Options of the robustness check (the same model backs CLI flags, YAML plans and Python)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     attacks: list[AttackSpec] = Field(
         default_factory=lambda: [AttackSpec(name="fgsm"), AttackSpec(name="pgd")]
     )
-    eps: list[float] | None = Field(default=None, description="Linf eps grid (default 2..32/255).")
-    eps_l2: list[float] | None = None
-    eps_l0: list[float] | None = None
+    eps: list[Eps] | None = Field(default=None, description="Linf eps grid (default 2..32/255).")
+    eps_l2: list[Eps] | None = None
+    eps_l0: list[Eps] | None = None
     samples: int | None = Field(default=500, ge=1, description="How many samples to attack.")
     batch_size: int = Field(default=256, ge=1)
     quantize: bool = Field(default=False, description="Round adversarials to 8-bit (SAFAIR rule).")
@@ -121,7 +121,7 @@ class RobustnessCheck:
         if f["attacks"]:
             r["attacks"] = [{"name": a} for a in f["attacks"]]
         attack_params: dict[str, Any] = {}
-        if f["steps"]:
+        if f["steps"] is not None:
             attack_params["steps"] = f["steps"]
         if f["norm"] or f["targeted"] or attack_params:
             specs = [a if isinstance(a, dict) else {"name": a} for a in r.get("attacks", ["fgsm", "pgd"])]
@@ -135,13 +135,13 @@ class RobustnessCheck:
                 if attack_params and a["name"].lower() in iterative:
                     a["params"] = {**a.get("params", {}), **attack_params}
             r["attacks"] = specs
-        if f["eps"]:
+        if f["eps"] is not None:
             r["eps"] = f["eps"]
-        if f["eps_l2"]:
+        if f["eps_l2"] is not None:
             r["eps_l2"] = f["eps_l2"]
-        if f["count"]:
+        if f["count"] is not None:
             r["samples"] = f["count"]
-        if f["batch_size"]:
+        if f["batch_size"] is not None:
             r["batch_size"] = f["batch_size"]
         if f["quantize"]:
             r["quantize"] = True

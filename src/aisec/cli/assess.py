@@ -7,18 +7,25 @@ The command knows the model, data and output options; every check brings its own
 
 from __future__ import annotations
 
+import copy
 import json
+import math
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from aisec.cli.params import csv_list, float_list
 from aisec.cli.summary import print_summary
+from aisec.core.errors import ConfigError
 from aisec.core.flags import Flag
 from aisec.core.plan import Plan
-from aisec.core.registry import CHECKS, load_plugins
+from aisec.core.registry import CHECKS, get_check, load_plugins
+from aisec.core.safety import short_repr
 
 _CLICK_TYPES: dict[str, Any] = {"int": int, "float": float}
 
@@ -59,13 +66,41 @@ def _value(flag: Flag, raw: Any) -> Any:
 
 
 def check_flags(name: str, entry: dict[str, Any], f: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-    """Check ``name``'s plan entry with its own flags from ``f`` applied (unchanged for a check without flags)."""
-    info = CHECKS.get(name)
-    if info is None or not getattr(info.cls, "flags", ()):
-        return entry
-    values = {fl.dest: _value(fl, f.get(fl.dest)) for fl in info.cls.flags}
-    result: dict[str, Any] = info.cls.from_flags(entry, values, data)
+    """Check ``name``'s plan entry with its own flags from ``f`` applied (unchanged for a check without flags).
+
+    The result is validated against the check's ``Params`` here, before anything runs or is written;
+    a value a flag brought is reported as one line naming that flag (``--count 0: ...``).
+    """
+    info = get_check(name)  # an unknown check is refused here, before the model is loaded
+    flags: tuple[Flag, ...] = tuple(getattr(info.cls, "flags", ()))
+    values = {fl.dest: _value(fl, f.get(fl.dest)) for fl in flags}
+    result: dict[str, Any] = info.cls.from_flags(copy.deepcopy(entry), values, data) if flags else entry
+    try:
+        info.cls.Params.model_validate(result)
+    except ValidationError as exc:
+        for fl in flags:  # blame the first flag whose value alone makes the entry invalid
+            if values[fl.dest] is None:
+                continue
+            alone = {d: (v if d == fl.dest else None) for d, v in values.items()}
+            try:
+                info.cls.Params.model_validate(info.cls.from_flags(copy.deepcopy(entry), alone, data))
+            except ValidationError as one:
+                raise ConfigError(f"{fl.name} {f.get(fl.dest)}: {_first_error(one)}") from one
+            except ConfigError:
+                continue
+        raise ConfigError(f"invalid parameters for check '{name}': {_first_error(exc)}") from exc
     return result
+
+
+def _first_error(exc: ValidationError) -> str:
+    """The errors of ``exc`` on one line: ``loc: message (got value)``."""
+    parts = []
+    for e in exc.errors(include_url=False)[:3]:
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        loc = ".".join(str(x) for x in e["loc"])
+        got = f" (got {short_repr(e['input'])})" if "input" in e and not isinstance(e["input"], dict) else ""
+        parts.append(f"{loc + ': ' if loc else ''}{msg}{got}")
+    return "; ".join(parts)
 
 
 def _with_check_flags(cmd: Callable[..., Any]) -> Callable[..., Any]:
@@ -100,6 +135,11 @@ def _with_check_flags(cmd: Callable[..., Any]) -> Callable[..., Any]:
               help="HTTP/ONNX target: what it returns; 'labels' = label-only.")
 @click.option("--query-log", type=click.Path(dir_okay=False), help="HTTP target: JSONL log of every query.")
 @click.option("--trust-model-code", is_flag=True, help="Allow unpickling code from the model file (UNSAFE).")
+@click.option("--allow-module", "allow_module", multiple=True, metavar="PACKAGE",
+              help="Let --arch and plan recipes import nn.Module classes from PACKAGE (repeatable). Without it only "
+              "aisec's zoo and modules in the current folder are imported; a plan file can never allow one.")
+@click.option("--allow-outside-paths", is_flag=True,
+              help="Let image folders read files outside their folder (../, absolute paths, symlinks in labels.csv).")
 @click.option("-o", "--out", type=click.Path(file_okay=False), help="Report folder (default aisec-report).")
 @click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False),
               help="YAML policy of metric thresholds; a failed policy exits with code 3.")
@@ -109,19 +149,24 @@ def _with_check_flags(cmd: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @_with_check_flags
 def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, policy_file: str | None,
-           store_url: str | None, **flags: Any) -> None:
+           store_url: str | None, allow_module: tuple[str, ...], allow_outside_paths: bool, **flags: Any) -> None:
     """Assess a model: run checks, write evidence.jsonl, samples/ and report.html."""
     from aisec.api import run_plan
     from aisec.cli.progress import RichProgress
+    from aisec.core.safety import allow_modules
+    from aisec.core.safety import allow_outside_paths as outside_ok
 
-    plan = _plan_from(plan_file, flags)
+    with allow_modules(allow_module):  # recipes are resolved while the plan is validated
+        plan = _plan_from(plan_file, flags)
     out_dir = out or "aisec-report"
+    _check_writable(out_dir)
     gate = None
     if policy_file or store_url:
         from aisec.policy.gate import Gate
 
         gate = Gate.open(policy=policy_file, store=store_url)  # fails fast on a bad policy or store
-    with RichProgress(enabled=not quiet and not as_json) as progress:
+    with RichProgress(enabled=not quiet and not as_json) as progress, allow_modules(allow_module), \
+            outside_ok(allow_outside_paths):
         run = run_plan(plan, out=out_dir, progress=progress,
                        on_evidence=gate.recorder(plan, out_dir) if gate else None,
                        policy=gate.policy if gate else None)
@@ -134,6 +179,59 @@ def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, p
             click.echo(outcome.policy.text())
     if outcome is not None and outcome.exit_code:
         sys.exit(outcome.exit_code)
+
+
+def _check_writable(out: str) -> None:
+    """Fail before any work when the report folder cannot be created or written (nothing is created here)."""
+    p = Path(out).expanduser()
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"-o {out}: exists and is not a folder; give a folder for the report")
+    parent = p
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"-o {out}: cannot create a folder under '{parent}', which is a file; choose another -o")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"-o {out}: '{parent}' is not writable; choose a folder you can write to")
+
+
+#: plan fields the assess flags set, for naming the flag in a validation error
+_FIELD_FLAGS: dict[tuple[str, ...], tuple[str, str]] = {
+    ("model", "path"): ("--model", "model"), ("model", "arch"): ("--arch", "arch"),
+    ("model", "device"): ("--device", "device"), ("model", "query_budget"): ("--query-budget", "query_budget"),
+    ("model", "input_shape"): ("--input-shape", "input_shape"), ("model", "normalization"): ("--mean/--std", "std"),
+    ("model", "endpoint"): ("--timeout", "timeout"), ("seed",): ("--seed", "seed"),
+}
+
+
+def _parse_plan(plan: dict[str, Any], f: dict[str, Any], source: str) -> Plan:
+    """``Plan.parse`` whose errors name the flag that brought the bad value, on one line."""
+    try:
+        return Plan.model_validate(plan)
+    except ValidationError as exc:
+        for e in exc.errors(include_url=False):
+            loc = tuple(str(x) for x in e["loc"])
+            for prefix, (flag, dest) in _FIELD_FLAGS.items():
+                given = f.get(dest) if dest != "std" else (f.get("std") or f.get("mean"))
+                if loc[: len(prefix)] == prefix and given is not None and given is not False:
+                    value = f"{f.get('mean')} / {f.get('std')}" if dest == "std" else given
+                    msg = str(e["msg"]).removeprefix("Value error, ")
+                    raise ConfigError(f"{flag} {value}: {msg}") from exc
+    return Plan.parse(plan, source=source)
+
+
+def _ints(text: str, flag: str) -> list[int]:
+    """Comma-separated integers for ``flag``; a one-line error otherwise."""
+    try:
+        return [int(v) for v in csv_list(text) or []]
+    except ValueError as exc:
+        raise ConfigError(f"{flag} {text}: expected comma-separated whole numbers, e.g. 1,28,28") from exc
+
+
+def _finite(values: list[float] | None, flag: str) -> list[float] | None:
+    if values is not None and not all(math.isfinite(v) for v in values):
+        raise ConfigError(f"{flag} {','.join(f'{v:g}' for v in values)}: NaN and infinity are not allowed")
+    return values
 
 
 def _plan_from(plan_file: str | None, f: dict[str, Any]) -> Plan:
@@ -149,7 +247,7 @@ def _plan_from(plan_file: str | None, f: dict[str, Any]) -> Plan:
             model[key] = f[key]
     if f["trust_model_code"]:
         model["trust_model_code"] = True
-    if f["query_budget"]:
+    if f["query_budget"] is not None:
         model["query_budget"] = f["query_budget"]
     endpoint = dict(model.get("endpoint", {}))
     for flag, key in (("protocol", "protocol"), ("model_name", "model"), ("timeout", "timeout"),
@@ -158,12 +256,13 @@ def _plan_from(plan_file: str | None, f: dict[str, Any]) -> Plan:
             endpoint[key] = f[flag]
     if endpoint:
         model["endpoint"] = endpoint
-    if f["input_shape"]:
-        model["input_shape"] = [int(v) for v in csv_list(f["input_shape"]) or []]
+    if f["input_shape"] is not None:
+        model["input_shape"] = _ints(f["input_shape"], "--input-shape")
     if f["mean"] or f["std"]:
         if not (f["mean"] and f["std"]):
             raise click.UsageError("--mean and --std go together")
-        model["normalization"] = {"mean": float_list(f["mean"], "--mean"), "std": float_list(f["std"], "--std")}
+        model["normalization"] = {"mean": _finite(float_list(f["mean"], "--mean"), "--mean"),
+                                  "std": _finite(float_list(f["std"], "--std"), "--std")}
     if "path" not in model:
         raise click.UsageError("give --model (a file or a built-in such as digits-cnn) or a --plan")
     data = dict(raw.get("data", {}))
@@ -189,4 +288,4 @@ def _plan_from(plan_file: str | None, f: dict[str, Any]) -> Plan:
         plan["seed"] = f["seed"]
     if raw.get("target_of_evaluation_id"):
         plan["target_of_evaluation_id"] = raw["target_of_evaluation_id"]
-    return Plan.parse(plan, source=plan_file or "command line")
+    return _parse_plan(plan, f, source=plan_file or "command line")

@@ -4,12 +4,16 @@ Every command lives in its own module and is imported only when it runs (click's
 pattern), so ``aisec --help`` and ``aisec evidence list`` never load torch or the checks.
 
 Exit codes: 0 success, 1 an unexpected failure, 2 a usage/config/data/model error, 3 a failed policy.
+Every failure is one line on stderr (``error: ...``); ``aisec --debug <command>`` (or
+``AISEC_DEBUG=1``) also prints the traceback of an unexpected one.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import traceback
 from typing import Any
 
 import click
@@ -50,6 +54,10 @@ class LazyGroup(click.Group):
         super().__init__(*args, **kwargs)
         self.lazy = lazy
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["aisec.args"] = list(args)  # kept for the one-line error of an unexpected failure
+        return super().parse_args(ctx, args)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [*self.lazy, *(c for c in super().list_commands(ctx) if c not in self.lazy)]
 
@@ -68,16 +76,65 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; an aisec error is one line and exit 2, anything unexpected one line naming
+        the command and its inputs and exit 1 (the traceback only with ``--debug``). Click's own usage
+        errors, ``--help`` and explicit exits pass through unchanged."""
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
         except AisecError as exc:
-            click.echo(f"error: {exc}", err=True)
+            if _debug(ctx):
+                traceback.print_exc()
+            click.echo(f"error: {one_line(str(exc))}", err=True)
             sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            if _debug(ctx):
+                traceback.print_exc()
+            what = _inputs(ctx)
+            detail = one_line(str(exc)) or "(no message)"
+            hint = "" if _debug(ctx) else "; rerun with aisec --debug for the traceback"
+            click.echo(f"error: unexpected {type(exc).__name__} in {what}: {detail[:500]}{hint}", err=True)
+            sys.exit(1)
+
+
+def one_line(message: str) -> str:
+    """A message on one line: the first line, then the other lines joined by '; '."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else ""
+    head = lines[0]
+    return f"{head} {'; '.join(lines[1:])}" if head.endswith(":") else "; ".join(lines)
+
+
+def _debug(ctx: click.Context) -> bool:
+    return bool(ctx.params.get("debug")) or os.environ.get("AISEC_DEBUG", "") not in ("", "0")
+
+
+_INPUT_OPTIONS = ("-m", "--model", "-d", "--data", "--plan", "--policy", "-o", "--out")
+
+
+def _inputs(ctx: click.Context) -> str:
+    """``'aisec assess' (--model m.pt, --data d/)``: the command and the inputs it was given, for the error line."""
+    args: list[str] = list(ctx.meta.get("aisec.args", []))
+    name = next((a for a in args if not a.startswith("-")), "")
+    given = []
+    for i, a in enumerate(args):
+        key, eq, val = a.partition("=")
+        if key in _INPUT_OPTIONS:
+            v = val if eq else (args[i + 1] if i + 1 < len(args) else "")
+            given.append(f"{key} {v}")
+    cmd = f"'aisec {name}'" if name else "'aisec'"
+    return f"{cmd} ({', '.join(given)})" if given else cmd
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="aisec")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Print the traceback of an unexpected error (also AISEC_DEBUG=1).")
+def main(debug: bool) -> None:
     """aisec: measure the security of trained ML models and write audit evidence."""
 
 

@@ -78,14 +78,14 @@ KINDS = ("range", "integer", "one_hot", "categorical", "immutable")
 
 def read_yaml_or_json(path: Path, *, what: str) -> Any:
     """Parse a ``.json`` file as JSON, anything else as YAML (safe loader: no objects built)."""
+    if path.suffix.lower() != ".json":
+        from aisec.core.safety import load_yaml
+
+        return load_yaml(path, what=what)  # no aliases, bounded size and depth
     text = path.read_text(encoding="utf-8")
     try:
-        if path.suffix.lower() == ".json":
-            return json.loads(text)
-        import yaml
-
-        return yaml.safe_load(text)
-    except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:  # json.JSONDecodeError, a reply nested too deeply
         raise ConfigError(f"cannot parse {what} '{path}': {exc}") from exc
 
 

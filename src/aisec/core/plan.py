@@ -17,6 +17,8 @@ YAML files and Python calls alike (``extra="forbid"``, so a typo is an error, no
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,30 +27,112 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from aisec.core.errors import ConfigError
 from aisec.core.evidence import DEFAULT_TOE
+from aisec.core.safety import MAX_CLASSES, load_yaml, short_repr
+
+#: Elements one input sample may have (``input_shape``): 2**26, e.g. 3 x 4,096 x 5,461.
+MAX_SAMPLE_ELEMENTS = 2**26
+_DEVICE = re.compile(r"(cpu|mps|meta|(cuda|xpu)(:\d{1,3})?)")
+#: endpoint options that are numbers, and the smallest value each may take (exclusive for seconds).
+_ENDPOINT_NUMBERS: dict[str, tuple[float, bool]] = {
+    "timeout": (0.0, False), "deadline": (0.0, False), "rate_limit": (0.0, False), "backoff": (0.0, True),
+    "retries": (0.0, True), "max_batch": (1.0, True), "max_response_bytes": (1.0, True),
+}
 
 
 class ModelRef(BaseModel):
-    """Where the model comes from and how to read it."""
+    """Where the model comes from and how to read it.
 
-    model_config = ConfigDict(extra="forbid")
+    Numbers are checked here, so YAML plans, CLI flags and Python calls get the same errors: shapes
+    and class counts are positive (at most :data:`MAX_SAMPLE_ELEMENTS` elements per sample and
+    :data:`~aisec.core.safety.MAX_CLASSES` classes), ``std`` is positive, NaN and infinity are refused,
+    and a query budget is at least 1 (0 would allow no query; leave it out for no cap).
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     path: str = Field(description="Model file, or a built-in model name.")
-    arch: str | None = Field(default=None, description="package.module:Class for weights files.")
+    arch: str | None = Field(
+        default=None, description="package.module:Class for weights files (an nn.Module class of aisec, of the "
+        "current folder, or of a package allowed with --allow-module)."
+    )
     arch_kwargs: dict[str, Any] = Field(default_factory=dict)
     input_shape: tuple[int, ...] | None = Field(default=None, description="Default: the data's.")
-    num_classes: int | None = Field(default=None, description="Default: the data's.")
+    num_classes: int | None = Field(default=None, ge=1, le=MAX_CLASSES, description="Default: the data's.")
     normalization: dict[str, tuple[float, ...]] | None = None
     value_range: tuple[float, float] = (0.0, 1.0)
-    device: str | None = None
+    device: str | None = Field(default=None, description="cpu, cuda, cuda:N, mps (default: cuda if available).")
     trust_model_code: bool = Field(
         default=False, description="Allow unpickling code from the model file (unsafe)."
     )
-    query_budget: int | None = Field(default=None, description="Hard cap on samples sent to a black-box target.")
+    query_budget: int | None = Field(
+        default=None, description="Hard cap on samples sent to a black-box target (at least 1; omit for no cap)."
+    )
     endpoint: dict[str, Any] = Field(
         default_factory=dict,
-        description="HTTP target options: protocol (v2/json), model, timeout, retries, rate_limit, max_batch, "
-        "request_template, response_path, log_path.",
+        description="HTTP target options: protocol (v2/json), model, timeout (seconds per read), deadline (seconds "
+        "per request, default: timeout), retries, rate_limit, max_batch, request_template, response_path, log_path.",
     )
+
+    @field_validator("input_shape")
+    @classmethod
+    def _shape(cls, v: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if v is None:
+            return v
+        if not v or len(v) > 8 or any(d < 1 for d in v):
+            raise ValueError(f"input_shape must be 1 to 8 positive sizes, e.g. 1,28,28; got {v}")
+        if math.prod(v) > MAX_SAMPLE_ELEMENTS:
+            raise ValueError(f"input_shape {v} has {math.prod(v)} elements per sample; at most {MAX_SAMPLE_ELEMENTS}")
+        return v
+
+    @field_validator("normalization")
+    @classmethod
+    def _norm(cls, v: dict[str, tuple[float, ...]] | None) -> dict[str, tuple[float, ...]] | None:
+        if v is None:
+            return v
+        if set(v) != {"mean", "std"}:
+            raise ValueError(f"normalization needs exactly 'mean' and 'std', got {sorted(v)}")
+        if not v["mean"] or len(v["mean"]) != len(v["std"]):
+            raise ValueError("normalization mean and std need one value per channel, the same number of each")
+        if any(s <= 0 for s in v["std"]):
+            raise ValueError(f"normalization std must be positive (it divides the input), got {list(v['std'])}")
+        return v
+
+    @field_validator("value_range")
+    @classmethod
+    def _range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not v[0] < v[1]:
+            raise ValueError(f"value_range must be (low, high) with low < high, got {v}")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str | None) -> str | None:
+        if v is not None and not _DEVICE.fullmatch(v.strip()):
+            raise ValueError(f"device must be cpu, cuda, cuda:N or mps, got {v!r}")
+        return v.strip() if v is not None else v
+
+    @field_validator("query_budget")
+    @classmethod
+    def _budget(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError(
+                f"a query budget of {v} would allow no query at all; give at least 1, or leave it out for no cap"
+            )
+        return v
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key, (low, inclusive) in _ENDPOINT_NUMBERS.items():
+            if v.get(key) is None:
+                continue
+            x = v[key]
+            ok = isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and (
+                x >= low if inclusive else x > low)
+            if not ok:
+                bound = f"≥ {low:g}" if inclusive else f"> {low:g}"
+                raise ValueError(f"endpoint {key} must be a finite number {bound}, got {short_repr(x)}")
+        return v
 
 
 class DataRef(BaseModel):
@@ -56,6 +140,16 @@ class DataRef(BaseModel):
 
     source: str = Field(description="Built-in dataset name, a folder or a file.")
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if "allow_outside_paths" in v:
+            raise ValueError(
+                "allow_outside_paths cannot be set in a plan (a shared plan must not widen what aisec reads); "
+                "pass --allow-outside-paths on the command line"
+            )
+        return v
 
 
 class Plan(BaseModel):
@@ -93,10 +187,7 @@ class Plan(BaseModel):
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"plan file not found: {p}")
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"plan file {p} is not valid YAML: {exc}") from exc
+        raw = load_yaml(p, what="plan file")
         if not isinstance(raw, dict):
             raise ConfigError(f"plan file {p} must hold a mapping with model, data and checks")
         return cls.parse(raw, source=str(p))
@@ -113,8 +204,9 @@ class Plan(BaseModel):
 
 
 def _errors(exc: ValidationError) -> str:
+    """One line per error; given values shown by :func:`~aisec.core.safety.short_repr` (bounded)."""
     lines = []
-    for e in exc.errors():
+    for e in exc.errors(include_url=False):
         loc = ".".join(str(x) for x in e["loc"])
-        lines.append(f"  {loc}: {e['msg']}" + (f" (got {e['input']!r})" if "input" in e else ""))
+        lines.append(f"  {loc}: {e['msg']}" + (f" (got {short_repr(e['input'])})" if "input" in e else ""))
     return "\n".join(lines)

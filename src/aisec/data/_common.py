@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from aisec.core.errors import ConfigError, DataError
+from aisec.core.safety import LABEL_DENSITY, MAX_CLASSES, SPARSE_LABELS_OK, short_repr
 
 _CHUNK = 1 << 20
 
@@ -61,19 +62,35 @@ def _as_index(s: str) -> int | None:
 
 
 def label_mapping(
-    values: Iterable[str], classes: Sequence[str] | None, *, source: str
+    values: Iterable[str], classes: Sequence[str] | None, *, source: str,
+    rows: int | None = None, locate: Callable[[str], str] | None = None,
 ) -> tuple[dict[str, int], tuple[str, ...]]:
     """Map the distinct raw label strings to class indices.
 
     Without ``classes``: if every label is a non-negative integer it is its own index (classes
     ``'0'..'max'``); otherwise the distinct labels, sorted, are the classes. With ``classes``: a
     label that is a class name gets that name's index, an integer label must be a valid index.
+
+    Limits (so that one label cannot make aisec build a billion class names): at most
+    :data:`~aisec.core.safety.MAX_CLASSES` classes; and integer labels without a class list must be
+    dense — the largest may exceed :data:`~aisec.core.safety.SPARSE_LABELS_OK` only if it is below
+    :data:`~aisec.core.safety.LABEL_DENSITY` times ``rows`` (the number of labelled rows). Past
+    that, give the class names (``classes=`` or ``classes.txt``). ``locate(label)`` names the row
+    of a label in error messages (e.g. ``"line 7"``).
     """
+    values = list(values)
+    n_rows = rows if rows is not None else len(values)
     distinct = sorted(set(values))
+
+    def _where(v: str) -> str:
+        return f" ({locate(v)})" if locate is not None else ""
+
     if classes is not None:
         names = tuple(str(c) for c in classes)
         if not names:
             raise ConfigError(f"{source}: classes is empty; give the class names in index order")
+        if len(names) > MAX_CLASSES:
+            raise ConfigError(f"{source}: {len(names)} class names given; aisec handles at most {MAX_CLASSES} classes")
         if len(set(names)) != len(names):
             dup = sorted({c for c in names if names.count(c) > 1})
             raise ConfigError(f"{source}: class names must be distinct, repeated: {dup}")
@@ -87,14 +104,28 @@ def label_mapping(
             if idx is None or idx >= len(names):
                 shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
                 raise DataError(
-                    f"{source}: label '{v}' is neither one of the {len(names)} class names ({shown}) "
-                    f"nor an index in [0, {len(names) - 1}]; fix the label or the class list"
+                    f"{source}: label {short_repr(v)} is neither one of the {len(names)} class names "
+                    f"({shown}) nor an index in [0, {len(names) - 1}]{_where(v)}; fix the label or the class list"
                 )
             mapping[v] = idx
         return mapping, names
+    if len(distinct) > MAX_CLASSES:
+        raise DataError(
+            f"{source}: the labels take {len(distinct)} distinct values; aisec handles at most {MAX_CLASSES} "
+            "classes (MAX_CLASSES). Is this the label column?"
+        )
     indices = {v: _as_index(v) for v in distinct}
     if distinct and all(i is not None for i in indices.values()):
-        k = max(i for i in indices.values() if i is not None) + 1
+        top = max(indices, key=lambda v: indices[v] or 0)
+        k = (indices[top] or 0) + 1
+        dense_limit = max(SPARSE_LABELS_OK, LABEL_DENSITY * n_rows)
+        if k > min(MAX_CLASSES, dense_limit):
+            why = (f"more than the {MAX_CLASSES} classes aisec handles" if k > MAX_CLASSES else
+                   f"far more than {n_rows} labelled rows suggest (at most {dense_limit} without a class list)")
+            raise DataError(
+                f"{source}: label {short_repr(top)}{_where(top)} would make {k} classes '0'..'{k - 1}', {why}; "
+                "fix the label, or give the class names in index order (classes=, or classes.txt)"
+            )
         return {v: int(i) for v, i in indices.items() if i is not None}, tuple(str(i) for i in range(k))
     return {v: i for i, v in enumerate(distinct)}, tuple(distinct)
 

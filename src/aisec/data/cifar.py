@@ -3,6 +3,11 @@
 The batch files are pickles. A pickle can run any code while it loads, so they are read with
 :class:`CifarUnpickler`, which resolves only the few numpy callables needed to rebuild an array
 and refuses everything else. One batch file is held in memory at a time.
+
+A pickle can also be small yet expand when read: one list referenced from many places is stored
+once but walked each time. An unpickled batch may hold at most
+:data:`~aisec.core.safety.MAX_UNPICKLED_ITEMS` elements with shared references counted every time
+they occur, ``labels`` must be a flat list of integers and ``label_names`` a flat list of strings.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import torch
 
 from aisec.core.dataset import Batch, DatasetInfo
 from aisec.core.errors import ConfigError, DataError
+from aisec.core.safety import MAX_CLASSES, MAX_UNPICKLED_ITEMS, expanded_size
 from aisec.core.types import Modality
 from aisec.data._common import check_batch_args, check_limit, digest_files
 
@@ -75,13 +81,20 @@ def safe_load(path: str | os.PathLike[str]) -> Any:
     p = Path(path)
     try:
         with open(p, "rb") as f:
-            return CifarUnpickler(f, source=p).load()
+            obj = CifarUnpickler(f, source=p).load()
     except DataError:
         raise
     except FileNotFoundError as e:
         raise DataError(f"CIFAR batch file '{p}' does not exist") from e
     except Exception as e:  # truncated or garbled pickles raise many different types
-        raise DataError(f"'{p}' is not a readable CIFAR batch ({type(e).__name__}: {e}); download it again") from e
+        raise DataError(f"'{p}' is not a readable CIFAR batch ({type(e).__name__}: {str(e)[:200]}); "
+                        "download it again") from e
+    if expanded_size(obj, MAX_UNPICKLED_ITEMS) > MAX_UNPICKLED_ITEMS:
+        raise DataError(
+            f"'{p}' unpickles to more than {MAX_UNPICKLED_ITEMS} elements once its shared references are counted "
+            "(MAX_UNPICKLED_ITEMS); a CIFAR batch holds one array and a few flat lists. Download it again"
+        )
+    return obj
 
 
 def _key(d: dict[Any, Any], name: str) -> Any:
@@ -101,14 +114,18 @@ def read_batch(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     if labels is None and _key(d, "fine_labels") is not None:
         raise DataError(f"'{p}' is a CIFAR-100 batch (it has 'fine_labels'); only CIFAR-10 batches are supported")
     if data is None or labels is None:
-        keys = sorted(k.decode() if isinstance(k, bytes) else str(k) for k in d)
+        keys = sorted((k.decode(errors="replace") if isinstance(k, bytes) else str(k))[:40]
+                      for k in d if isinstance(k, (bytes, str)))[:20]
         raise DataError(f"'{p}' lacks 'data' or 'labels' (keys: {', '.join(keys)}); is it a CIFAR-10 batch?")
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != _SAMPLE:
         got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise DataError(f"'{p}': 'data' must be a uint8 array of shape (N, {_SAMPLE}), got {got}")
+    flat = isinstance(labels, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in labels)
+    if not (flat or (isinstance(labels, np.ndarray) and labels.ndim == 1 and labels.dtype.kind in "iu")):
+        raise DataError(f"'{p}': 'labels' must be a flat list of integers, got {type(labels).__name__}")
     try:
         y = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise DataError(f"'{p}': 'labels' must be a list of integers: {e}") from e
     if y.shape != (data.shape[0],):
         raise DataError(f"'{p}' holds {data.shape[0]} images but {y.size} labels")
@@ -124,7 +141,10 @@ def read_meta(path: str | os.PathLike[str]) -> tuple[str, ...]:
     names = _key(d, "label_names") if isinstance(d, dict) else None
     if not isinstance(names, list) or not names:
         raise DataError(f"'{p}' has no 'label_names' list; delete it or pass classes=")
-    return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+    if len(names) > MAX_CLASSES or not all(isinstance(n, (bytes, str)) and len(n) <= 1000 for n in names):
+        raise DataError(f"'{p}': 'label_names' must be at most {MAX_CLASSES} strings of at most 1000 characters; "
+                        "delete the file or pass classes=")
+    return tuple(n.decode(errors="replace") if isinstance(n, bytes) else n for n in names)
 
 
 def find_cifar_folder(directory: str | os.PathLike[str]) -> Path | None:

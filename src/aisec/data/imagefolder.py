@@ -9,6 +9,13 @@
 to exist); the images are decoded with Pillow batch by batch. Every image is converted to the same
 mode (grayscale or RGB: decided by ``channels`` or else by the first image) and must have the
 first image's size unless ``resize=(H, W)`` is given.
+
+Limits, because the folder may come from someone else: every path in ``labels.csv`` must lie inside
+the folder once resolved — ``../`` escapes, absolute paths and symlinks pointing out of it are
+refused unless ``allow_outside_paths=True`` (CLI: ``--allow-outside-paths``; a plan file cannot set
+it), so a shared report never digests or shows a file the folder does not hold. Images may have at
+most :data:`~aisec.core.safety.MAX_IMAGE_PIXELS` pixels (a "decompression bomb" PNG of a few KB can
+decode to gigabytes).
 """
 
 from __future__ import annotations
@@ -18,12 +25,14 @@ import os
 from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from aisec.core.dataset import Batch, DatasetInfo
 from aisec.core.errors import ConfigError, DataError
+from aisec.core.safety import MAX_IMAGE_PIXELS, outside_paths_allowed
 from aisec.core.types import Modality
 from aisec.data._common import (
     check_batch_args,
@@ -55,9 +64,12 @@ class ImageFolder:
         label_column: str | None = None,
         name: str | None = None,
         limit: int | None = None,
+        allow_outside_paths: bool = False,
     ) -> None:
         check_limit(limit)
         self.root = Path(directory)
+        self._real_root = self.root.resolve()
+        self.allow_outside_paths = bool(allow_outside_paths) or outside_paths_allowed()
         self.labels_file = self.root / LABELS_FILE
         if not self.labels_file.is_file():
             raise DataError(
@@ -72,16 +84,17 @@ class ImageFolder:
         self.classes_file = self.root / CLASSES_FILE
         if classes is None and self.classes_file.is_file():
             classes = read_classes_file(self.classes_file)
-        mapping, self.classes = label_mapping(raw, classes, source=f"'{self.labels_file}'")
+        mapping, self.classes = label_mapping(
+            raw, classes, source=f"'{self.labels_file}'", locate=lambda v: f"line {lines[raw.index(v)]}")
         self.labels = np.array([mapping[v] for v in raw], dtype=np.int64)
         self._limit = limit
 
         from PIL import Image, UnidentifiedImageError
 
-        self._image_errors = (UnidentifiedImageError, OSError, ValueError, SyntaxError)
+        self._image_errors = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
         first = self.files[0]
         try:
-            with Image.open(first) as im:
+            with self._open(first) as im:
                 mode, (w, h) = im.mode, im.size
         except self._image_errors as e:
             raise DataError(f"cannot read image '{first}': {e}; replace or remove the file") from e
@@ -150,6 +163,15 @@ class ImageFolder:
     def _resolve(self, rel: str, line: int) -> Path:
         for base in (self.root / "images", self.root):
             p = base / rel
+            if not self.allow_outside_paths:
+                real = p.resolve()
+                if not real.is_relative_to(self._real_root):
+                    raise DataError(
+                        f"image '{rel}' listed in '{self.labels_file}' line {line} lies outside the dataset folder "
+                        f"'{self.root}' (it resolves to '{real}'); an image folder may only read files inside it. "
+                        "Copy the file into the folder, or, if you trust labels.csv, pass --allow-outside-paths "
+                        "(allow_outside_paths=True)"
+                    )
             if p.is_file():
                 return p
         raise DataError(
@@ -178,11 +200,33 @@ class ImageFolder:
     def __len__(self) -> int:
         return len(self.files)
 
+    def _open(self, path: Path) -> Any:
+        """``Image.open`` refusing images of more than :data:`MAX_IMAGE_PIXELS` pixels before decoding them."""
+        import warnings
+
+        from PIL import Image
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            try:
+                im = Image.open(path)
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+                raise DataError(f"image '{path}' is too large to decode safely ({e}); at most {MAX_IMAGE_PIXELS} "
+                                "pixels (MAX_IMAGE_PIXELS) are read. Resize the image") from e
+        w, h = im.size
+        if w * h > MAX_IMAGE_PIXELS:
+            im.close()
+            raise DataError(
+                f"image '{path}' declares {w}x{h} = {w * h} pixels; at most {MAX_IMAGE_PIXELS} (MAX_IMAGE_PIXELS) "
+                "are read, since a small compressed file can decode to gigabytes. Resize the image"
+            )
+        return im
+
     def _load(self, path: Path) -> np.ndarray:
         from PIL import Image
 
         try:
-            with Image.open(path) as im:
+            with self._open(path) as im:
                 im.load()
                 if (im.size[1], im.size[0]) != self.first_size and self.resize is None:
                     raise DataError(

@@ -127,7 +127,8 @@ class CsvTable:
         else:
             g_lo, g_hi = self._given
             self._lo, self._span = g_lo, np.where(g_hi > g_lo, g_hi - g_lo, 1.0)
-        self._label_map, self.classes = label_mapping(seen, classes, source=f"'{self.path}'")
+        self._label_map, self.classes = label_mapping(seen, classes, source=f"'{self.path}'", rows=count,
+                                                      locate=lambda v: self._locate(v, limit))
 
         if sample_shape is not None:
             shape = tuple(int(s) for s in sample_shape)
@@ -181,6 +182,13 @@ class CsvTable:
         if not np.isfinite(r).all() or (r[:, 1] < r[:, 0]).any():
             raise ConfigError("ranges must be finite with lo <= hi for every feature")
         return r[:, 0], r[:, 1]
+
+    def _locate(self, label: str, limit: int | None) -> str:
+        """``"line N"`` of the first row holding ``label`` (for error messages; re-reads the file)."""
+        for first, _, labels in self._chunks(_CHUNK_ROWS, limit, parse=False):
+            if label in labels:
+                return f"first on line {first + labels.index(label)}"
+        return "line unknown"
 
     def _chunks(
         self, rows_per_chunk: int, limit: int | None, *, parse: bool = True

@@ -158,6 +158,8 @@ def _jsonl_rows(path: Path, text_column: str | int | None,
                     obj = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise DataError(f"{where} is not valid JSON ({e.msg}); expected one object per line") from e
+                except RecursionError as e:
+                    raise DataError(f"{where} is nested too deeply; expected one flat object per line") from e
                 if not isinstance(obj, dict):
                     raise DataError(f"{where} holds a JSON {type(obj).__name__}; expected an object per line")
                 for k in (tk, lk):
@@ -214,7 +216,8 @@ def load_text_table(
                             "class labels (choose the column with label_column=)")
     if not texts:
         raise DataError(f"'{p}' holds no data rows")
-    mapping, names = label_mapping(labels, classes, source=f"'{p}'")
+    mapping, names = label_mapping(labels, classes, source=f"'{p}'",
+                                   locate=lambda v: f"data row {labels.index(v) + 1}")
     if len(names) > _MAX_CLASSES:
         raise DataError(f"'{p}': the labels have {len(names)} distinct values; they do not look like class labels")
     sizes = [len(t.encode("utf-8")) for t in texts]

@@ -29,7 +29,6 @@ it is then called once per model.
 from __future__ import annotations
 
 import copy
-import importlib
 import inspect
 import math
 import re
@@ -39,11 +38,12 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 from torch import nn
 
 from aisec.core.errors import ConfigError
 from aisec.core.progress import Progress, no_progress
+from aisec.core.safety import resolve_class
 
 Trainer = Callable[..., nn.Module]
 """A user training function: ``(x, y, seed) -> trained nn.Module`` (in eval mode); for
@@ -60,31 +60,30 @@ Builder = Callable[[], nn.Module]
 
 
 def resolve_architecture(name: str) -> Callable[..., nn.Module]:
-    """A zoo name (``digits-cnn``, ``DigitsCNN``, ``tabular-mlp``) or ``package.module:Class``."""
-    if ":" in name:
-        mod_name, _, attr = name.partition(":")
-        try:
-            obj = getattr(importlib.import_module(mod_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"architecture '{name}' cannot be imported: {exc}") from exc
-        if not callable(obj):
-            raise ConfigError(f"architecture '{name}' is not a class or function")
-        return obj  # type: ignore[no-any-return]
+    """A zoo name (``digits-cnn``, ``DigitsCNN``, ``tabular-mlp``) or ``package.module:Class``.
+
+    An import path must name an ``nn.Module`` subclass of aisec, of a module in the current folder,
+    or of a package the user allowed (``--allow-module``; see :func:`aisec.core.safety.resolve_class`):
+    a recipe in a shared plan cannot make aisec call ``os:system`` or import arbitrary modules.
+    """
     from aisec.models import zoo
 
+    known = sorted(a for a, o in vars(zoo).items() if isinstance(o, type) and issubclass(o, nn.Module)
+                   and o.__module__ == zoo.__name__)
+    if ":" in name or "." in name:
+        cls: type[nn.Module] = resolve_class(name, what="recipe architecture", zoo=known)
+        return cls
     want = re.sub(r"[-_ ]", "", name).lower()
     for attr, obj in vars(zoo).items():
         if isinstance(obj, type) and issubclass(obj, nn.Module) and attr.lower() == want:
             return obj
-    known = sorted(a for a, o in vars(zoo).items() if isinstance(o, type) and issubclass(o, nn.Module)
-                   and o.__module__ == zoo.__name__)
     raise ConfigError(f"unknown architecture '{name}'; zoo: {', '.join(known)}, or give package.module:Class")
 
 
 class TrainingRecipe(BaseModel):
     """How a model is built and trained (architecture, optimiser, schedule, seed)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     architecture: str = Field(description="Zoo name (e.g. 'digits-cnn') or 'package.module:Class'.")
     kwargs: dict[str, Any] = Field(
@@ -103,6 +102,15 @@ class TrainingRecipe(BaseModel):
     batch_size: int = Field(default=64, ge=1)
     weight_decay: float = Field(default=0.0, ge=0)
     seed: int = 0
+
+    @field_validator("architecture")
+    @classmethod
+    def _resolvable(cls, v: str) -> str:
+        """An import path is resolved now (safely: see :func:`resolve_architecture`), so that a plan naming
+        ``os:system`` or a missing class is refused before any output is written."""
+        if (":" in v or "." in v) and not v.startswith(("callable:", "copy-of:")):
+            resolve_architecture(v)
+        return v
 
     _builder: Builder | None = PrivateAttr(default=None)
     _trainer: Trainer | None = PrivateAttr(default=None)

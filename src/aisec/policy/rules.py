@@ -34,11 +34,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from aisec.core.errors import ConfigError
 from aisec.core.evidence import Evidence
+from aisec.core.safety import load_yaml
 from aisec.policy.catalogue import load_catalogue
 from aisec.policy.properties import PROPERTIES, Reference, derive
 
@@ -63,7 +63,7 @@ class UnknownMetricError(ConfigError):
 class Rule(BaseModel):
     """One threshold: ``<value of metric> <operator> <target>``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     metric: str = Field(description="A Clouditor property (adversarialRobustnessScore, ...) or an aisec metric id.")
     operator: Operator
@@ -88,7 +88,7 @@ class Rule(BaseModel):
 
 
 class Policy(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     version: Literal[1] = 1
     defaults: Literal["clouditor", "none"] = "clouditor"
@@ -145,10 +145,7 @@ def load_policy(path: str | Path) -> Policy:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"policy file not found: {p}")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"policy file {p} is not valid YAML: {exc}") from exc
+    raw = load_yaml(p, what="policy file") or {}  # no aliases, bounded size and depth
     return parse_policy(raw, source=str(p))
 
 

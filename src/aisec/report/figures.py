@@ -13,6 +13,7 @@ def _mpl() -> Any:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
+    matplotlib.rcParams["text.parse_math"] = False  # class names are data: '$\x$' must not be parsed as mathtext
     import matplotlib.pyplot as plt
 
     return plt

@@ -1186,7 +1186,8 @@ def _head(row: HeadRow | None) -> Head:
                 signature=row.signature, runs_digest=row.runs_digest)
 
 
-def _iso(t: datetime | None) -> str | None:
+def iso_utc(t: datetime | None) -> str | None:
+    """A stored time as the UTC ISO-8601 text that signatures cover (None stays None)."""
     return None if t is None else t.astimezone(UTC).isoformat()
 
 
@@ -1195,7 +1196,7 @@ def _run_fields(row: RunRow, artifacts: list[list[str]]) -> dict[str, Any]:
     return {"id": row.id, "status": row.status, "plan": row.plan,
             "target_of_evaluation_id": row.target_of_evaluation_id, "model_sha256": row.model_sha256,
             "dataset_digest": row.dataset_digest, "tool_version": row.tool_version, "out_dir": row.out_dir,
-            "error": row.error, "created_at": _iso(row.created_at), "finished_at": _iso(row.finished_at),
+            "error": row.error, "created_at": iso_utc(row.created_at), "finished_at": iso_utc(row.finished_at),
             "artifacts": artifacts}
 
 
@@ -1228,7 +1229,7 @@ def _check_run_row(s: Session, row: RunRow) -> None:
 
 def _sign_meta(row: EvidenceRow, signer: keymod.Signer) -> None:
     row.meta_key_id = signer.key_id
-    row.meta_signature = signer.sign(meta_message(row.hash, row.origin, row.source, _iso(row.stored_at) or ""))
+    row.meta_signature = signer.sign(meta_message(row.hash, row.origin, row.source, iso_utc(row.stored_at) or ""))
 
 
 def _meta_problems(row: EvidenceRow, ring: KeyRing) -> list[str]:
@@ -1236,7 +1237,7 @@ def _meta_problems(row: EvidenceRow, ring: KeyRing) -> list[str]:
     out: list[str] = []
     if row.meta_signature is not None:
         why = ring.check(row.meta_key_id, row.meta_signature,
-                         meta_message(row.hash, row.origin, row.source, _iso(row.stored_at) or ""))
+                         meta_message(row.hash, row.origin, row.source, iso_utc(row.stored_at) or ""))
         if why:
             out.append(f"its metadata (source {row.source!r}, storage time, original signer): {why}")
     if row.origin:

@@ -16,7 +16,11 @@ only decision-based attacks (HopSkipJump, Boundary) and label-only membership at
 Every query is counted *before* it is sent, against a hard ``query_budget`` — each attempt,
 retries included, since a server counts what it receives. Timeouts and 5xx/429 replies are
 retried with exponential backoff; ``rate_limit`` caps requests per second; ``max_batch`` splits
-big batches into requests. Each request is appended to a JSONL log (time, samples, status,
+big batches into requests. ``timeout`` bounds each network read and ``deadline`` (default: the
+timeout) the whole request, so an endpoint that sends a byte a second cannot stall a run. Replies
+are at most ``max_response_bytes`` long and nested at most :data:`~aisec.core.safety.MAX_DEPTH`
+levels; "probabilities" must lie in [0, 1] and sum to 1 per row (``output="logits"`` otherwise).
+Each request is appended to a JSONL log (time, samples, status,
 latency, input digest, scores). A hostile endpoint gets a clear :class:`EndpointError` (or
 :class:`~aisec.core.errors.OutputError`/:class:`~aisec.core.errors.ShapeError` for malformed
 replies), carrying in ``.partial`` the scores of the requests that succeeded before it; those are
@@ -40,6 +44,7 @@ import numpy as np
 import torch
 
 from aisec.core.errors import CapabilityError, ConfigError, OutputError, ShapeError, TargetError
+from aisec.core.safety import MAX_DEPTH, check_depth
 from aisec.core.target import TargetSpec
 from aisec.core.types import Access, Capability, Modality, OutputKind
 from aisec.targets.budget import QueryMeter
@@ -72,7 +77,8 @@ class HttpTarget:
         response_path: json protocol, dotted path to the scores, e.g. ``"predictions"``.
         output: whether the endpoint returns ``probabilities``, ``logits`` (softmax applied here) or
             ``labels`` (one class per sample: indices, or names listed in ``class_names``).
-        timeout: seconds per request; ``retries`` extra attempts with ``backoff * 2**k`` s waits.
+        timeout: seconds per network read; ``deadline``: seconds for a whole request (default:
+            ``timeout``); ``retries`` extra attempts with ``backoff * 2**k`` s waits.
         rate_limit: requests per second at most. ``max_batch``: samples per request.
         max_response_bytes: replies larger than this are cut off with an :class:`OutputError`.
         log_path: JSONL file of every request. ``client``: an ``httpx.Client`` to use (tests).
@@ -97,6 +103,7 @@ class HttpTarget:
         value_range: tuple[float, float] = (0.0, 1.0),
         query_budget: int | None = None,
         timeout: float = 10.0,
+        deadline: float | None = None,
         retries: int = 2,
         backoff: float = 0.2,
         rate_limit: float | None = None,
@@ -112,6 +119,8 @@ class HttpTarget:
             raise ConfigError("the v2 protocol needs the model name (model=...)")
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"endpoint URL must start with http:// or https://, got {url!r}")
+        _check_numbers(timeout=timeout, deadline=deadline, retries=retries, backoff=backoff, rate_limit=rate_limit,
+                       max_batch=max_batch, max_response_bytes=max_response_bytes)
         kind = OutputKind(output)
         self.protocol = protocol
         self.url = url.rstrip("/")
@@ -125,6 +134,7 @@ class HttpTarget:
         self.response_path = response_path
         self.kind = kind
         self.timeout = timeout
+        self.deadline = float(deadline) if deadline is not None else float(timeout)
         self.retries = retries
         self.backoff = backoff
         self.rate_limit = rate_limit
@@ -222,8 +232,9 @@ class HttpTarget:
             t0 = time.perf_counter()
             try:
                 status, raw = self._post(body)
-            except httpx.TimeoutException:
-                last, status = f"timed out after {self.timeout:g} s", None
+            except httpx.TimeoutException as exc:
+                late = isinstance(exc, _DeadlineExceeded)
+                last, status = str(exc) if late else f"timed out after {self.timeout:g} s", None
             except httpx.TransportError as exc:
                 last, status = f"connection failed: {type(exc).__name__}: {exc}", None
             else:
@@ -245,6 +256,32 @@ class HttpTarget:
         )
 
     def _post(self, body: bytes) -> tuple[int, bytes]:
+        """One POST that ends within ``deadline`` seconds, however slowly the endpoint sends.
+
+        The request runs in a worker thread; at the deadline the caller gets a timeout while the
+        worker stops at its next read (it checks the deadline between chunks, and every read is
+        bounded by ``timeout``).
+        """
+        stop = time.monotonic() + self.deadline
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["value"] = self._post_stream(body, stop)
+            except BaseException as exc:  # handed to the caller's thread
+                box["error"] = exc
+
+        worker = threading.Thread(target=work, name="aisec-http", daemon=True)
+        worker.start()
+        worker.join(self.deadline + 0.05)
+        if worker.is_alive():
+            raise _DeadlineExceeded(f"no complete reply within the deadline of {self.deadline:g} s")
+        if "error" in box:
+            raise box["error"]
+        value: tuple[int, bytes] = box["value"]
+        return value
+
+    def _post_stream(self, body: bytes, stop: float) -> tuple[int, bytes]:
         headers = {"content-type": "application/json"}
         with self._client.stream("POST", self.endpoint, content=body, headers=headers, timeout=self.timeout) as r:
             declared = r.headers.get("content-length")
@@ -256,6 +293,8 @@ class HttpTarget:
             buf = bytearray()
             for part in r.iter_bytes():
                 buf.extend(part)
+                if time.monotonic() > stop:
+                    raise _DeadlineExceeded(f"no complete reply within the deadline of {self.deadline:g} s")
                 if len(buf) > self.max_response_bytes:
                     raise OutputError(
                         f"endpoint {self.endpoint} sent more than {self.max_response_bytes} bytes; "
@@ -268,6 +307,11 @@ class HttpTarget:
             doc = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise OutputError(f"endpoint {self.endpoint} did not return JSON ({exc}): {raw[:120]!r}") from exc
+        except RecursionError as exc:
+            doc = exc
+        if isinstance(doc, RecursionError) or not check_depth(doc):
+            raise OutputError(f"endpoint {self.endpoint} returned JSON nested deeper than {MAX_DEPTH} levels; "
+                              f"a reply holds a few levels of scores. Reply starts {raw[:60]!r}")
         k = self._spec.num_classes
         if self.kind is OutputKind.LABELS:
             return self._parse_labels(doc, raw, n)
@@ -287,6 +331,15 @@ class HttpTarget:
             raise ShapeError(f"endpoint {self.endpoint} returned scores of shape {arr.shape}; expected ({n}, {k})")
         if not np.isfinite(arr).all():
             raise OutputError(f"endpoint {self.endpoint} returned NaN/inf scores")
+        if self.kind is OutputKind.PROBABILITIES and arr.size:
+            lo, hi = float(arr.min()), float(arr.max())
+            worst = float(np.abs(arr.sum(1) - 1).max())
+            if lo < -_PROB_TOL or hi > 1 + _PROB_TOL or worst > _SUM_TOL:
+                raise OutputError(
+                    f"endpoint {self.endpoint} returned 'probabilities' in [{lo:.4g}, {hi:.4g}] with rows summing "
+                    f"up to {worst:.3g} away from 1; probabilities lie in [0, 1] and sum to 1. If the endpoint "
+                    "returns raw scores, pass --output-kind logits (output='logits')"
+                )
         return arr
 
     def _parse_labels(self, doc: Any, raw: bytes, n: int) -> np.ndarray:
@@ -375,6 +428,34 @@ class HttpTarget:
             rec["error"] = error
         with self.log_path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(rec) + "\n")
+
+
+_PROB_TOL = 1e-4
+_SUM_TOL = 1e-2
+
+
+class _DeadlineExceeded(httpx.TimeoutException):
+    """The whole request took longer than the target's ``deadline``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+def _check_numbers(**values: float | int | None) -> None:
+    """Refuse nonsense endpoint options: a zero timeout, negative retries, NaN rate limits ..."""
+    import math
+
+    positive = {"timeout", "deadline", "rate_limit", "max_batch", "max_response_bytes"}
+    for key, v in values.items():
+        if v is None:
+            continue
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (
+            v > 0 if key in positive else v >= 0)
+        if ok and key in ("retries", "max_batch", "max_response_bytes"):
+            ok = float(v).is_integer()
+        if not ok:
+            want = "> 0" if key in positive else "≥ 0"
+            raise ConfigError(f"HTTP target option {key} must be a finite number {want}, got {v!r}")
 
 
 def _fill(template: Any, inputs: Any) -> Any:

@@ -29,7 +29,6 @@ clear message, instead of deep inside an attack.
 
 from __future__ import annotations
 
-import importlib
 import re
 import zipfile
 from collections.abc import Mapping
@@ -41,12 +40,21 @@ from torch import nn
 
 from aisec.core.errors import ConfigError, OutputError, ShapeError, TargetError, UnsafeModelError
 from aisec.core.evidence import file_sha256
+from aisec.core.safety import allow_modules as _allow_modules
+from aisec.core.safety import resolve_class
 from aisec.core.target import Normalization, Target
 from aisec.core.types import Modality
 from aisec.targets.sklearn import ProbaTarget
 from aisec.targets.torch import TorchTarget
 
-__all__ = ["ZOO_ARCHS", "load_target", "resolve_arch"]
+__all__ = ["ZOO_ARCHS", "ArchitectureError", "load_target", "resolve_arch"]
+
+
+class ArchitectureError(TargetError, ConfigError):
+    """``arch`` cannot be used: malformed, not allowed to be imported, or not an ``nn.Module`` class.
+
+    Both a :class:`TargetError` (the model cannot be loaded) and a :class:`ConfigError` (the plan is at fault).
+    """
 
 #: Short names accepted by ``arch`` for the architectures in :mod:`aisec.models.zoo`.
 ZOO_ARCHS: dict[str, str] = {
@@ -78,6 +86,7 @@ def load_target(
     name: str | None = None,
     endpoint: dict[str, Any] | None = None,
     output: str | None = None,
+    allow_modules: list[str] | tuple[str, ...] | None = None,
 ) -> Target:
     """Load ``model`` (an object, a file path, a model folder or an endpoint URL) as a target.
 
@@ -101,6 +110,8 @@ def load_target(
         query_budget: cap on samples sent to a black-box (``predict_proba``) target.
         output: for HTTP and ONNX targets, what the model returns: ``probabilities``, ``logits`` or
             ``labels`` (label-only: one class per sample). Also read from ``endpoint["output"]``.
+        allow_modules: packages ``arch`` may be imported from besides aisec and the current folder
+            (CLI: ``--allow-module``). A plan file can never allow a module by itself.
 
     Raises:
         TargetError: the file is missing, corrupt, of an unknown format, or needs ``arch``.
@@ -147,7 +158,8 @@ def load_target(
             )
         digest = file_sha256(path)
         label = name or path.name
-        obj = _load_file(path, arch=arch, arch_kwargs=arch_kwargs or {}, trust=trust_model_code)
+        with _allow_modules(allow_modules):
+            obj = _load_file(path, arch=arch, arch_kwargs=arch_kwargs or {}, trust=trust_model_code)
     else:
         raise TargetError(
             f"cannot use a {type(model).__name__} as a model: expected an nn.Module, an object with "
@@ -253,7 +265,8 @@ def _read_torchscript(path: Path) -> nn.Module:
         raise _corrupt(path, "a TorchScript archive (torch.jit.load)", exc) from exc
 
 
-_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)|unrecognized function (\S+)")
+_UNSAFE_GLOBAL = re.compile(
+    r"Unsupported global: GLOBAL (\S+)|unrecognized function (\S+)|unsupported GLOBAL (\S+) whose module")
 
 
 def _read_torch(path: Path, *, trust: bool) -> Any:
@@ -265,7 +278,7 @@ def _read_torch(path: Path, *, trust: bool) -> Any:
         unsafe = _UNSAFE_GLOBAL.search(msg)
         if unsafe is None:
             raise _corrupt(path, "a PyTorch checkpoint (torch.load, weights_only=True)", exc) from exc
-        needs = unsafe.group(1) or unsafe.group(2)
+        needs = unsafe.group(1) or unsafe.group(2) or unsafe.group(3)
     if not trust:
         raise UnsafeModelError(
             f"{path.name} is not a plain weights file: loading it needs full unpickling, which would "
@@ -330,31 +343,20 @@ def _all_tensors(d: Mapping[Any, Any]) -> bool:
 
 
 def resolve_arch(arch: str) -> type[nn.Module]:
-    """Import ``package.module:Class`` (or ``package.module.Class``, or a zoo name)."""
+    """The ``nn.Module`` class of ``package.module:Class`` (or ``package.module.Class``, or a zoo name).
+
+    Only aisec's modules, modules in the current folder and packages the user allowed
+    (``--allow-module`` / ``allow_modules=``) are imported, and the name must be an ``nn.Module``
+    subclass: see :func:`aisec.core.safety.resolve_class`.
+
+    Raises:
+        TargetError: the reference is malformed, not allowed, not importable or not an nn.Module class.
+    """
     ref = ZOO_ARCHS.get(arch.strip().lower().replace("_", "-"), arch.strip())
-    if ":" in ref:
-        mod_name, _, attr = ref.partition(":")
-    else:
-        mod_name, _, attr = ref.rpartition(".")
-    if not mod_name or not attr:
-        raise TargetError(
-            f"cannot read architecture '{arch}': expected package.module:Class or one of "
-            f"{', '.join(ZOO_ARCHS)}"
-        )
     try:
-        module = importlib.import_module(mod_name)
-    except Exception as exc:
-        raise TargetError(
-            f"cannot import the module of architecture '{arch}' ({mod_name}): {exc}. Give "
-            f"package.module:Class importable in this environment, or a zoo name ({', '.join(ZOO_ARCHS)})"
-        ) from exc
-    cls = module
-    for part in attr.split("."):
-        cls = getattr(cls, part, None)
-        if cls is None:
-            raise TargetError(f"module '{mod_name}' has no attribute '{attr}' (architecture '{arch}')")
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise TargetError(f"architecture '{arch}' is a {type(cls).__name__}, not an nn.Module class")
+        cls: type[nn.Module] = resolve_class(ref, what="architecture", zoo=ZOO_ARCHS)
+    except ConfigError as exc:
+        raise ArchitectureError(str(exc)) from exc
     return cls
 
 

@@ -95,6 +95,15 @@ class OnnxTarget:
         dims = list(inp.shape)
         self._fixed_batch = dims[0] if dims and isinstance(dims[0], int) and dims[0] > 0 else None
         self._graph_shape = tuple(d if isinstance(d, int) and d > 0 else -1 for d in dims[1:])
+        if self._graph_shape.count(-1) > 1:  # numpy reshapes with one unknown size at most
+            fits = len(self._graph_shape) == len(input_shape) and all(
+                g in (-1, int(s)) for g, s in zip(self._graph_shape, input_shape, strict=True))
+            if not fits:
+                raise ShapeError(
+                    f"ONNX model {p.name} takes samples of shape {tuple(dims[1:])} with several dynamic sizes, "
+                    f"which input_shape {tuple(input_shape)} does not fill; give an input_shape of the same rank"
+                )
+            self._graph_shape = tuple(int(s) for s in input_shape)
         graph_size = int(np.prod([d for d in self._graph_shape if d > 0])) if self._graph_shape else 1
         if -1 not in self._graph_shape and graph_size != int(np.prod(input_shape)):
             raise ShapeError(

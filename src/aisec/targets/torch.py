@@ -11,7 +11,7 @@ import hashlib
 import torch
 from torch import nn
 
-from aisec.core.errors import OutputError, ShapeError
+from aisec.core.errors import ConfigError, OutputError, ShapeError
 from aisec.core.target import Normalization, TargetSpec
 from aisec.core.types import Access, Capability, Modality, OutputKind
 
@@ -61,7 +61,7 @@ class TorchTarget:
         device: str | torch.device | None = None,
         digest: str | None = None,
     ) -> None:
-        dev = torch.device(device) if device is not None else _default_device()
+        dev = _device(device) if device is not None else _default_device()
         self.module = module.to(dev).eval()
         norm = Normalization(**normalization) if isinstance(normalization, dict) else normalization
         self._spec = TargetSpec(
@@ -145,6 +145,24 @@ class TorchTarget:
         if not torch.isfinite(z).all():
             raise OutputError(f"model '{self._spec.name}' produced NaN/inf outputs")
         self._checked = True
+
+
+def _device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device that exists on this machine; a ConfigError naming the way out otherwise."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ConfigError(f"unknown device {device!r}: {exc}; use cpu, cuda, cuda:N or mps") from exc
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device '{device}' was asked for but CUDA is not available here; use --device cpu")
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(f"device '{device}' does not exist: this machine has {count} CUDA device(s), "
+                              f"cuda:0 to cuda:{count - 1}")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device '{device}' was asked for but MPS is not available here; use --device cpu")
+    return dev
 
 
 def _default_device() -> torch.device:

@@ -31,7 +31,7 @@ from aisec.store.chain import (
     meta_message,
 )
 from aisec.store.keys import Signer
-from aisec.store.store import _iso
+from aisec.store.store import iso_utc
 from aisec.store.tables import GENESIS, EvidenceRow, HeadRow, KeyRow, RunRow
 
 TAMPERINGS = ("edit_body", "edit_column", "edit_resigned", "remove_middle", "remove_last", "insert", "reorder")
@@ -75,7 +75,7 @@ def resign_all(store: EvidenceStore, attacker: Signer, *, register: bool = True,
     """What an attacker with write access and their own key does: re-sign every record, run and the head."""
     with store.engine.begin() as conn:
         for row in conn.execute(select(EvidenceRow)).all():
-            stored_at = _iso(row.stored_at) or ""
+            stored_at = iso_utc(row.stored_at) or ""
             conn.execute(update(EvidenceRow).where(EvidenceRow.seq == row.seq).values(
                 key_id=attacker.key_id, signature=attacker.sign(row.hash.encode()), meta_key_id=attacker.key_id,
                 meta_signature=attacker.sign(meta_message(row.hash, row.origin, row.source, stored_at))))
@@ -131,7 +131,7 @@ def tamper_store(store: EvidenceStore, how: str) -> int:
                           "target_of_evaluation_id": run.target_of_evaluation_id, "model_sha256": run.model_sha256,
                           "dataset_digest": run.dataset_digest, "tool_version": run.tool_version,
                           "out_dir": run.out_dir, "error": run.error,
-                          "created_at": _iso(run.created_at), "finished_at": _iso(run.finished_at),
+                          "created_at": iso_utc(run.created_at), "finished_at": iso_utc(run.finished_at),
                           "artifacts": []}
                 values["run_hash"] = run_hash(fields)
             conn.execute(update(RunRow).where(RunRow.id == run.id).values(**values))

@@ -35,7 +35,7 @@ Position = Literal["bottom-right", "bottom-left", "top-left", "top-right", "rand
 class PatchTrigger(BaseModel):
     """A square patch trigger (BadNets)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: Literal["patch"] = "patch"
     size: int = Field(default=3, ge=1, description="Side of the square patch in pixels.")

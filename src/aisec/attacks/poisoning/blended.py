@@ -27,7 +27,7 @@ from aisec.core.types import Modality
 class BlendTrigger(BaseModel):
     """A full-image pattern blended in: ``(1 - alpha) x + alpha pattern`` (Chen et al. 2017)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: Literal["blend"] = "blend"
     alpha: float = Field(default=0.2, gt=0, le=1, description="Blend weight of the pattern.")

@@ -28,7 +28,7 @@ from aisec.models.torch_module import feature_fn
 
 
 class HiddenTriggerParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     eps: float = Field(default=16 / 255, gt=0, le=1, description="Linf radius around each target image.")
     steps: int = Field(default=300, ge=1, description="Optimisation steps.")

@@ -55,7 +55,7 @@ Retrainer = Callable[[torch.Tensor, int], nn.Module]
 
 
 class SleeperAgentParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     eps: float = Field(default=16 / 255, gt=0, le=1, description="Linf radius around each poison image.")
     steps: int = Field(default=100, ge=1, description="Signed-Adam steps per restart (all rounds together).")
