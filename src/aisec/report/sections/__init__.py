@@ -8,9 +8,11 @@ table of its measurements.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+
+from aisec.core.check import Summary
 
 if TYPE_CHECKING:
     from aisec.core.check import Result
@@ -18,6 +20,20 @@ if TYPE_CHECKING:
 
 SectionRenderer = Callable[["Result", "Run"], str]
 SECTIONS: dict[str, SectionRenderer] = {}
+S = TypeVar("S", bound=Summary)
+
+
+def summary_of(result: Result, cls: type[S]) -> S:
+    """``result.summary`` as the check's own summary model, which a section reads by attribute.
+
+    Raises :class:`TypeError` naming both types when the summary is something else (a check
+    registered under the same name by a plugin, say), rather than failing later on a missing field.
+    """
+    s = result.summary
+    if not isinstance(s, cls):
+        raise TypeError(f"the {result.check} section reads a {cls.__name__}, but the check's summary is a "
+                        f"{type(s).__name__}")
+    return s
 
 
 def register_section(check: str) -> Callable[[SectionRenderer], SectionRenderer]:
