@@ -173,13 +173,13 @@ class Result:
     """What one check measured.
 
     ``summary`` is a :class:`Summary`; a plain dict given here (a plugin check without a summary model)
-    becomes a :class:`DictSummary` with the same keys.
+    becomes a :class:`DictSummary` with the same keys (type-checked code says ``Summary.of(d)``).
     """
 
     check: str
     measurements: list[Measurement]
     params: dict[str, Any]
-    summary: Summary = field(default_factory=lambda: DictSummary())
+    summary: Summary = field(default_factory=DictSummary)
     tables: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     images: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
