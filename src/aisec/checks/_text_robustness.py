@@ -36,7 +36,8 @@ from aisec.attacks.text.base import (
     to_token_ids,
 )
 from aisec.checks._attack_spec import AttackSpec
-from aisec.core.check import Result
+from aisec.checks._robustness_summary import PointSummary, TextCurveSummary, TextRobustnessSummary
+from aisec.core.check import IntervalSummary, Result
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError
 from aisec.core.evidence import Measurement
@@ -118,7 +119,7 @@ def run_text_robustness(target: Target, data: Dataset, params: Any, *, progress:
         "text": np.array(decode(tt, ids), dtype=object),
     }
     warnings: list[str] = []
-    curves: list[dict[str, Any]] = []
+    curves: list[TextCurveSummary] = []
     examples: dict[str, list[dict[str, Any]]] = {}
     gen = torch.Generator().manual_seed(params.seed)
     for a, info, norm, grid in plan:
@@ -183,6 +184,7 @@ def run_text_robustness(target: Target, data: Dataset, params: Any, *, progress:
                 sd = swap_distance(tt, ids, norm)
                 if math.isfinite(sd):
                     extra["nn_swap_distance"] = round(sd, 4)
+        summaries: list[PointSummary] = []
         for eps, point, fooled, dist, pred in zip(grid, points, fooled_at, dist_at, pred_at, strict=True):
             pp = {"attack": info.name, "norm": norm.value, "eps": eps, "targeted": a.targeted, **extra, **a.params}
             k_rob = int((correct & ~fooled).sum())
@@ -190,8 +192,11 @@ def run_text_robustness(target: Target, data: Dataset, params: Any, *, progress:
             delta = k_clean - k_rob
             d_succ = dist[(fooled & correct).numpy()]
             med = float(np.median(d_succ)) if d_succ.size else float("nan")
-            point.update(robust_accuracy=k_rob / n, ci=wilson(k_rob, n).model_dump(),
-                         success_rate=k_fool / max(k_clean, 1), safair_delta=delta / n, median_distance=med)
+            summaries.append(PointSummary(
+                eps=eps, raw_robust_accuracy=point["raw_robust_accuracy"], robust_accuracy=k_rob / n,
+                ci=IntervalSummary.from_interval(wilson(k_rob, n)), success_rate=k_fool / max(k_clean, 1),
+                safair_delta=delta / n, median_distance=med,
+            ))
             measurements += [
                 Measurement(metric="robustness.robust_accuracy", value=k_rob / n, unit="fraction",
                             higher_is_better=True, interval=wilson(k_rob, n), sample_count=n, parameters=pp,
@@ -228,17 +233,17 @@ def run_text_robustness(target: Target, data: Dataset, params: Any, *, progress:
             if params.examples:
                 order = torch.argsort((~last.success).to(torch.int8), stable=True)[: params.examples]
                 examples[key] = [r for r in last.records() if r["index"] in set(order.tolist())]
-        curves.append({
-            "key": key, "attack": info.name, "norm": info.budget_unit or f"embedding-{norm.value}",
-            "kind": info.kind.value, "targeted": a.targeted, "params": a.params, "points": points,
-            "warnings": [], "seconds": time.perf_counter() - ta, "queries": tt.queries - q0,
-            "real_text": real, "note": last.note, "example_eps": None,
-        })
-    summary = {
-        "samples": n, "clean_accuracy": k_clean / n, "clean_ci": wilson(k_clean, n).model_dump(),
-        "curves": curves, "clever": None, "classes": list(data.info.classes), "modality": "text",
-        "text_examples": examples, "lower_bound_note": LOWER_BOUND_NOTE,
-    }
+        curves.append(TextCurveSummary(
+            key=key, attack=info.name, norm=info.budget_unit or f"embedding-{norm.value}",
+            kind=info.kind.value, targeted=a.targeted, params=a.params, points=summaries,
+            warnings=[], seconds=time.perf_counter() - ta, queries=tt.queries - q0,
+            real_text=real, note=last.note, example_eps=None,
+        ))
+    summary = TextRobustnessSummary(
+        samples=n, clean_accuracy=k_clean / n, clean_ci=IntervalSummary.from_interval(wilson(k_clean, n)),
+        curves=curves, clever=None, classes=list(data.info.classes), modality="text",
+        text_examples=examples, lower_bound_note=LOWER_BOUND_NOTE,
+    )
     return Result(
         check="robustness", measurements=measurements, params=params.model_dump(mode="json"), summary=summary,
         tables={"samples": table}, images={}, warnings=warnings, seconds=time.perf_counter() - t0,

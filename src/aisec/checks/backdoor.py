@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from aisec.core.check import Result, require_same_classes
+from aisec.core.check import ConsoleLine, Result, Summary, require_same_classes
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError
 from aisec.core.evidence import Measurement
@@ -90,6 +90,48 @@ def _known(method: str) -> str:
         return get("detector", method).name
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
+
+
+class DetectionSummary(Summary):
+    """One detector's verdict: its class statistic and anomaly index per class, the suspected classes and
+    (data methods) the flagged samples, at most 100 of them (all are in the raw table).
+
+    The detector's own details follow as extra keys, as :meth:`Detection.to_dict` writes them: every
+    method names its ``statistic``; activation clustering adds ``smaller_cluster_fraction``, Neural
+    Cleanse ``trigger_found``, spectral signatures ``outlier_scores_max``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    method: str
+    suspected: list[int]
+    alarm: bool
+    class_scores: list[float]
+    anomaly_index: list[float]
+    threshold: float
+    flagged: list[int]
+    flagged_count: int
+    samples: int
+
+
+class BackdoorSummary(Summary):
+    """Whether any detector raised the alarm, the classes suspected by any, and each detector's verdict."""
+
+    alarm: bool
+    suspected: list[int]
+    samples: int
+    classes: list[str]
+    methods: list[DetectionSummary]
+
+    def console_lines(self, result: Result, *, model: str, dataset: str) -> list[ConsoleLine]:
+        """A line per detector: verdict, largest anomaly index against the threshold, samples flagged."""
+        lines: list[ConsoleLine] = []
+        for d in self.methods:
+            verdict = f"suspects class(es) {d.suspected}" if d.alarm else "no alarm"
+            flagged = "" if d.method == "neural-cleanse" else f", {d.flagged_count} samples flagged"
+            lines.append(f"backdoor {d.method}: {verdict} (max anomaly index {max(d.anomaly_index):.2f}, "
+                         f"threshold {d.threshold:g}{flagged})")
+        return lines
 
 
 @register_check("backdoor")
@@ -181,17 +223,15 @@ class BackdoorCheck:
             pick = np.nonzero(flagged_any)[0][: p.examples]
             images["flagged"] = {"x": x[pick].cpu().numpy(), "label": y[pick].cpu().numpy(), "index": pick}
         suspected = sorted({k for d in dets for k in d.suspected})
-        summary: dict[str, Any] = {
-            "alarm": bool(suspected), "suspected": suspected, "samples": n, "classes": classes,
-            "methods": [_brief(d) for d in dets],
-        }
+        summary = BackdoorSummary(alarm=bool(suspected), suspected=suspected, samples=n, classes=classes,
+                                  methods=[_brief(d) for d in dets])
         return Result(check="backdoor", measurements=measurements, params=p.model_dump(mode="json"),
                       summary=summary, tables={"samples": table} if len(table) > 2 else {}, images=images,
                       warnings=warnings, seconds=time.perf_counter() - t0, threats=ATLAS_BACKDOOR)
 
 
-def _brief(det: Detection) -> dict[str, Any]:
-    """The detection as JSON, with at most 100 flagged indices (all of them are in the raw table)."""
+def _brief(det: Detection) -> DetectionSummary:
+    """The detection as a summary, with at most 100 flagged indices (all of them are in the raw table)."""
     d = det.to_dict()
     d["flagged"] = d["flagged"][:100]
-    return d
+    return DetectionSummary.model_validate(d)

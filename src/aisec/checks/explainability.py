@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from aisec.core.check import Result, require_same_classes
+from aisec.core.check import ConsoleLine, IntervalSummary, Result, Summary, require_same_classes
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError
 from aisec.core.evidence import Measurement
@@ -78,6 +78,82 @@ class ExplainabilityParams(BaseModel):
     @classmethod
     def _known(cls, v: str) -> str:
         return method_name(v)
+
+
+class FaithfulnessScore(Summary):
+    """Deletion or insertion: the mean faithfulness score (0.5 = random) with its CI, and the mean raw
+    curve areas of the explanation and of random feature orders."""
+
+    mean: float
+    ci: IntervalSummary
+    auc: float
+    auc_random: float
+
+
+class FaithfulnessSummary(Summary):
+    """Both faithfulness scores, the mean curves (``deletion``, ``deletion_random``, ``insertion``,
+    ``insertion_random``) over ``fractions`` of the features, and the curves' settings."""
+
+    deletion: FaithfulnessScore
+    insertion: FaithfulnessScore
+    fractions: list[float]
+    curves: dict[str, list[float]]
+    params: dict[str, Any]
+
+
+class MeanWithCI(Summary):
+    """A mean over samples with its 95% interval."""
+
+    mean: float
+    ci: IntervalSummary
+
+
+def _absent(v: object) -> bool:
+    return v is None
+
+
+class StabilitySummary(Summary):
+    """Top-k Jaccard agreement with re-explanations: under another seed (``rerun``; absent for a
+    deterministic explainer) and under input noise, against ``chance``."""
+
+    chance: float
+    samples: int
+    top_k: float
+    rerun: MeanWithCI | None = Field(default=None, exclude_if=_absent)
+    noise: MeanWithCI
+
+
+class ExplainedAreaSummary(MeanWithCI):
+    """The AI-SEC seed's explained area over the top ``area_features`` positive features."""
+
+    area_features: int
+
+
+class ExplainabilitySummary(Summary):
+    """Faithfulness (and that of the random control), stability, explained area, cost; for text and
+    tabular data the examples as dicts (``spans`` and ``lime`` for text, ``features`` for tables), which
+    are absent for images (their examples are the result's images)."""
+
+    explainer: str
+    modality: str
+    samples: int
+    classes: list[str]
+    explainer_params: dict[str, Any]
+    seconds_explain: float
+    seconds_per_explanation: float
+    faithfulness: FaithfulnessSummary
+    control: FaithfulnessSummary | None
+    stability: StabilitySummary | None
+    explained_area: ExplainedAreaSummary
+    surrogate_r2_median: float | None
+    queries: int
+    examples: list[dict[str, Any]] | None = Field(default=None, exclude_if=_absent)
+
+    def console_lines(self, result: Result, *, model: str, dataset: str) -> list[ConsoleLine]:
+        """Faithfulness by deletion and by insertion, with CIs."""
+        return [f"explainability faithfulness ({kind}): {v.mean:.3f} ({v.ci.low:.3f}–{v.ci.high:.3f}); "
+                "0.5 = no better than random"
+                for kind, v in (("deletion", self.faithfulness.deletion), ("insertion", self.faithfulness.insertion))]
 
 
 @register_check("explainability")
@@ -174,9 +250,9 @@ class ExplainabilityCheck:
         }
         if attr.score is not None and np.isfinite(attr.score).any():
             table["surrogate_r2"] = attr.score
-        stab_summary: dict[str, Any] | None = None
+        stab_summary: StabilitySummary | None = None
         if stab is not None:
-            stab_summary = {"chance": stab.chance, "samples": m, "top_k": params.top_k}
+            by_kind: dict[str, MeanWithCI] = {}
             kinds = [("noise", stab.noise, {"noise": params.noise})]
             if stab.rerun is not None:
                 kinds.insert(0, ("rerun", stab.rerun, {}))
@@ -185,32 +261,23 @@ class ExplainabilityCheck:
                 col[:m] = vals
                 table[f"stability_{kind}"] = col
                 ci = bounded_mean_interval(vals)
-                stab_summary[kind] = {"mean": float(vals.mean()), "ci": ci.model_dump()}
+                by_kind[kind] = MeanWithCI(mean=float(vals.mean()), ci=IntervalSummary.from_interval(ci))
                 measurements.append(Measurement(
                     metric="explainability.stability", value=float(vals.mean()), unit="jaccard",
                     higher_is_better=True, interval=ci, sample_count=m,
                     parameters={**common, "samples": m, "perturbation": kind, "top_k": params.top_k,
                                 "repeats": params.repeats, **extra},
                     raw_key="samples"))
+            stab_summary = StabilitySummary(chance=stab.chance, samples=m, top_k=params.top_k,
+                                            rerun=by_kind.get("rerun"), noise=by_kind["noise"])
         measurements.append(Measurement(
             metric="explainability.explained_area", value=float(area.mean()), unit="fraction",
             higher_is_better=True, interval=bounded_mean_interval(area), sample_count=n,
             parameters={**common, "area_features": params.area_features}, raw_key="samples"))
 
         warnings = self._warnings(faith, control, attr, name)
-        summary: dict[str, Any] = {
-            "explainer": name, "modality": spec.modality.value, "samples": n, "classes": list(data.info.classes),
-            "explainer_params": _jsonable_params(attr.params), "seconds_explain": attr.seconds,
-            "seconds_per_explanation": attr.seconds / max(n, 1),
-            "faithfulness": _faith_summary(faith),
-            "control": _faith_summary(control) if control is not None else None,
-            "stability": stab_summary,
-            "explained_area": {"mean": float(area.mean()), "ci": bounded_mean_interval(area).model_dump(),
-                               "area_features": params.area_features},
-            "surrogate_r2_median": float(np.nanmedian(table["surrogate_r2"])) if "surrogate_r2" in table else None,
-            "queries": target.queries,
-        }
         images: dict[str, dict[str, np.ndarray]] = {}
+        examples: list[dict[str, Any]] | None = None
         k = min(params.examples, n)
         if k:
             if control is not None:
@@ -224,11 +291,23 @@ class ExplainabilityCheck:
                     **({"groups": attr.groups[:k, 0].numpy()} if attr.groups is not None else {}),
                 }
             elif text:
-                summary["examples"] = _text_examples(attr, y, pred_class, table["probability"], k,
-                                                     [spec.class_name(c) for c in range(spec.num_classes)],
-                                                     probs[:k].numpy())
+                examples = _text_examples(attr, y, pred_class, table["probability"], k,
+                                          [spec.class_name(c) for c in range(spec.num_classes)], probs[:k].numpy())
             else:
-                summary["examples"] = _tabular_examples(attr, x, y, pred_class, table["probability"], k)
+                examples = _tabular_examples(attr, x, y, pred_class, table["probability"], k)
+        summary = ExplainabilitySummary(
+            explainer=name, modality=spec.modality.value, samples=n, classes=list(data.info.classes),
+            explainer_params=_jsonable_params(attr.params), seconds_explain=attr.seconds,
+            seconds_per_explanation=attr.seconds / max(n, 1),
+            faithfulness=_faith_summary(faith),
+            control=_faith_summary(control) if control is not None else None,
+            stability=stab_summary,
+            explained_area=ExplainedAreaSummary(mean=float(area.mean()),
+                                                ci=IntervalSummary.from_interval(bounded_mean_interval(area)),
+                                                area_features=params.area_features),
+            surrogate_r2_median=float(np.nanmedian(table["surrogate_r2"])) if "surrogate_r2" in table else None,
+            queries=target.queries, examples=examples,
+        )
         return Result(
             check="explainability", measurements=measurements, params=params.model_dump(mode="json"),
             summary=summary, tables={"samples": table}, images=images, warnings=warnings,
@@ -298,20 +377,20 @@ def _top_k(v: float) -> float | int:
     return v if v < 1 else int(v)
 
 
-def _faith_summary(f: Faithfulness) -> dict[str, Any]:
-    return {
-        "deletion": {"mean": float(f.score_deletion.mean()),
-                     "ci": bounded_mean_interval(f.score_deletion).model_dump(),
-                     "auc": float(f.auc_deletion.mean()), "auc_random": float(f.auc_deletion_random.mean())},
-        "insertion": {"mean": float(f.score_insertion.mean()),
-                      "ci": bounded_mean_interval(f.score_insertion).model_dump(),
-                      "auc": float(f.auc_insertion.mean()), "auc_random": float(f.auc_insertion_random.mean())},
-        "fractions": f.fractions.tolist(),
-        "curves": {"deletion": f.deletion.mean(0).tolist(), "deletion_random": f.deletion_random.mean(0).tolist(),
-                   "insertion": f.insertion.mean(0).tolist(),
-                   "insertion_random": f.insertion_random.mean(0).tolist()},
-        "params": f.params,
-    }
+def _faith_summary(f: Faithfulness) -> FaithfulnessSummary:
+    return FaithfulnessSummary(
+        deletion=FaithfulnessScore(mean=float(f.score_deletion.mean()),
+                                   ci=IntervalSummary.from_interval(bounded_mean_interval(f.score_deletion)),
+                                   auc=float(f.auc_deletion.mean()), auc_random=float(f.auc_deletion_random.mean())),
+        insertion=FaithfulnessScore(mean=float(f.score_insertion.mean()),
+                                    ci=IntervalSummary.from_interval(bounded_mean_interval(f.score_insertion)),
+                                    auc=float(f.auc_insertion.mean()),
+                                    auc_random=float(f.auc_insertion_random.mean())),
+        fractions=f.fractions.tolist(),
+        curves={"deletion": f.deletion.mean(0).tolist(), "deletion_random": f.deletion_random.mean(0).tolist(),
+                "insertion": f.insertion.mean(0).tolist(), "insertion_random": f.insertion_random.mean(0).tolist()},
+        params=f.params,
+    )
 
 
 def _jsonable_params(p: dict[str, Any]) -> dict[str, Any]:

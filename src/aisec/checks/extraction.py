@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from aisec.attacks.extraction.surrogate import extract, fidelity, transfer_attack
-from aisec.core.check import Result
+from aisec.core.check import Result, Summary
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError
 from aisec.core.evidence import Measurement
@@ -42,6 +42,15 @@ class ExtractionParams(BaseModel):
     eps: float = Field(default=0.1, gt=0)
     steps: int = Field(default=20, ge=1)
     seed: int = 0
+
+
+class ExtractionSummary(Summary):
+    """Surrogate fidelity, transfer success on the target and on the surrogate itself, queries spent."""
+
+    fidelity: float
+    transfer_success_rate: float
+    surrogate_white_box_success_rate: float
+    queries: int
 
 
 @register_check("extraction")
@@ -86,8 +95,8 @@ class ExtractionCheck:
         ]
         table = {"agree": fid.agree.numpy(), "transfer_fooled": tr.outcome_on_target.numpy(),
                  "y": ye.cpu().numpy().astype(np.int64)}
-        summary = {"fidelity": fid.agreement, "transfer_success_rate": tr.success_rate,
-                   "surrogate_white_box_success_rate": tr.surrogate_success_rate, "queries": used}
+        summary = ExtractionSummary(fidelity=fid.agreement, transfer_success_rate=tr.success_rate,
+                                    surrogate_white_box_success_rate=tr.surrogate_success_rate, queries=used)
         warnings = []
         if tr.eligible == 0:
             warnings.append("the target classifies no held-out sample correctly; transfer success is undefined")

@@ -39,7 +39,7 @@ from aisec.attacks.poisoning.badnets import PatchTrigger, PoisonTask, Trigger, c
 from aisec.attacks.poisoning.blended import BlendTrigger
 from aisec.attacks.poisoning.hidden_trigger import HiddenTriggerParams
 from aisec.attacks.poisoning.sleeper_agent import SleeperAgentParams, recipe_retrainer
-from aisec.core.check import Result, require_same_classes
+from aisec.core.check import ConsoleLine, IntervalSummary, Result, Summary, require_same_classes
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError, DataError
 from aisec.core.evidence import Measurement
@@ -112,6 +112,59 @@ class PoisoningParams(BaseModel):
 
 FINETUNE_DEFAULTS: dict[str, Any] = {"epochs": 4, "lr": 1e-3}
 """Default fine-tuning schedule: half the epochs and a third of the learning rate of a retrain."""
+
+
+class PoisonRatePoint(Summary):
+    """One poisoning rate of the sweep: attack success and clean accuracy of its victim, with Wilson CIs."""
+
+    rate: float
+    poisons: int
+    asr: float
+    asr_ci: IntervalSummary
+    clean_accuracy: float
+    clean_ci: IntervalSummary
+
+
+class TriggerSizePoint(Summary):
+    """One patch side of the 'pixels needed' sweep, at ``pixels_rate``."""
+
+    size: int
+    pixels: int
+    asr: float
+    asr_ci: IntervalSummary
+    clean_accuracy: float
+
+
+class PoisoningSummary(Summary):
+    """The poisoning sweep: a point per rate and per trigger size, the smallest rate that plants the
+    backdoor (``reached`` false: none did, the value is the largest rate) and the resilience score."""
+
+    attack: str
+    mode: str
+    train_samples: int
+    test_samples: int
+    victim_samples: int
+    source_class: int | None
+    target_class: int
+    points: list[PoisonRatePoint]
+    pixels: list[TriggerSizePoint]
+    pixels_needed: int | None
+    pixels_rate: float
+    min_poison_rate: float
+    reached: bool
+    success_threshold: float
+    resilience: float
+    classes: list[str]
+    trigger: dict[str, Any]
+    poison_linf: float | None
+    """Largest Linf distance of a clean-label poison from its original (None for dirty-label attacks)."""
+
+    def console_lines(self, result: Result, *, model: str, dataset: str) -> list[ConsoleLine]:
+        """Resilience, ASR by rate and the range of the victims' clean accuracy, on one line."""
+        acc = [p.clean_accuracy for p in self.points]
+        return [f"poisoning {self.attack} ({self.mode}): resilience {self.resilience:.3f}; ASR by rate "
+                + ", ".join(f"{100 * p.rate:g}%: {p.asr:.2f}" for p in self.points)
+                + f"; clean accuracy {min(acc):.3f}–{max(acc):.3f}"]
 
 
 def default_recipe(target: Target, mode: str = "retrain", **fields: Any) -> TrainingRecipe:
@@ -324,8 +377,8 @@ class PoisoningCheck:
         if xv.shape[0] == 0:
             raise DataError(f"the test part holds no samples of source class {p.source_class}; use more data")
         measurements: list[Measurement] = []
-        points: list[dict[str, Any]] = []
-        pix_points: list[dict[str, Any]] = []
+        points: list[PoisonRatePoint] = []
+        pix_points: list[TriggerSizePoint] = []
         base = {"attack": p.attack, "source_class": p.source_class, "target_class": p.target_class,
                 "trigger": trigger.model_dump(mode="json"), "mode": mode,
                 "recipe": recipe.model_dump(mode="json")}
@@ -338,8 +391,9 @@ class PoisoningCheck:
             ci_asr, ci_acc = wilson(hit, nv), wilson(acc_k, n_test)
             if kind == "rate":
                 pp = {**base, "rate": val, "poisons": m}
-                points.append({"rate": val, "poisons": m, "asr": hit / nv, "asr_ci": ci_asr.model_dump(),
-                               "clean_accuracy": acc_k / n_test, "clean_ci": ci_acc.model_dump()})
+                points.append(PoisonRatePoint(
+                    rate=val, poisons=m, asr=hit / nv, asr_ci=IntervalSummary.from_interval(ci_asr),
+                    clean_accuracy=acc_k / n_test, clean_ci=IntervalSummary.from_interval(ci_acc)))
                 measurements += [
                     Measurement(metric="poisoning.attack_success_rate", value=hit / nv, unit="fraction",
                                 higher_is_better=False, interval=ci_asr, sample_count=nv, parameters=pp),
@@ -347,12 +401,13 @@ class PoisoningCheck:
                                 higher_is_better=True, interval=ci_acc, sample_count=n_test, parameters=pp),
                 ]
             else:
-                pix_points.append({"size": int(val), "pixels": int(val) ** 2, "asr": hit / nv,
-                                   "asr_ci": ci_asr.model_dump(), "clean_accuracy": acc_k / n_test})
-        asr = [q["asr"] for q in points]
+                pix_points.append(TriggerSizePoint(size=int(val), pixels=int(val) ** 2, asr=hit / nv,
+                                                   asr_ci=IntervalSummary.from_interval(ci_asr),
+                                                   clean_accuracy=acc_k / n_test))
+        asr = [q.asr for q in points]
         thr = p.success_threshold
-        reached = [q for q in points if q["rate"] > 0 and q["asr"] >= thr]
-        min_rate = reached[0]["rate"] if reached else rates[-1]
+        reached = [q for q in points if q.rate > 0 and q.asr >= thr]
+        min_rate = reached[0].rate if reached else rates[-1]
         if not reached:
             warnings.append(
                 f"no swept rate up to {rates[-1]:g} reached ASR ≥ {thr:g}; min_poison_rate is a lower bound"
@@ -363,8 +418,8 @@ class PoisoningCheck:
             interval=None, sample_count=int(xv.shape[0]), parameters=sweep,
         ))
         res = resilience_score(asr, rates)
-        lo = resilience_score([points[0]["asr"]] + [q["asr_ci"]["high"] for q in points[1:]], rates)
-        hi = resilience_score([points[0]["asr"]] + [q["asr_ci"]["low"] for q in points[1:]], rates)
+        lo = resilience_score([points[0].asr] + [q.asr_ci.high for q in points[1:]], rates)
+        hi = resilience_score([points[0].asr] + [q.asr_ci.low for q in points[1:]], rates)
         measurements.append(Measurement(
             metric="poisoning.resilience", value=res, unit="score", higher_is_better=True,
             interval=Interval(low=min(lo, res), high=max(hi, res), level=0.95, method="wilson-bounds-plug-in"),
@@ -373,17 +428,17 @@ class PoisoningCheck:
         ))
         pixels_needed = None
         if pix_points:
-            ok = [q for q in pix_points if q["asr"] >= thr]
-            pixels_needed = ok[0]["pixels"] if ok else None
+            ok = [q for q in pix_points if q.asr >= thr]
+            pixels_needed = ok[0].pixels if ok else None
             if ok:
                 measurements.append(Measurement(
-                    metric="poisoning.pixels_needed", value=float(ok[0]["pixels"]), unit="pixels",
+                    metric="poisoning.pixels_needed", value=float(ok[0].pixels), unit="pixels",
                     higher_is_better=True, interval=None, sample_count=int(xv.shape[0]),
                     parameters={**base, "rate": pix_rate, "sizes": sizes, "success_threshold": thr},
                 ))
             else:
                 warnings.append(f"no trigger size in {sizes} reached ASR ≥ {thr:g} at rate {pix_rate:g}")
-        drop = points[0]["clean_accuracy"] - min(q["clean_accuracy"] for q in points)
+        drop = points[0].clean_accuracy - min(q.clean_accuracy for q in points)
         if drop > 0.05:
             warnings.append(f"clean accuracy fell by {drop:.3f} under poisoning: the backdoor is not stealthy")
         images: dict[str, dict[str, np.ndarray]] = {}
@@ -399,14 +454,14 @@ class PoisoningCheck:
                                    "pred_poisoned": batched_predict(last, xt_e).cpu().numpy()}
         table = {"train_index": perm[n_test:].cpu().numpy(),
                  "poisoned": np.isin(np.arange(n), idx.cpu().numpy())}
-        summary = {
-            "attack": p.attack, "mode": mode, "train_samples": n, "test_samples": n_test,
-            "victim_samples": int(xv.shape[0]), "source_class": p.source_class, "target_class": p.target_class,
-            "points": points, "pixels": pix_points, "pixels_needed": pixels_needed, "pixels_rate": pix_rate,
-            "min_poison_rate": float(min_rate), "reached": bool(reached), "success_threshold": thr,
-            "resilience": res, "classes": list(data.info.classes), "trigger": trigger.model_dump(mode="json"),
-            "poison_linf": float((xp - xtr[idx]).abs().amax()) if m_max and not dirty else None,
-        }
+        summary = PoisoningSummary(
+            attack=p.attack, mode=mode, train_samples=n, test_samples=n_test,
+            victim_samples=int(xv.shape[0]), source_class=p.source_class, target_class=p.target_class,
+            points=points, pixels=pix_points, pixels_needed=pixels_needed, pixels_rate=pix_rate,
+            min_poison_rate=float(min_rate), reached=bool(reached), success_threshold=thr,
+            resilience=res, classes=list(data.info.classes), trigger=trigger.model_dump(mode="json"),
+            poison_linf=float((xp - xtr[idx]).abs().amax()) if m_max and not dirty else None,
+        )
         return Result(check="poisoning", measurements=measurements, params=p.model_dump(mode="json"),
                       summary=summary, tables={"training": table}, images=images, warnings=warnings,
                       seconds=time.perf_counter() - t0, threats=ATLAS_POISONING)

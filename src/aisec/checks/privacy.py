@@ -34,7 +34,7 @@ from aisec.attacks.inference.base import (
     MembershipTask,
     get_inference_attack,
 )
-from aisec.core.check import Result, require_same_classes
+from aisec.core.check import IntervalSummary, Result, Summary, require_same_classes
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import AisecError, ConfigError, DataError, ShapeError
 from aisec.core.evidence import Measurement
@@ -170,6 +170,103 @@ class PrivacyParams(BaseModel):
             return v.model_dump()
         info = v.info
         return {"dataset": info.name, "digest": info.digest, "source": info.source}
+
+
+class TprSummary(Summary):
+    """TPR at one target FPR; ``value`` (and ``ci``) None when the non-members are too few to resolve it."""
+
+    fpr: float
+    value: float | None
+    ci: IntervalSummary | None
+    achieved_fpr: float | None
+    threshold: float | None
+    needed_nonmembers: int
+    reason: str
+
+
+class RocSummary(Summary):
+    """The ROC curve's points."""
+
+    fpr: list[float]
+    tpr: list[float]
+
+
+class MembershipAttackSummary(Summary):
+    """One membership attack: AUC and balanced accuracy with CIs, TPR at each FPR (keyed ``f"{fpr:g}"``),
+    per-class rows (dicts: ``class``, ``name``, ``auc``, ...) and the ROC."""
+
+    key: str
+    attack: str
+    summary: str
+    """The attack's one-line description."""
+    paper: str
+    params: dict[str, Any]
+    n_members: int
+    n_nonmembers: int
+    auc: float
+    auc_ci: IntervalSummary
+    balanced_accuracy: float
+    balanced_accuracy_ci: IntervalSummary
+    tpr_at_fpr: dict[str, TprSummary]
+    per_class: list[dict[str, Any]]
+    warnings: list[str]
+    roc: RocSummary
+    seconds: float
+    queries: int
+    info: dict[str, Any]
+
+
+class RiskyMember(Summary):
+    """A member with one of the highest SHAPr values."""
+
+    index: int
+    label: int
+    value: float
+
+
+class ShaprSummary(Summary):
+    """SHAPr: the mean per-member value (the AI-SEC score) with its CI, how many members are at risk
+    (value > 0), quantiles and the riskiest members."""
+
+    score: float
+    score_ci: IntervalSummary
+    at_risk: int
+    at_risk_fraction: float
+    n: int
+    test_samples: int
+    k: int
+    quantiles: dict[str, float]
+    max: float
+    min: float
+    riskiest: list[RiskyMember]
+    seconds: float
+
+
+class WorstAttack(Summary):
+    """The attack with the highest AUC."""
+
+    key: str
+    auc: float
+
+
+class PrivacySummary(Summary):
+    """Members and non-members (sources, accuracy, gap), one entry per membership attack, SHAPr (None when
+    disabled or without probabilities) and the attack with the highest AUC."""
+
+    members: int
+    nonmembers: int
+    member_source: str
+    nonmember_source: str
+    member_accuracy: float
+    nonmember_accuracy: float
+    generalization_gap: float
+    attacks: list[MembershipAttackSummary]
+    shapr: ShaprSummary | None
+    classes: list[str]
+    fprs: list[float]
+    worst: WorstAttack | None
+    population: int | None
+    """Records held out as shadow data (None when no shadow attack ran)."""
 
 
 def _is_dataset(v: Any) -> bool:
@@ -354,7 +451,7 @@ class PrivacyCheck:
             "label": np.concatenate([y_in.cpu().numpy(), y_out.cpu().numpy()]),
             "pred": np.concatenate([acc["pred_in"], acc["pred_out"]]),
         }
-        summaries: list[dict[str, Any]] = []
+        summaries: list[MembershipAttackSummary] = []
         missing: dict[float, list[str]] = {}
         classes = list(data.info.classes)
         for i, (a, info) in enumerate(attacks):
@@ -391,11 +488,11 @@ class PrivacyCheck:
             for f, t in m.tpr_at.items():
                 if t.value is None:
                     missing.setdefault(f, []).append(f"{key}: {m.n_nonmembers}")
-            summaries.append({
+            summaries.append(MembershipAttackSummary.model_validate({
                 "key": key, "attack": info.name, "summary": info.summary, "paper": info.paper, "params": a.params,
                 **m.as_dict(), "seconds": time.perf_counter() - ta, "queries": target.queries - q0,
                 "info": scores.info,
-            })
+            }))
         progress("membership attacks", len(attacks), len(attacks))
         for f, which in missing.items():
             need = math.ceil(1.0 / f - 1e-9)
@@ -404,7 +501,7 @@ class PrivacyCheck:
                 f"least {need} non-members, and the attacks had fewer ({'; '.join(which)}). Give more non-members, "
                 "or read the TPR at a higher FPR"
             )
-        if any(s["attack"] == "lira" and s["params"].get("online", True) and not s["params"].get("fixed_variance")
+        if any(s.attack == "lira" and s.params.get("online", True) and not s.params.get("fixed_variance")
                for s in summaries) and params.reference_models < 16:
             warnings.append(
                 f"online LiRA with {params.reference_models} reference models estimates a variance per record "
@@ -416,15 +513,15 @@ class PrivacyCheck:
         if params.shapr.enabled:
             shapr_summary = self._shapr(task, params, measurements, table, images, data, acc, progress)
 
-        worst = max(summaries, key=lambda s: s["auc"]) if summaries else None
-        summary = {
-            "members": n1, "nonmembers": n0, "member_source": data.info.name, "nonmember_source": nm_source,
-            "member_accuracy": acc["in"], "nonmember_accuracy": acc["out"],
-            "generalization_gap": acc["in"] - acc["out"], "attacks": summaries, "shapr": shapr_summary,
-            "classes": classes, "fprs": params.fprs,
-            "worst": {"key": worst["key"], "auc": worst["auc"]} if worst else None,
-            "population": None if population is None else int(population[0].shape[0]),
-        }
+        worst = max(summaries, key=lambda s: s.auc) if summaries else None
+        summary = PrivacySummary(
+            members=n1, nonmembers=n0, member_source=data.info.name, nonmember_source=nm_source,
+            member_accuracy=acc["in"], nonmember_accuracy=acc["out"],
+            generalization_gap=acc["in"] - acc["out"], attacks=summaries, shapr=shapr_summary,
+            classes=classes, fprs=params.fprs,
+            worst=WorstAttack(key=worst.key, auc=worst.auc) if worst else None,
+            population=None if population is None else int(population[0].shape[0]),
+        )
         return Result(
             check="privacy", measurements=measurements, params=params.model_dump(mode="json"),
             summary=summary, tables={"samples": table}, images=images, warnings=warnings,
@@ -566,7 +663,7 @@ class PrivacyCheck:
         self, task: MembershipTask, params: PrivacyParams, measurements: list[Measurement],
         table: dict[str, np.ndarray], images: dict[str, dict[str, np.ndarray]], data: Dataset,
         acc: dict[str, Any], progress: Progress,
-    ) -> dict[str, Any] | None:
+    ) -> ShaprSummary | None:
         if Capability.PROBABILITIES not in task.target.spec.capabilities:
             return None
         lp_in, lp_out = task.target_log_probs()
@@ -605,14 +702,14 @@ class PrivacyCheck:
                 "value": vals[top], "index": table["index"][top],
             }
         qs = {q: float(np.quantile(vals, q)) for q in (0.01, 0.25, 0.5, 0.75, 0.99)}
-        return {
-            "score": res.score, "score_ci": score_ci.model_dump(), "at_risk": at_risk,
-            "at_risk_fraction": at_risk / n1, "n": n1, "test_samples": m, "k": kk,
-            "quantiles": {f"{q:g}": v for q, v in qs.items()}, "max": float(vals.max()), "min": float(vals.min()),
-            "riskiest": [{"index": int(table["index"][i]), "label": int(task.y_in[i]), "value": float(vals[i])}
-                         for i in top],
-            "seconds": time.perf_counter() - ts,
-        }
+        return ShaprSummary(
+            score=res.score, score_ci=IntervalSummary.from_interval(score_ci), at_risk=at_risk,
+            at_risk_fraction=at_risk / n1, n=n1, test_samples=m, k=kk,
+            quantiles={f"{q:g}": v for q, v in qs.items()}, max=float(vals.max()), min=float(vals.min()),
+            riskiest=[RiskyMember(index=int(table["index"][i]), label=int(task.y_in[i]), value=float(vals[i]))
+                      for i in top],
+            seconds=time.perf_counter() - ts,
+        )
 
 
 def _subsample(n: int, k: int | None, gen: torch.Generator) -> torch.Tensor:
@@ -643,4 +740,5 @@ def _attack_measurements(m: Any, pp: dict[str, Any], fprs: list[float]) -> list[
     return out
 
 
-__all__ = ["DataSource", "InferenceSpec", "PrivacyCheck", "PrivacyParams", "ShaprParams"]
+__all__ = ["DataSource", "InferenceSpec", "MembershipAttackSummary", "PrivacyCheck", "PrivacyParams",
+           "PrivacySummary", "RiskyMember", "RocSummary", "ShaprParams", "ShaprSummary", "TprSummary", "WorstAttack"]

@@ -19,7 +19,7 @@ multi-step PGD at the same eps.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,7 +28,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aisec.attacks.base import Outcome, run_attack
 from aisec.checks._attack_spec import DEFAULT_EPS, AttackSpec, Eps
-from aisec.core.check import Result, require_same_classes
+from aisec.checks._robustness_summary import (
+    CleverSummary,
+    CurveSummary,
+    PointSummary,
+    RobustnessSummary,
+    TextCurveSummary,
+    TextRobustnessSummary,
+)
+from aisec.core.check import IntervalSummary, Result, require_same_classes
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError
 from aisec.core.evidence import Measurement
@@ -203,7 +211,7 @@ class RobustnessCheck:
             "index": np.arange(n), "label": yc.numpy(), "pred_clean": pred_clean.numpy(),
         }
         warnings: list[str] = []
-        curves: list[dict[str, Any]] = []
+        curves: list[CurveSummary] = []
         images: dict[str, dict[str, np.ndarray]] = {}
         gen = torch.Generator().manual_seed(params.seed)
         for a in params.attacks:
@@ -216,8 +224,7 @@ class RobustnessCheck:
                 tl = (yc + offset) % spec.num_classes
             curve = self._curve(target, x, y, tl, info.name, info.kind, norm, grid, a, params, progress, pred_clean)
             key = f"{info.name}-{norm.value}" + ("-targeted" if a.targeted else "")
-            curve["key"] = key
-            curves.append(curve)
+            points: list[PointSummary] = []
             for point, fooled, dist in zip(curve["points"], curve["fooled"], curve["distances"], strict=True):
                 eps = point["eps"]
                 pp = {"attack": info.name, "norm": norm.value, "eps": eps, "targeted": a.targeted,
@@ -228,11 +235,11 @@ class RobustnessCheck:
                 delta = k_clean - k_rob
                 d_succ = dist[(fooled & correct).numpy()]
                 med = float(np.median(d_succ)) if d_succ.size else float("nan")
-                point.update(
-                    robust_accuracy=k_rob / n, ci=wilson(k_rob, n).model_dump(),
-                    success_rate=k_fool / max(k_clean, 1), safair_delta=delta / n,
-                    median_distance=med,
-                )
+                points.append(PointSummary(
+                    eps=eps, raw_robust_accuracy=point["raw_robust_accuracy"], robust_accuracy=k_rob / n,
+                    ci=IntervalSummary.from_interval(wilson(k_rob, n)), success_rate=k_fool / max(k_clean, 1),
+                    safair_delta=delta / n, median_distance=med,
+                ))
                 measurements += [
                     Measurement(metric="robustness.robust_accuracy", value=k_rob / n, unit="fraction",
                                 higher_is_better=True, interval=wilson(k_rob, n), sample_count=n,
@@ -255,15 +262,18 @@ class RobustnessCheck:
                 table[f"{key}@{eps:g}:distance"] = dist
             warnings += curve["warnings"]
             if params.examples and "example" in curve:
-                images[key] = curve.pop("example")
-            for k in ("fooled", "distances", "preds"):
-                curve.pop(k)
+                images[key] = curve["example"]
+            curves.append(CurveSummary(
+                attack=curve["attack"], norm=curve["norm"], kind=curve["kind"], targeted=curve["targeted"],
+                params=curve["params"], points=points, warnings=curve["warnings"], seconds=curve["seconds"],
+                queries=curve["queries"], example_eps=curve["example_eps"], key=key,
+            ))
         warnings += _masking_warnings(curves)
         clever_summary = self._clever(target, x, params, measurements, table, warnings, progress)
-        summary = {
-            "samples": n, "clean_accuracy": k_clean / n, "clean_ci": wilson(k_clean, n).model_dump(),
-            "curves": curves, "clever": clever_summary, "classes": list(data.info.classes),
-        }
+        summary = RobustnessSummary(
+            samples=n, clean_accuracy=k_clean / n, clean_ci=IntervalSummary.from_interval(wilson(k_clean, n)),
+            curves=curves, clever=clever_summary, classes=list(data.info.classes),
+        )
         return Result(
             check="robustness", measurements=measurements, params=params.model_dump(mode="json"),
             summary=summary, tables={"samples": table}, images=images, warnings=warnings,
@@ -338,7 +348,7 @@ class RobustnessCheck:
         self, target: Target, x: torch.Tensor, params: RobustnessParams,
         measurements: list[Measurement], table: dict[str, np.ndarray], warnings: list[str],
         progress: Progress,
-    ) -> dict[str, Any] | None:
+    ) -> dict[str, CleverSummary] | None:
         cp = params.clever
         if not cp.enabled:
             return None
@@ -349,7 +359,7 @@ class RobustnessCheck:
             warnings.append("CLEVER skipped: it needs gradients and the target is not white box")
             return None
         m = min(cp.samples, x.shape[0])
-        out: dict[str, Any] = {}
+        out: dict[str, CleverSummary] = {}
         for norm in cp.norms:
             radius = cp.radius.get(norm, DEFAULT_EPS[norm][-1])
             res = clever_u(target, x[:m], norm=norm, nb_batches=cp.nb_batches,
@@ -367,7 +377,8 @@ class RobustnessCheck:
             col = np.full(x.shape[0], np.nan)
             col[:m] = scores
             table[f"clever_u:{norm.value}"] = col
-            out[norm.value] = {"scores": scores.tolist(), "radius": radius, **res.summary()}
+            out[norm.value] = CleverSummary.model_validate({"scores": scores.tolist(), "radius": radius,
+                                                            **res.summary()})
         return out
 
 
@@ -387,10 +398,11 @@ def _examples(x: torch.Tensor, out: Outcome, k: int) -> dict[str, np.ndarray] | 
     }
 
 
-def _masking_warnings(curves: list[dict[str, Any]]) -> list[str]:
+def _masking_warnings(curves: Sequence[CurveSummary | Mapping[str, Any]]) -> list[str]:
     """Warn when one-step FGSM beats a multi-step fixed-eps attack (PGD, BIM: the ones declared iterative) at the
     same eps (a gradient-masking sign)."""
     warnings = []
+    # read by key: the check passes its CurveSummary models, which answer c["attack"] as well as c.attack
     by = {(c["attack"], c["norm"], c["targeted"]): c for c in curves}
     for multi in names("evasion", iterative=True, kind=AttackKind.FIXED_EPS):
         for nrm in ("linf", "l2"):
@@ -407,3 +419,7 @@ def _masking_warnings(curves: list[dict[str, Any]]) -> list[str]:
                         "be at least as strong; suspect gradient masking or raise the steps."
                     )
     return warnings
+
+
+__all__ = ["ATLAS_EVASION", "CleverParams", "CleverSummary", "CurveSummary", "PointSummary", "RobustnessCheck",
+           "RobustnessParams", "RobustnessSummary", "TextCurveSummary", "TextRobustnessSummary"]

@@ -35,6 +35,7 @@ def detect_backdoor(model: str, arch: str | None, data_name: str, split: str, me
                     as_json: bool) -> None:
     """Report suspected backdoor target classes and the samples flagged as poisoned."""
     from aisec.api import assess, load_model
+    from aisec.checks.backdoor import BackdoorSummary
     from aisec.core.plan import ModelRef
     from aisec.data.loading import load_dataset
 
@@ -46,15 +47,16 @@ def detect_backdoor(model: str, arch: str | None, data_name: str, split: str, me
     target = load_model(ModelRef(path=model, arch=arch), data)
     run = assess(target, data, checks={"backdoor": params}, seed=seed, out=out)
     s = run.results[0].summary
+    assert isinstance(s, BackdoorSummary)
     if as_json:
-        click.echo(json.dumps(run.summary() if out else s, default=str))
+        click.echo(json.dumps(run.summary() if out else s.to_json(), default=str))
         return
-    for d in s["methods"]:
-        verdict = f"suspected classes: {d['suspected']}" if d["alarm"] else "no backdoor suspected"
-        click.echo(f"{d['method']}: {verdict} (threshold {d['threshold']:g})")
-        for k, (score, ai) in enumerate(zip(d["class_scores"], d["anomaly_index"], strict=True)):
+    for d in s.methods:
+        verdict = f"suspected classes: {d.suspected}" if d.alarm else "no backdoor suspected"
+        click.echo(f"{d.method}: {verdict} (threshold {d.threshold:g})")
+        for k, (score, ai) in enumerate(zip(d.class_scores, d.anomaly_index, strict=True)):
             click.echo(f"  class {k}: score {score:.4g}  anomaly index {ai:+.2f}")
-        if d["flagged_count"]:
-            click.echo(f"  flagged samples: {d['flagged_count']} (first: {d['flagged'][:20]})")
+        if d.flagged_count:
+            click.echo(f"  flagged samples: {d.flagged_count} (first: {d.flagged[:20]})")
     if out:
         click.echo(f"report: {run.out / 'report.html' if run.out else out}   evidence: {out}/evidence.jsonl")

@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from aisec.core.check import Result
+from aisec.core.check import Result, jsonable
 from aisec.core.dataset import Dataset
 from aisec.core.evidence import Evidence
 from aisec.core.plan import Plan
@@ -52,7 +50,7 @@ class Run:
             "out": str(self.out) if self.out else None,
             "seconds": round(self.seconds, 3),
             "checks": {r.check: {"seconds": round(r.seconds, 3), "warnings": r.warnings,
-                                 "summary": jsonable(r.summary)} for r in self.results},
+                                 "summary": r.summary.to_json()} for r in self.results},
             "evidence": [e.model_dump(mode="json") for e in self.evidence],
             "errors": self.errors,
             **({"verdict": self.verdict.model_dump(mode="json")} if self.verdict is not None else {}),
@@ -60,16 +58,4 @@ class Run:
         }
 
 
-def jsonable(obj: Any) -> Any:
-    """``obj`` with numpy values turned into JSON ones (non-finite floats become null)."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (np.floating, float)):
-        return None if not np.isfinite(obj) else float(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
+__all__ = ["Run", "jsonable"]

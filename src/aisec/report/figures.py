@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from aisec.checks.robustness import CleverSummary, CurveSummary, RobustnessSummary
 
 
 def _mpl() -> Any:
@@ -26,21 +29,21 @@ def _png(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def robustness_curves(summary: dict[str, Any]) -> list[tuple[str, str]]:
+def robustness_curves(summary: RobustnessSummary) -> list[tuple[str, str]]:
     """One plot per norm: robust accuracy vs eps for each attack, with 95% Wilson bands."""
     plt = _mpl()
-    by_norm: dict[str, list[dict[str, Any]]] = {}
-    for c in summary["curves"]:
-        by_norm.setdefault(c["norm"], []).append(c)
+    by_norm: dict[str, list[CurveSummary]] = {}
+    for c in summary.curves:
+        by_norm.setdefault(c.norm, []).append(c)
     figs = []
     for norm, curves in by_norm.items():
         fig, ax = plt.subplots(figsize=(6.0, 3.8))
         for c in curves:
-            eps = [0.0] + [p["eps"] for p in c["points"]]
-            acc = [summary["clean_accuracy"]] + [p["robust_accuracy"] for p in c["points"]]
-            lo = [summary["clean_ci"]["low"]] + [p["ci"]["low"] for p in c["points"]]
-            hi = [summary["clean_ci"]["high"]] + [p["ci"]["high"] for p in c["points"]]
-            label = c["attack"].upper() + (" (targeted)" if c["targeted"] else "")
+            eps = [0.0] + [p.eps for p in c.points]
+            acc = [summary.clean_accuracy] + [p.robust_accuracy for p in c.points]
+            lo = [summary.clean_ci.low] + [p.ci.low for p in c.points]
+            hi = [summary.clean_ci.high] + [p.ci.high for p in c.points]
+            label = c.attack.upper() + (" (targeted)" if c.targeted else "")
             (line,) = ax.plot(eps, acc, marker="o", ms=4, label=label)
             ax.fill_between(eps, lo, hi, color=line.get_color(), alpha=0.18, lw=0)
         ax.set_xlabel(f"ε ({norm})")
@@ -80,13 +83,13 @@ def example_grid(ex: dict[str, np.ndarray], classes: list[str], title: str) -> s
     return _png(fig)
 
 
-def clever_histogram(scores: dict[str, Any]) -> str:
+def clever_histogram(scores: dict[str, CleverSummary]) -> str:
     plt = _mpl()
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     for norm, s in scores.items():
-        vals = np.asarray(s["scores"], dtype=float)
+        vals = np.asarray(s.scores, dtype=float)
         ax.hist(vals[np.isfinite(vals)], bins=min(20, max(5, vals.size // 2)), alpha=0.6,
-                label=f"{norm} (median {np.nanmedian(vals):.3g}, R={s['radius']:g})")
+                label=f"{norm} (median {np.nanmedian(vals):.3g}, R={s.radius:g})")
     ax.set_xlabel("CLEVER-u score (estimated minimum adversarial distortion)")
     ax.set_ylabel("samples")
     ax.legend(frameon=False, fontsize=8)

@@ -3,28 +3,33 @@
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from aisec.report.figures import _hwc, _mpl, _name, _png
 
+if TYPE_CHECKING:
+    from aisec.checks.explainability import ExplainabilitySummary
 
-def faithfulness_curves(summary: dict[str, Any]) -> str:
+
+def faithfulness_curves(summary: ExplainabilitySummary) -> str:
     """Mean deletion and insertion curves: the explainer, random feature orders and the random control."""
     plt = _mpl()
-    f = summary["faithfulness"]
-    frac = np.asarray(f["fractions"])
+    f = summary.faithfulness
+    frac = np.asarray(f.fractions)
     fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.4), sharey=True)
-    control = summary.get("control")
+    control = summary.control
     for ax, kind in zip(axes, ("deletion", "insertion"), strict=True):
-        c = f["curves"]
+        c = f.curves
+        score = f.deletion if kind == "deletion" else f.insertion
         ax.plot(frac, c[kind], marker="o", ms=3, color="#1f77b4",
-                label=f"{summary['explainer']} (score {f[kind]['mean']:.2f})")
+                label=f"{summary.explainer} (score {score.mean:.2f})")
         ax.plot(frac, c[f"{kind}_random"], ls="--", color="#7f7f7f", label="random feature orders")
         if control is not None:
-            ax.plot(frac, control["curves"][kind], ls=":", color="#d62728",
-                    label=f"random attribution (score {control[kind]['mean']:.2f})")
+            random_score = control.deletion if kind == "deletion" else control.insertion
+            ax.plot(frac, control.curves[kind], ls=":", color="#d62728",
+                    label=f"random attribution (score {random_score.mean:.2f})")
         ax.set_xlabel(f"fraction of features {'deleted' if kind == 'deletion' else 'inserted'} (highest first)")
         ax.set_title(f"{kind.capitalize()}: {'lower' if kind == 'deletion' else 'higher'} area is more faithful",
                      fontsize=9)

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from aisec.report.figures import _hwc, _mpl, _name, _png
 
+if TYPE_CHECKING:
+    from aisec.checks.privacy import MembershipAttackSummary
 
-def roc_loglog(attacks: list[dict[str, Any]], fprs: list[float]) -> str:
+
+def roc_loglog(attacks: list[MembershipAttackSummary], fprs: list[float]) -> str:
     """Every attack's ROC on log-log axes (Carlini et al. 2022), chance as the diagonal."""
     plt = _mpl()
     fig, ax = plt.subplots(figsize=(5.6, 4.4))
     lo = 1.0
     for a in attacks:
-        fpr = np.asarray(a["roc"]["fpr"], dtype=float)
-        tpr = np.asarray(a["roc"]["tpr"], dtype=float)
+        fpr = np.asarray(a.roc.fpr, dtype=float)
+        tpr = np.asarray(a.roc.tpr, dtype=float)
         keep = fpr > 0
         if keep.any():
             lo = min(lo, float(fpr[keep].min()))
         ax.step(np.where(fpr > 0, fpr, np.nan), np.where(tpr > 0, tpr, np.nan), where="post",
-                label=f"{a['key']} (AUC {a['auc']:.3f})", lw=1.4)
+                label=f"{a.key} (AUC {a.auc:.3f})", lw=1.4)
     lo = max(min(lo, min(fprs)) / 2, 1e-6)
     grid = np.geomspace(lo, 1, 50)
     ax.plot(grid, grid, color="#888", ls="--", lw=1, label="chance")
@@ -39,17 +42,17 @@ def roc_loglog(attacks: list[dict[str, Any]], fprs: list[float]) -> str:
     return _png(fig)
 
 
-def auc_forest(attacks: list[dict[str, Any]]) -> str:
+def auc_forest(attacks: list[MembershipAttackSummary]) -> str:
     """AUC of each attack with its 95% interval; 0.5 (no leakage) marked."""
     plt = _mpl()
     k = len(attacks)
     fig, ax = plt.subplots(figsize=(5.6, 0.45 * k + 1.0))
     for i, a in enumerate(attacks):
-        ci = a["auc_ci"]
-        ax.plot([ci["low"], ci["high"]], [i, i], color="#3b6fb6", lw=2)
-        ax.plot([a["auc"]], [i], "o", color="#1d3f73")
+        ci = a.auc_ci
+        ax.plot([ci.low, ci.high], [i, i], color="#3b6fb6", lw=2)
+        ax.plot([a.auc], [i], "o", color="#1d3f73")
     ax.axvline(0.5, color="#c0392b", ls="--", lw=1)
-    ax.set_yticks(range(k), [a["key"] for a in attacks], fontsize=8)
+    ax.set_yticks(range(k), [a.key for a in attacks], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("ROC AUC (95% DeLong interval); 0.5 = no better than chance")
     ax.grid(alpha=0.3, axis="x")

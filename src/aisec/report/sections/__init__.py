@@ -12,11 +12,12 @@ them. This package only imports core; core imports it by name, on a lookup in th
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from aisec.core import registry
+from aisec.core.check import Summary
 
 if TYPE_CHECKING:
     from aisec.core.check import Result
@@ -42,6 +43,20 @@ class _Sections(Mapping[str, SectionRenderer]):
 
 
 SECTIONS: Mapping[str, SectionRenderer] = _Sections()
+S = TypeVar("S", bound=Summary)
+
+
+def summary_of(result: Result, cls: type[S]) -> S:
+    """``result.summary`` as the check's own summary model, which a section reads by attribute.
+
+    Raises :class:`TypeError` naming both types when the summary is something else (a check
+    registered under the same name by a plugin, say), rather than failing later on a missing field.
+    """
+    s = result.summary
+    if not isinstance(s, cls):
+        raise TypeError(f"the {result.check} section reads a {cls.__name__}, but the check's summary is a "
+                        f"{type(s).__name__}")
+    return s
 
 
 def register_section(check: str) -> Callable[[SectionRenderer], SectionRenderer]:

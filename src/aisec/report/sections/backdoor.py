@@ -3,30 +3,31 @@ threshold, Neural Cleanse's reverse-engineered triggers and the samples flagged 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from aisec.checks.backdoor import BackdoorSummary, DetectionSummary
 from aisec.report.figures import _hwc, _mpl, _name, _png
-from aisec.report.sections import register_section, render_template
+from aisec.report.sections import register_section, render_template, summary_of
 
 if TYPE_CHECKING:
     from aisec.core.check import Result
     from aisec.core.run import Run
 
 
-def anomaly_bars(methods: list[dict[str, Any]], classes: list[str]) -> str:
+def anomaly_bars(methods: list[DetectionSummary], classes: list[str]) -> str:
     """Anomaly index per class, one group of bars per method, suspected classes in red."""
     plt = _mpl()
-    k = len(methods[0]["anomaly_index"])
+    k = len(methods[0].anomaly_index)
     fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * k + 2), 3.4))
     width = 0.8 / len(methods)
     for j, m in enumerate(methods):
-        ai = np.asarray(m["anomaly_index"], dtype=float)
+        ai = np.asarray(m.anomaly_index, dtype=float)
         pos = np.arange(k) + (j - (len(methods) - 1) / 2) * width
-        colors = ["#c0392b" if c in m["suspected"] else f"C{j}" for c in range(k)]
-        ax.bar(pos, ai, width, color=colors, label=f"{m['method']} (threshold {m['threshold']:g})")
-        ax.axhline(m["threshold"], color=f"C{j}", ls=":", lw=1)
+        colors = ["#c0392b" if c in m.suspected else f"C{j}" for c in range(k)]
+        ax.bar(pos, ai, width, color=colors, label=f"{m.method} (threshold {m.threshold:g})")
+        ax.axhline(m.threshold, color=f"C{j}", ls=":", lw=1)
     ax.set_xticks(range(k), [_name(classes, c) for c in range(k)], fontsize=8)
     ax.set_xlabel("class")
     ax.set_ylabel("anomaly index (robust z)")
@@ -69,17 +70,17 @@ def flagged_grid(fl: dict[str, np.ndarray], classes: list[str]) -> str:
 
 @register_section("backdoor")
 def backdoor_section(result: Result, run: Run) -> str:
-    s = result.summary
-    classes = [str(c) for c in s.get("classes", [])]
-    methods = s.get("methods", [])
-    nc = next((m for m in methods if m["method"] == "neural-cleanse"), None)
+    s = summary_of(result, BackdoorSummary)
+    classes = [str(c) for c in s.classes]
+    methods = s.methods
+    nc = next((m for m in methods if m.method == "neural-cleanse"), None)
     r = {
         "summary": s, "warnings": result.warnings, "params": result.params,
         "bars_fig": anomaly_bars(methods, classes) if methods else None,
-        "trigger_fig": trigger_grid(result.images["triggers"], classes, nc["suspected"] if nc else [])
+        "trigger_fig": trigger_grid(result.images["triggers"], classes, nc.suspected if nc else [])
         if "triggers" in result.images and result.images["triggers"]["mask"].ndim == 4 else None,
         "flagged_fig": flagged_grid(result.images["flagged"], classes)
         if "flagged" in result.images and result.images["flagged"]["x"].ndim == 4 else None,
-        "names": {m["method"]: [_name(classes, k) for k in m["suspected"]] for m in methods},
+        "names": {m.method: [_name(classes, k) for k in m.suspected] for m in methods},
     }
     return render_template("backdoor.html.j2", r=r)

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from aisec.checks.explainability import ExplainabilitySummary
 from aisec.report import figures_explain
-from aisec.report.sections import register_section, render_template
+from aisec.report.sections import register_section, render_template, summary_of
 
 if TYPE_CHECKING:
     from aisec.core.check import Result
@@ -72,16 +73,16 @@ def lime_text_html(example: dict[str, Any], num_features: int = 10) -> str:
 
 @register_section("explainability")
 def explainability_section(result: Result, run: Run) -> str:
-    s = result.summary
-    classes = list(s.get("classes") or run.data.info.classes)
+    s = summary_of(result, ExplainabilitySummary)
+    classes = list(s.classes or run.data.info.classes)
     image_fig = None
     if "examples" in result.images:
-        image_fig = figures_explain.image_examples(result.images["examples"], classes, s["explainer"])
+        image_fig = figures_explain.image_examples(result.images["examples"], classes, s.explainer)
     bars: list[str] = []
     texts: list[dict[str, Any]] = []
-    for ex in s.get("examples", []) or []:
+    for ex in s.examples or []:  # records (dicts): "features" for tables, "spans" for text
         if "features" in ex:
-            bars.append(figures_explain.tabular_bars(ex, classes, s["explainer"]))
+            bars.append(figures_explain.tabular_bars(ex, classes, s.explainer))
         elif "spans" in ex:
             link = None
             if run.out is not None:

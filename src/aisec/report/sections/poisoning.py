@@ -3,36 +3,39 @@ needed, and clean vs poisoned sample images."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from aisec.checks.poisoning import PoisoningSummary
+from aisec.core.check import IntervalSummary
 from aisec.report.figures import _hwc, _mpl, _name, _png
-from aisec.report.sections import register_section, render_template
+from aisec.report.sections import register_section, render_template, summary_of
 
 if TYPE_CHECKING:
     from aisec.core.check import Result
     from aisec.core.run import Run
 
 
-def asr_curve(summary: dict[str, Any]) -> str:
+def asr_curve(summary: PoisoningSummary) -> str:
     plt = _mpl()
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
-    pts = summary["points"]
-    r = np.array([p["rate"] for p in pts]) * 100
-    for key, ci, label in (("asr", "asr_ci", "attack success rate"), ("clean_accuracy", "clean_ci", "clean accuracy")):
-        v = np.array([p[key] for p in pts])
-        lo = np.array([p[ci]["low"] for p in pts])
-        hi = np.array([p[ci]["high"] for p in pts])
-        ax.plot(r, v, marker="o", label=label)
-        ax.fill_between(r, lo, hi, alpha=0.2)
-    ax.axhline(summary["success_threshold"], color="#888", ls=":", lw=1)
+    pts = summary.points
+    r = np.array([p.rate for p in pts]) * 100
+    series: tuple[tuple[str, list[float], list[IntervalSummary]], ...] = (
+        ("attack success rate", [p.asr for p in pts], [p.asr_ci for p in pts]),
+        ("clean accuracy", [p.clean_accuracy for p in pts], [p.clean_ci for p in pts]),
+    )
+    for label, values, cis in series:
+        ax.plot(r, np.array(values), marker="o", label=label)
+        ax.fill_between(r, np.array([c.low for c in cis]), np.array([c.high for c in cis]), alpha=0.2)
+    ax.axhline(summary.success_threshold, color="#888", ls=":", lw=1)
     ax.set_xlabel("poisoning rate (% of training set)")
     ax.set_ylabel("fraction")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(frameon=False, fontsize=8)
-    ax.set_title(f"{summary['attack']}: backdoor vs poisoning rate (95% Wilson bands)", fontsize=9)
+    ax.set_title(f"{summary.attack}: backdoor vs poisoning rate (95% Wilson bands)", fontsize=9)
     return _png(fig)
 
 
@@ -54,8 +57,8 @@ def pairs_grid(ex: dict[str, np.ndarray], classes: list[str], title: str, top: s
 
 @register_section("poisoning")
 def poisoning_section(result: Result, run: Run) -> str:
-    s = result.summary
-    classes = [str(c) for c in s.get("classes", [])]
+    s = summary_of(result, PoisoningSummary)
+    classes = [str(c) for c in s.classes]
     figs = []
     if "poisons" in result.images and result.images["poisons"]["clean"].ndim == 4:
         figs.append(pairs_grid(result.images["poisons"], classes,
@@ -66,5 +69,5 @@ def poisoning_section(result: Result, run: Run) -> str:
                                "test images: clean (top, prediction) and with trigger (bottom, prediction)",
                                "pred_clean", "pred_poisoned"))
     r = {"summary": s, "warnings": result.warnings, "params": result.params,
-         "curve_fig": asr_curve(s) if s.get("points") else None, "example_figs": figs}
+         "curve_fig": asr_curve(s) if s.points else None, "example_figs": figs}
     return render_template("poisoning.html.j2", r=r)

@@ -7,43 +7,44 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from aisec.checks.privacy import MembershipAttackSummary, PrivacySummary
 from aisec.report import figures_privacy
-from aisec.report.sections import register_section, render_template
+from aisec.report.sections import register_section, render_template, summary_of
 
 if TYPE_CHECKING:
     from aisec.core.check import Result
     from aisec.core.run import Run
 
 
-def _per_class(attacks: list[dict[str, Any]]) -> dict[str, Any]:
+def _per_class(attacks: list[MembershipAttackSummary]) -> dict[str, Any]:
     """Rows = classes, columns = attacks (AUC), for the per-class table."""
-    if not attacks or not attacks[0].get("per_class"):
+    if not attacks or not attacks[0].per_class:
         return {"keys": [], "rows": []}
     rows: dict[int, dict[str, Any]] = {}
     for a in attacks:
-        for r in a["per_class"]:
+        for r in a.per_class:
             row = rows.setdefault(r["class"], {"name": r["name"], "n_members": r["n_members"],
                                                "n_nonmembers": r["n_nonmembers"], "auc": {}})
-            row["auc"][a["key"]] = r.get("auc")
-    return {"keys": [a["key"] for a in attacks], "rows": [rows[c] for c in sorted(rows)]}
+            row["auc"][a.key] = r.get("auc")
+    return {"keys": [a.key for a in attacks], "rows": [rows[c] for c in sorted(rows)]}
 
 
 @register_section("privacy")
 def privacy_section(result: Result, run: Run) -> str:
-    s = result.summary
-    attacks = s.get("attacks", [])
-    classes = [str(c) for c in s.get("classes", [])]
+    s = summary_of(result, PrivacySummary)
+    attacks = s.attacks
+    classes = [str(c) for c in s.classes]
     table = result.tables.get("samples", {})
-    shapr = s.get("shapr")
+    shapr = s.shapr
     shapr_fig = None
     if shapr and "shapr" in table:
         vals = np.asarray(table["shapr"], dtype=float)
-        shapr_fig = figures_privacy.shapr_histogram(vals[np.isfinite(vals)], shapr["score"])
+        shapr_fig = figures_privacy.shapr_histogram(vals[np.isfinite(vals)], shapr.score)
     riskiest = result.images.get("shapr_riskiest")
     r = {
         "summary": s, "warnings": result.warnings, "params": result.params,
-        "fpr_keys": [f"{f:g}" for f in s.get("fprs", [])],
-        "roc_fig": figures_privacy.roc_loglog(attacks, s.get("fprs", [0.001, 0.01])) if attacks else None,
+        "fpr_keys": [f"{f:g}" for f in s.fprs],
+        "roc_fig": figures_privacy.roc_loglog(attacks, s.fprs) if attacks else None,
         "forest_fig": figures_privacy.auc_forest(attacks) if attacks else None,
         "per_class": _per_class(attacks),
         "shapr_fig": shapr_fig,

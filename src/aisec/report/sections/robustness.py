@@ -6,8 +6,9 @@ from __future__ import annotations
 import difflib
 from typing import TYPE_CHECKING, Any
 
+from aisec.checks.robustness import RobustnessSummary, TextRobustnessSummary
 from aisec.report import figures
-from aisec.report.sections import register_section, render_template
+from aisec.report.sections import register_section, render_template, summary_of
 
 if TYPE_CHECKING:
     from aisec.core.check import Result
@@ -16,22 +17,22 @@ if TYPE_CHECKING:
 
 @register_section("robustness")
 def robustness_section(result: Result, run: Run) -> str:
+    s = summary_of(result, RobustnessSummary)
     classes = list(run.data.info.classes)
     example_figs = []
     for key, ex in result.images.items():
-        curve = next((c for c in result.summary["curves"] if c["key"] == key), None)
-        eps = curve.get("example_eps") if curve else None
+        curve = next((c for c in s.curves if c.key == key), None)
+        eps = curve.example_eps if curve else None
         where = f" at ε={eps:g}" if eps is not None else " (minimal perturbation)"
         title = f"{key}{where}: clean (top), adversarial (middle), perturbation (bottom)"
         if ex["clean"].ndim == 4:
             example_figs.append((key, figures.example_grid(ex, classes, title)))
-    clever = result.summary.get("clever")
+    text_examples = s.text_examples if isinstance(s, TextRobustnessSummary) else {}
     r = {
-        "summary": result.summary, "warnings": result.warnings, "params": result.params,
-        "curve_figs": figures.robustness_curves(result.summary), "example_figs": example_figs,
-        "clever_fig": figures.clever_histogram(clever) if clever else None,
-        "text_examples": {k: [_marked(ex, classes) for ex in rows]
-                          for k, rows in (result.summary.get("text_examples") or {}).items()},
+        "summary": s, "warnings": result.warnings, "params": result.params,
+        "curve_figs": figures.robustness_curves(s), "example_figs": example_figs,
+        "clever_fig": figures.clever_histogram(s.clever) if s.clever else None,
+        "text_examples": {k: [_marked(ex, classes) for ex in rows] for k, rows in text_examples.items()},
     }
     return render_template("robustness.html.j2", r=r)
 
