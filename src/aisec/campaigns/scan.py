@@ -44,7 +44,7 @@ import torch
 from aisec.api import finish_run, record_result, start_run
 from aisec.attacks.base import run_attack
 from aisec.attacks.evasion import recording
-from aisec.core.check import Result
+from aisec.core.check import Result, Summary
 from aisec.core.constraints import TabularConstraints
 from aisec.core.dataset import Dataset
 from aisec.core.errors import ConfigError
@@ -371,11 +371,11 @@ class ScanRecorder:
     def _update(self, *, complete: bool, stopped: str | None, planned: int | None,
                 rows: list[ScanRow] | None = None) -> None:
         rows = _rows(self._scan_runs) if rows is None else rows
-        self.result.summary = {
+        self.result.summary = Summary.of({
             "target": self.header["target"], "samples": self.header["samples"], "grid": self.header["grid"],
             "constraints": self.header["constraints"], "complete": complete, "stopped": stopped,
             "planned": planned, "rows": [dict(r.__dict__) for r in rows], "runs": list(self.runs),
-        }
+        })
 
     def _write_document(self, doc: dict[str, Any]) -> None:
         out = self.run.out

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from aisec.core.check import Result
+from aisec.core.check import ConsoleLine, Result, Summary
 from aisec.core.dataset import Dataset
 from aisec.core.errors import ConfigError
 from aisec.core.evidence import Measurement
@@ -31,6 +30,40 @@ from aisec.core.target import Target
 from aisec.targets.file_scan import SEVERITIES, ScanReport, scan_model_path
 
 ATLAS_SUPPLY_CHAIN = ("AML.T0011.000", "AML.T0010.003")
+
+
+class FindingSummary(Summary):
+    """One finding, as the report and ``result.json`` show it."""
+
+    severity: str
+    kind: str
+    file: str
+    summary: str
+    detail: str = ""
+
+
+class ModelScanSummary(Summary):
+    """What the model-file scan found: files read, findings by severity, the worst one."""
+
+    path: str
+    files: list[str]
+    max_severity: str | None
+    counts: dict[str, int]
+    unsafe: int
+    fail_at: str
+    scanner: str
+    scanner_version: str
+    findings: list[FindingSummary]
+
+    def console_lines(self, result: Result, *, model: str, dataset: str) -> list[ConsoleLine]:
+        """One line for the file, one per finding at ``fail_at`` or worse."""
+        worst = self.max_severity or "nothing found"
+        lines: list[ConsoleLine] = [f"model-scan {self.path}: {len(self.files)} file(s), worst finding: {worst}, "
+                                    f"{self.unsafe} at {self.fail_at} or worse"]
+        floor = SEVERITIES.index(self.fail_at)  # type: ignore[arg-type]
+        lines += [f"  {f.severity}: {f.file}: {f.summary}" for f in self.findings
+                  if SEVERITIES.index(f.severity) >= floor]  # type: ignore[arg-type]
+        return lines
 
 
 class ModelScanParams(BaseModel):
@@ -83,13 +116,12 @@ def scan_result(report: ScanReport, params: ModelScanParams, *, seconds: float =
     }
     warnings = [f"model file {f.file}: {f.summary}" for f in report.findings
                 if SEVERITIES.index(f.severity) >= SEVERITIES.index(params.fail_at)]  # type: ignore[arg-type]
-    summary: dict[str, Any] = {
-        "path": report.path, "files": report.files, "max_severity": report.max_severity,
-        "counts": counts, "unsafe": unsafe, "fail_at": params.fail_at,
-        "scanner": report.scanner, "scanner_version": report.scanner_version,
-        "findings": [{"severity": f.severity, "kind": f.kind, "file": f.file, "summary": f.summary,
-                      "detail": f.detail} for f in report.findings],
-    }
+    summary = ModelScanSummary(
+        path=report.path, files=report.files, max_severity=report.max_severity, counts=counts, unsafe=unsafe,
+        fail_at=params.fail_at, scanner=report.scanner, scanner_version=report.scanner_version,
+        findings=[FindingSummary(severity=f.severity, kind=f.kind, file=f.file, summary=f.summary, detail=f.detail)
+                  for f in report.findings],
+    )
     return Result(check="model-scan", measurements=measurements, params=params.model_dump(), summary=summary,
                   tables={"findings": table} if report.findings else {}, warnings=warnings, seconds=seconds,
                   threats=ATLAS_SUPPLY_CHAIN)

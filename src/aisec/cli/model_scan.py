@@ -24,28 +24,28 @@ _STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cya
 @click.option("--all", "show_all", is_flag=True, help="Also list info findings (allow-listed pickles).")
 def model_scan(paths: tuple[str, ...], fail_at: str, as_json: bool, show_all: bool) -> None:
     """Scan model files or folders for code they would run when loaded (pickle payloads, remote code)."""
-    from aisec.checks.model_scan import ModelScanParams, scan_result
+    from aisec.checks.model_scan import ModelScanParams, ModelScanSummary, scan_result
+    from aisec.report.sections import summary_of
     from aisec.targets.file_scan import scan_model_path
 
     results = [scan_result(scan_model_path(p), ModelScanParams(path=p, fail_at=fail_at)) for p in paths]
-    unsafe = sum(int(r.summary["unsafe"]) for r in results)
+    summaries = [summary_of(r, ModelScanSummary) for r in results]
+    unsafe = sum(s.unsafe for s in summaries)
     if as_json:
-        click.echo(json.dumps([r.summary for r in results]))
+        click.echo(json.dumps([s.to_json() for s in summaries]))
     else:
         from rich.console import Console
         from rich.markup import escape
 
         console = Console()
-        for r in results:
-            s = r.summary
-            worst = s["max_severity"] or "nothing found"
-            console.print(f"[bold]{escape(s['path'])}[/]: {len(s['files'])} file(s), worst: "
+        for s in summaries:
+            worst = s.max_severity or "nothing found"
+            console.print(f"[bold]{escape(s.path)}[/]: {len(s.files)} file(s), worst: "
                           f"[{_STYLE.get(worst, 'green')}]{worst}[/]")
-            for f in s["findings"]:
-                if f["severity"] == "info" and not show_all:
+            for f in s.findings:
+                if f.severity == "info" and not show_all:
                     continue
-                console.print(f"  [{_STYLE[f['severity']]}]{f['severity']:8s}[/] {escape(f['file'])}: "
-                              f"{escape(f['summary'])}")
-        console.print(f"scanner: {results[0].summary['scanner']} ({results[0].summary['scanner_version']})")
+                console.print(f"  [{_STYLE[f.severity]}]{f.severity:8s}[/] {escape(f.file)}: {escape(f.summary)}")
+        console.print(f"scanner: {summaries[0].scanner} ({summaries[0].scanner_version})")
     if unsafe:
         sys.exit(3)
