@@ -185,7 +185,7 @@ def _evidence(
     env = Environment.capture(spec.device)
     from aisec import __version__
 
-    extra = {"target_of_evaluation_id": toe} if toe else {}
+    extra: dict[str, Any] = {"target_of_evaluation_id": toe} if toe else {}
     return [
         Evidence(
             tool_version=__version__, run_id=run_id, check=result.check, metric=m.metric,

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypedDict
 
 import torch
 
@@ -22,6 +22,10 @@ from aisec.detect.spectral import spectral_signatures
 
 Method = Literal["activation-clustering", "spectral-signatures", "neural-cleanse"]
 METHODS: tuple[str, ...] = ("activation-clustering", "spectral-signatures", "neural-cleanse")
+
+
+class _ThresholdOption(TypedDict, total=False):
+    threshold: float
 
 
 def detect_backdoor(
@@ -52,15 +56,13 @@ def detect_backdoor(
     x, y = take(data, samples, device=spec.device)
     check_inputs(spec, x, what=f"dataset '{data.info.name}'")
     torch.manual_seed(seed)
+    opt: _ThresholdOption = {"threshold": threshold} if threshold is not None else {}  # else each method's default
     if method == "neural-cleanse":
-        return neural_cleanse(model, x, spec.num_classes, steps=steps, batch_size=batch_size, seed=seed,
-                              **({"threshold": threshold} if threshold is not None else {}))
+        return neural_cleanse(model, x, spec.num_classes, steps=steps, batch_size=batch_size, seed=seed, **opt)
     feats = batched_features(model, x)
     if method == "activation-clustering":
-        return activation_clustering(feats, y, spec.num_classes, seed=seed,
-                                     **({"threshold": threshold} if threshold is not None else {}))
-    return spectral_signatures(feats, y, spec.num_classes, expected_rate=expected_rate,
-                               **({"threshold": threshold} if threshold is not None else {}))
+        return activation_clustering(feats, y, spec.num_classes, seed=seed, **opt)
+    return spectral_signatures(feats, y, spec.num_classes, expected_rate=expected_rate, **opt)
 
 
 __all__ = [

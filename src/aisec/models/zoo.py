@@ -6,6 +6,8 @@ architecture is a complete, code-free model description.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -28,7 +30,7 @@ class DigitsCNN(nn.Module):
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(64 * 2 * 2, 64), nn.ReLU(), nn.Linear(64, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+        return cast(torch.Tensor, self.classifier(self.features(x)))
 
 
 class LeNet5(nn.Module):
@@ -50,7 +52,7 @@ class LeNet5(nn.Module):
         x = self.maxpool1(self.relu1(self.conv1(x)))
         x = self.maxpool2(self.relu2(self.conv2(x)))
         x = x.reshape(x.shape[0], -1)
-        return self.linear2(self.relu3(self.linear1(x)))
+        return cast(torch.Tensor, self.linear2(self.relu3(self.linear1(x))))
 
 
 class TabularMLP(nn.Module):
@@ -63,4 +65,4 @@ class TabularMLP(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.reshape(x.shape[0], -1))
+        return cast(torch.Tensor, self.net(x.reshape(x.shape[0], -1)))

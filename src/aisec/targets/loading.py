@@ -34,7 +34,7 @@ import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import torch
 from torch import nn
@@ -248,7 +248,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 def _read_torchscript(path: Path) -> nn.Module:
     try:
-        return torch.jit.load(str(path), map_location="cpu")
+        return cast(nn.Module, torch.jit.load(str(path), map_location="cpu"))
     except Exception as exc:
         raise _corrupt(path, "a TorchScript archive (torch.jit.load)", exc) from exc
 
@@ -322,7 +322,7 @@ def _unwrap_checkpoint(obj: Any, path: Path) -> Mapping[str, torch.Tensor]:
     )
 
 
-def _all_tensors(d: Mapping[Any, Any]) -> bool:
+def _all_tensors(d: Mapping[Any, Any]) -> TypeGuard[Mapping[str, torch.Tensor]]:
     return all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in d.items())
 
 
@@ -348,7 +348,7 @@ def resolve_arch(arch: str) -> type[nn.Module]:
             f"cannot import the module of architecture '{arch}' ({mod_name}): {exc}. Give "
             f"package.module:Class importable in this environment, or a zoo name ({', '.join(ZOO_ARCHS)})"
         ) from exc
-    cls = module
+    cls: Any = module
     for part in attr.split("."):
         cls = getattr(cls, part, None)
         if cls is None:
