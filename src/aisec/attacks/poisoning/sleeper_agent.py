@@ -192,7 +192,8 @@ def craft_sleeper_agent(
             if k:
                 with torch.no_grad():
                     xk = (x_poison + delta).clamp(0, 1)
-                surrogate = retrain(xk, k - 1).eval()  # type: ignore[misc]
+                assert retrain is not None  # rounds > 1 only with a retrainer (see above)
+                surrogate = retrain(xk, k - 1).eval()
                 retrains += 1
                 g_src = source_gradient(surrogate, x_source, trigger, target_class, g)
             weights = [q for q in surrogate.parameters() if q.requires_grad]
