@@ -25,10 +25,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy src/aisec
 	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy src/aisec
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_robustness.py
 
 clean:
-	rm -rf $(VENV) aisec-report .pytest_cache
+	rm -rf $(VENV) aisec-report .pytest_cache .mypy_cache

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, cast
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -79,7 +79,7 @@ def perturbation_norm(delta: torch.Tensor, norm: Norm) -> torch.Tensor:
     if norm is Norm.LINF:
         return flat.abs().amax(1)
     if norm is Norm.L2:
-        return flat.norm(p=2, dim=1)
+        return cast(torch.Tensor, flat.norm(p=2, dim=1))
     if norm is Norm.L1:
         return flat.abs().sum(1)
     return (flat.abs() > 1e-8).float().mean(1)  # L0 as the fraction of features changed

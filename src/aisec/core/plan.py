@@ -152,6 +152,10 @@ class DataRef(BaseModel):
         return v
 
 
+def _default_checks() -> dict[str, dict[str, Any]]:
+    return {"robustness": {}}
+
+
 class Plan(BaseModel):
     """A complete, reproducible assessment request."""
 
@@ -159,7 +163,7 @@ class Plan(BaseModel):
 
     model: ModelRef
     data: DataRef
-    checks: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"robustness": {}})
+    checks: dict[str, dict[str, Any]] = Field(default_factory=_default_checks)
     seed: int = 0
     target_of_evaluation_id: str = DEFAULT_TOE
 

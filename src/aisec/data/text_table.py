@@ -141,13 +141,16 @@ def _csv_rows(path: Path, delimiter: str, text_column: str | int | None,
         raise DataError(f"cannot read text table '{path}': {e}") from e
 
 
+def _json_key(key: str | int | None, what: str, default: str) -> str:
+    if key is not None and not isinstance(key, str):
+        raise ConfigError(f"{what} of a JSON Lines file is a key name, got {key!r}")
+    return key or default
+
+
 def _jsonl_rows(path: Path, text_column: str | int | None,
                 label_column: str | int | None) -> Iterator[tuple[Any, Any, str, str, str]]:
     """``(text, raw label, where, text key, label key)`` per object of a JSON Lines file."""
-    for key, what in ((text_column, "text_column"), (label_column, "label_column")):
-        if key is not None and not isinstance(key, str):
-            raise ConfigError(f"{what} of a JSON Lines file is a key name, got {key!r}")
-    tk, lk = text_column or "text", label_column or "label"
+    tk, lk = _json_key(text_column, "text_column", "text"), _json_key(label_column, "label_column", "label")
     try:
         with _open_text(path) as f:
             for n, line in enumerate(f, 1):

@@ -35,7 +35,7 @@ _IMAGE_BUDGET_BYTES = 256 * 2**20  # perturbed images held at once
 def _batched_image_explainer(kernel_width: float, feature_selection: str, seed: int) -> Any:
     from lime.lime_image import LimeImageExplainer
 
-    class BatchedLimeImageExplainer(LimeImageExplainer):  # type: ignore[misc]
+    class BatchedLimeImageExplainer(LimeImageExplainer):  # type: ignore[misc]  # lime is untyped: an Any base
         """``lime``'s image explainer with a vectorised, chunked ``data_labels``."""
 
         def data_labels(self, image: np.ndarray, fudged_image: np.ndarray, segments: np.ndarray,

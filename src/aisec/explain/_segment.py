@@ -77,7 +77,7 @@ class Segmenter:
             if img.shape[-1] != 3:  # quickshift works in a 3-channel colour space
                 img = np.repeat(img.mean(-1, keepdims=True), 3, axis=-1)
             scale = min(h, w) / 224
-            seg = quickshift(  # type: ignore[no-untyped-call]
+            seg = quickshift(
                 img, kernel_size=float(self.params.get("kernel_size", max(1.0, 4 * scale))),
                 max_dist=float(self.params.get("max_dist", max(2.0, 200 * scale))),
                 ratio=float(self.params.get("ratio", 0.2)), rng=self.seed)

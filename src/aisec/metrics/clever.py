@@ -45,7 +45,7 @@ from __future__ import annotations
 import math
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -173,7 +173,7 @@ def sample_ball(
     if norm is Norm.L2:
         g = torch.randn(n, dim, **kw)
         r = radius * torch.rand(n, 1, **kw) ** (1.0 / dim)
-        return g / g.norm(dim=1, keepdim=True).clamp_min(1e-12) * r
+        return g / cast(torch.Tensor, g.norm(dim=1, keepdim=True)).clamp_min(1e-12) * r
     if norm is Norm.L1:
         # (E_1..E_d) / (E_1 + ... + E_{d+1}) with E_i ~ Exp(1) is uniform in the simplex {x >= 0, Σx <= 1}.
         e = -torch.log(torch.rand(n, dim + 1, **kw).clamp_min(1e-30))
@@ -185,7 +185,7 @@ def sample_ball(
 
 def _dual_norm(g: torch.Tensor, q: Norm) -> torch.Tensor:
     if q is Norm.L2:
-        return torch.linalg.vector_norm(g, ord=2, dim=-1)
+        return cast(torch.Tensor, torch.linalg.vector_norm(g, ord=2, dim=-1))
     if q is Norm.L1:
         return g.abs().sum(-1)
     return g.abs().amax(-1)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import torch
 
@@ -67,6 +68,16 @@ def weibull_min_nll(
     logpdf = torch.log(c) - torch.log(s) + (c - 1) * torch.log(z) - z**c
     logpdf = torch.where(z > 0, logpdf, torch.full_like(logpdf, -math.inf))
     return -logpdf.sum(-1)
+
+
+class WeibullFitOptions(TypedDict, total=False):
+    """The keyword options of :func:`weibull_min_fit`."""
+
+    min_shape: float
+    max_shape: float
+    grid: int
+    refine_steps: int
+    shape_penalty: float
 
 
 def weibull_min_fit(
@@ -175,7 +186,7 @@ def weibull_min_fit(
     return out
 
 
-def reverse_weibull_location(maxima: torch.Tensor, **kwargs: float) -> torch.Tensor:
+def reverse_weibull_location(maxima: torch.Tensor, **kwargs: Unpack[WeibullFitOptions]) -> torch.Tensor:
     """Estimated upper end point of the distribution of each row of ``maxima`` (``-loc`` of the fit to ``-maxima``)."""
     return -weibull_min_fit(-torch.as_tensor(maxima).to(torch.float64), **kwargs).loc
 

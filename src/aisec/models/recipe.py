@@ -196,7 +196,7 @@ class TrainingRecipe(BaseModel):
                 loss = F.cross_entropy(model(x[idx]), y[idx])
                 if not torch.isfinite(loss):
                     raise self._diverged()
-                loss.backward()  # type: ignore[no-untyped-call]
+                loss.backward()
                 opt.step()
         return model.eval()
 
@@ -316,7 +316,7 @@ class TrainingRecipe(BaseModel):
                 if not torch.isfinite(loss):
                     raise self._diverged()
                 opt.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
+                loss.backward()
                 opt.step()
             progress(task, epoch + 1, self.epochs)
         base.eval()

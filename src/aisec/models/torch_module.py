@@ -13,6 +13,9 @@ from aisec.core.target import Target
 
 
 class _Normalize(nn.Module):
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
+
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], ndim: int) -> None:
         super().__init__()
         shape = (1, -1) + (1,) * (ndim - 1)

@@ -28,7 +28,8 @@ class DigitsCNN(nn.Module):
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(64 * 2 * 2, 64), nn.ReLU(), nn.Linear(64, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+        out: torch.Tensor = self.classifier(self.features(x))  # an annotation, not cast(): TorchScript
+        return out
 
 
 class LeNet5(nn.Module):
@@ -50,7 +51,8 @@ class LeNet5(nn.Module):
         x = self.maxpool1(self.relu1(self.conv1(x)))
         x = self.maxpool2(self.relu2(self.conv2(x)))
         x = x.reshape(x.shape[0], -1)
-        return self.linear2(self.relu3(self.linear1(x)))
+        out: torch.Tensor = self.linear2(self.relu3(self.linear1(x)))
+        return out
 
 
 class TabularMLP(nn.Module):
@@ -63,4 +65,5 @@ class TabularMLP(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.reshape(x.shape[0], -1))
+        out: torch.Tensor = self.net(x.reshape(x.shape[0], -1))
+        return out

@@ -66,7 +66,7 @@ def image_examples(ex: dict[str, np.ndarray], classes: list[str], explainer: str
         if "groups" in ex and int(ex["groups"][i].max()) < heat.size:
             from skimage.segmentation import find_boundaries
 
-            b = find_boundaries(ex["groups"][i], mode="inner")  # type: ignore[no-untyped-call]
+            b = find_boundaries(ex["groups"][i], mode="inner")
             if b.any() and b.mean() < 0.9:
                 ax.contour(b, levels=[0.5], colors="#333", linewidths=0.4)
         ax.set_title(f"{explainer} → {_name(classes, ex['explained'][i])}", fontsize=7)

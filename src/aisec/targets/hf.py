@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -111,12 +111,12 @@ class HfTextTarget:
 
     @property
     def embedding_matrix(self) -> torch.Tensor:
-        return self.model.get_input_embeddings().weight
+        return cast(torch.Tensor, self.model.get_input_embeddings().weight)
 
     def encode(self, texts: list[str]) -> torch.Tensor:
         enc = self.tokenizer(list(texts), padding="max_length", truncation=True, max_length=self.max_length,
                              return_tensors="pt")
-        return enc["input_ids"].to(self._spec.device)
+        return cast(torch.Tensor, enc["input_ids"].to(self._spec.device))
 
     def decode(self, ids: torch.Tensor) -> list[str]:
         return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
@@ -125,13 +125,13 @@ class HfTextTarget:
         return (ids != self.pad_id).long()
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.model.get_input_embeddings()(ids.long().to(self._spec.device))
+        return cast(torch.Tensor, self.model.get_input_embeddings()(ids.long().to(self._spec.device)))
 
     def logits_from_embeddings(self, embeddings: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
         self._queries += int(embeddings.shape[0])
         mask = self._mask(ids) if ids is not None else None
         out: Any = self.model(inputs_embeds=embeddings, attention_mask=mask)
-        z = out.logits
+        z: torch.Tensor = out.logits
         if not torch.isfinite(z).all():
             raise OutputError(f"model '{self._spec.name}' produced NaN/inf logits")
         return z

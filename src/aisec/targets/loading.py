@@ -33,7 +33,7 @@ import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import torch
 from torch import nn
@@ -260,7 +260,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 def _read_torchscript(path: Path) -> nn.Module:
     try:
-        return torch.jit.load(str(path), map_location="cpu")
+        return cast(nn.Module, torch.jit.load(str(path), map_location="cpu"))
     except Exception as exc:
         raise _corrupt(path, "a TorchScript archive (torch.jit.load)", exc) from exc
 
@@ -335,7 +335,7 @@ def _unwrap_checkpoint(obj: Any, path: Path) -> Mapping[str, torch.Tensor]:
     )
 
 
-def _all_tensors(d: Mapping[Any, Any]) -> bool:
+def _all_tensors(d: Mapping[Any, Any]) -> TypeGuard[Mapping[str, torch.Tensor]]:
     return all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in d.items())
 
 

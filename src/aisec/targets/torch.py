@@ -105,7 +105,7 @@ class TorchTarget:
         self._queries += int(x.shape[0])
         inp = (x - self._mean) / self._std if self._spec.normalization else x
         if self._checked:
-            z = self.module(inp)
+            z: torch.Tensor = self.module(inp)
         else:
             try:
                 z = self.module(inp)

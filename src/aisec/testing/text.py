@@ -52,7 +52,9 @@ def word_tokenizer(vocab_file: str | Path) -> Any:
     transformers 5 renamed ``vocab_file`` to ``vocab`` and silently ignores the old keyword (every
     token would become [UNK]), so the keyword is chosen from the signature.
     """
-    from transformers import BertTokenizerFast
+    # transformers 5 keeps BertTokenizerFast only as a runtime alias (of BertTokenizer), missing from
+    # its typed exports; transformers 4 exports it, hence unused-ignore.
+    from transformers import BertTokenizerFast  # type: ignore[attr-defined, unused-ignore]
 
     if "vocab" in inspect.signature(BertTokenizerFast.__init__).parameters:
         words = Path(vocab_file).read_text(encoding="utf-8").split()
@@ -90,7 +92,7 @@ def tiny_sentiment_bert(
     tok = word_tokenizer(d / "vocab.txt")
     cfg = BertConfig(vocab_size=len(vocabulary()), hidden_size=hidden, num_hidden_layers=layers,
                      num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=max_length + 4,
-                     num_labels=2, id2label={0: "negative", 1: "positive"},
+                     id2label={0: "negative", 1: "positive"},  # sets num_labels (2)
                      label2id={"negative": 0, "positive": 1})
     texts, labels = training_texts(seed=seed)
     enc = tok(texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")

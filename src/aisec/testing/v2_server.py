@@ -38,6 +38,8 @@ class LoopbackServer:
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
+        if not isinstance(host, str):  # AF_INET: always str; the socketserver stub also admits bytes
+            host = host.decode()
         return f"http://{host}:{port}{self.path}"
 
     def __enter__(self) -> LoopbackServer:

@@ -13,6 +13,8 @@ Shapes: x ``(N, *input_shape)`` in the target's range; returns x_adv of the same
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 
@@ -40,7 +42,7 @@ def normalized_step(grad: torch.Tensor, norm: Norm) -> torch.Tensor:
     """Steepest-ascent direction of unit ``norm`` for the gradient."""
     if norm is Norm.LINF:
         return grad.sign()
-    n = grad.reshape(grad.shape[0], -1).norm(dim=1).clamp_min(1e-12)
+    n = cast(torch.Tensor, grad.reshape(grad.shape[0], -1).norm(dim=1)).clamp_min(1e-12)
     return grad / n.view(-1, *([1] * (grad.ndim - 1)))
 
 

@@ -22,6 +22,7 @@ does not fit their remaining budget run it with fewer gradient evaluations or st
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from pydantic import Field
@@ -183,4 +184,4 @@ def _direction_group(
     mixed = (mean.abs() < 1).float()
     f = mixed * (f - mean) + (1 - mixed) * mean.sign()  # all-equal decisions: move along/against the mean
     fv = f.view(m, evals, *([1] * (xa.ndim - 1)))
-    return (fv * rnd).mean(1)
+    return cast(torch.Tensor, (fv * rnd).mean(1))

@@ -17,6 +17,7 @@ under bfloat16 autocast; gradients are cast back to fp32 before the step.
 from __future__ import annotations
 
 import contextlib
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +48,7 @@ def random_start(x: torch.Tensor, eps: float, norm: Norm) -> torch.Tensor:
     flat = torch.randn_like(x).reshape(x.shape[0], -1)
     d = flat.shape[1]
     r = eps * torch.rand(x.shape[0], 1, device=x.device) ** (1.0 / d)
-    flat = flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12) * r
+    flat = flat / cast(torch.Tensor, flat.norm(dim=1, keepdim=True)).clamp_min(1e-12) * r
     return x + flat.view_as(x)
 
 

@@ -29,6 +29,7 @@ gives). Accepts only improvements, so the loss never rises.
 from __future__ import annotations
 
 import functools
+from typing import cast
 
 import torch
 from pydantic import Field
@@ -51,7 +52,7 @@ class SquareParams(EvasionParams):
 def p_selection(p_init: float, it: int, n_iters: int) -> float:
     """The paper's piecewise-constant schedule for the square's area fraction."""
     k = int(it / max(n_iters, 1) * 10000)
-    return p_init / 2 ** sum(k > t for t in _SCHEDULE)
+    return p_init / 2.0 ** sum(k > t for t in _SCHEDULE)
 
 
 @register_attack(
@@ -177,7 +178,7 @@ def _propose_l2(delta: torch.Tensor, p: float, eps: float, rows: torch.Tensor, c
     room = ((eps**2 - norm_img.square()).clamp_min(0) / c + norm_both.square()).sqrt()
     new = new / new.square().sum((2, 3), keepdim=True).sqrt().clamp_min(1e-12) * room
     d = delta * (1 - both) + new
-    return d * (eps / d.flatten(1).norm(dim=1).clamp_min(1e-12)).view(m, 1, 1, 1)
+    return cast(torch.Tensor, d * (eps / d.flatten(1).norm(dim=1).clamp_min(1e-12)).view(m, 1, 1, 1))
 
 
 def _init_l2(img: torch.Tensor, eps: float, lo: float, hi: float) -> torch.Tensor:
@@ -194,7 +195,7 @@ def _init_l2(img: torch.Tensor, eps: float, lo: float, hi: float) -> torch.Tenso
             rs, cs = oh + i * th, ow + j * tw
             delta[:, :, rs : rs + th, cs : cs + tw] = b * _signs((n, c, 1, 1), img.device)
     scale = eps / delta.flatten(1).norm(dim=1).clamp_min(1e-12)
-    return (img + delta * scale.view(n, 1, 1, 1)).clamp(lo, hi)
+    return cast(torch.Tensor, (img + delta * scale.view(n, 1, 1, 1)).clamp(lo, hi))
 
 
 @functools.lru_cache(maxsize=64)
@@ -207,7 +208,7 @@ def _bump(sh: int, sw: int) -> torch.Tensor:
         b = torch.cat([_lobe(1, sw // 2), -_lobe(1, sw - sw // 2)], 1)
     else:
         b = torch.ones(1, 1)
-    return b / b.norm()
+    return b / cast(torch.Tensor, b.norm())
 
 
 def _lobe(a: int, b: int) -> torch.Tensor:
@@ -217,7 +218,7 @@ def _lobe(a: int, b: int) -> torch.Tensor:
     for k in range(max(a // 2 + 1, b // 2 + 1)):
         d[max(r, 0) : min(r + 2 * k + 1, a), max(c, 0) : min(c + 2 * k + 1, b)] += 1.0 / (k + 1) ** 2
         r, c = r - 1, c - 1
-    return d / d.norm()
+    return d / cast(torch.Tensor, d.norm())
 
 
 def _as_image(shape: torch.Size | tuple[int, ...]) -> tuple[int, int, int]:

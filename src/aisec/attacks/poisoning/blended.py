@@ -64,7 +64,7 @@ def _load_image(path: str, hw: tuple[int, int], channels: int) -> torch.Tensor:
     if not p.is_file():
         raise ConfigError(f"trigger image '{path}' does not exist")
     try:
-        img = Image.open(p)
+        img: Image.Image = Image.open(p)
         img = img.convert("L" if channels == 1 else "RGB").resize((hw[1], hw[0]), Image.Resampling.NEAREST)
     except (UnidentifiedImageError, OSError) as exc:
         raise DataError(f"trigger image '{path}' cannot be read: {exc}") from exc

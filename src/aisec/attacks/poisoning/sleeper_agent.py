@@ -31,7 +31,7 @@ All poisons are optimised in one batch: each step is one double-backward pass ov
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -97,7 +97,7 @@ def per_sample_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) ->
         return F.cross_entropy(out, yi.unsqueeze(0))
 
     grads = vmap(grad(loss), in_dims=(None, 0, 0))(params, x, y)
-    return torch.sqrt(sum((g.flatten(1) ** 2).sum(1) for g in grads.values()))  # type: ignore[return-value]
+    return torch.sqrt(sum((g.flatten(1) ** 2).sum(1) for g in grads.values()))
 
 
 def select_poisons(model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int,
@@ -124,13 +124,12 @@ def recipe_retrainer(recipe: TrainingRecipe, x_train: torch.Tensor, y_train: tor
             raise ShapeError(f"{x_poison.shape[0]} poisons for {index.numel()} poison positions")
         x = x_train.clone()
         x[index.to(x.device)] = x_poison.to(x.device, x.dtype)
-        kwargs = {"init": init} if init is not None else {}
-        return recipe.train(x, y_train, seed=seed + 1000 * (round_ + 1), **kwargs)
+        return recipe.train(x, y_train, seed=seed + 1000 * (round_ + 1), init=init)
 
     return retrain
 
 
-def _grads(model: nn.Module, weights: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+def _grads(model: nn.Module, weights: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tensor,
            create_graph: bool) -> list[torch.Tensor]:
     return list(torch.autograd.grad(F.cross_entropy(model(x), y), weights, create_graph=create_graph))
 
@@ -139,7 +138,7 @@ def _cosine(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
     dot = sum((u * v).sum() for u, v in zip(a, b, strict=True))
     na = torch.sqrt(sum((u * u).sum() for u in a))  # type: ignore[arg-type]
     nb = torch.sqrt(sum((v * v).sum() for v in b))  # type: ignore[arg-type]
-    return dot / (na * nb + 1e-12)  # type: ignore[no-any-return]
+    return dot / (na * nb + 1e-12)
 
 
 def source_gradient(model: nn.Module, x_source: torch.Tensor, trigger: Trigger, target_class: int,
@@ -195,7 +194,8 @@ def craft_sleeper_agent(
             if k:
                 with torch.no_grad():
                     xk = (x_poison + delta).clamp(0, 1)
-                surrogate = retrain(xk, k - 1).eval()  # type: ignore[misc]
+                assert retrain is not None  # rounds > 1 only with a retrainer (see above)
+                surrogate = retrain(xk, k - 1).eval()
                 retrains += 1
                 g_src = source_gradient(surrogate, x_source, trigger, target_class, g)
             weights = [q for q in surrogate.parameters() if q.requires_grad]

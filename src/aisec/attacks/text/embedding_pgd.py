@@ -30,6 +30,8 @@ in; embeddings ``(N, max_length, D)`` out.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -79,7 +81,7 @@ def project_tokens(delta: torch.Tensor, eps: float, norm: Norm) -> torch.Tensor:
     """Project each token's perturbation ``delta[n, l]`` into the ``norm`` ball of radius ``eps``."""
     if norm is Norm.LINF:
         return delta.clamp(-eps, eps)
-    n = delta.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    n = cast(torch.Tensor, delta.norm(dim=-1, keepdim=True)).clamp_min(1e-12)
     return delta * (eps / n).clamp(max=1.0)
 
 

@@ -43,14 +43,14 @@ def _lime_script_safe_json() -> Iterator[None]:
 
     shim = types.SimpleNamespace(dumps=_script_safe_dumps, loads=json.loads)
     mods = (lime.explanation, lime.lime_text)
-    saved = [m.json for m in mods]  # type: ignore[attr-defined]
+    saved = [m.json for m in mods]
     try:
         for m in mods:
-            m.json = shim  # type: ignore[attr-defined]
+            m.json = shim
         yield
     finally:
         for m, j in zip(mods, saved, strict=True):
-            m.json = j  # type: ignore[attr-defined]
+            m.json = j
 
 
 def lime_text_html(example: dict[str, Any], num_features: int = 10) -> str:
