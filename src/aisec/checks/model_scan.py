@@ -27,7 +27,7 @@ from aisec.core.evidence import Measurement
 from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import register_check
 from aisec.core.target import Target
-from aisec.targets.file_scan import SEVERITIES, ScanReport, scan_model_path
+from aisec.targets.file_scan import SEVERITIES, ScanReport, Severity, scan_model_path
 
 ATLAS_SUPPLY_CHAIN = ("AML.T0011.000", "AML.T0010.003")
 
@@ -60,9 +60,9 @@ class ModelScanSummary(Summary):
         worst = self.max_severity or "nothing found"
         lines: list[ConsoleLine] = [f"model-scan {self.path}: {len(self.files)} file(s), worst finding: {worst}, "
                                     f"{self.unsafe} at {self.fail_at} or worse"]
-        floor = SEVERITIES.index(self.fail_at)  # type: ignore[arg-type]
+        floor = SEVERITIES.index(self.fail_at)
         lines += [f"  {f.severity}: {f.file}: {f.summary}" for f in self.findings
-                  if SEVERITIES.index(f.severity) >= floor]  # type: ignore[arg-type]
+                  if SEVERITIES.index(f.severity) >= floor]
         return lines
 
 
@@ -72,7 +72,7 @@ class ModelScanParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: str | None = Field(default=None, description="Model file or folder to scan (default: the plan's model).")
-    fail_at: str = Field(default="high", description="Findings at this severity or worse count as unsafe.")
+    fail_at: Severity = Field(default="high", description="Findings at this severity or worse count as unsafe.")
 
 
 @register_check("model-scan")
@@ -86,8 +86,6 @@ class ModelScanCheck:
         if params.path is None:
             raise ConfigError("the model-scan check needs the model's path: give checks.model-scan.path, or run it "
                               "through 'aisec assess' / 'aisec model-scan PATH', which pass the model file")
-        if params.fail_at not in SEVERITIES:
-            raise ConfigError(f"fail_at must be one of {', '.join(SEVERITIES)}, got {params.fail_at!r}")
         t0 = time.perf_counter()
         progress("model-scan", 0, 1)
         report = scan_model_path(Path(params.path))
@@ -97,8 +95,8 @@ class ModelScanCheck:
 
 def scan_result(report: ScanReport, params: ModelScanParams, *, seconds: float = 0.0) -> Result:
     """The check's :class:`Result` for a finished scan (also used by ``aisec model-scan`` without a model)."""
-    counts = {s: sum(1 for f in report.findings if f.severity == s) for s in SEVERITIES}
-    unsafe = report.count(params.fail_at)  # type: ignore[arg-type]
+    counts: dict[str, int] = {s: sum(1 for f in report.findings if f.severity == s) for s in SEVERITIES}
+    unsafe = report.count(params.fail_at)
     n = max(1, len(report.files))
     common = {"path": report.path, "scanner": report.scanner, "scanner_version": report.scanner_version}
     measurements = [
@@ -115,7 +113,7 @@ def scan_result(report: ScanReport, params: ModelScanParams, *, seconds: float =
         "detail": np.array([f.detail for f in report.findings], dtype=object),
     }
     warnings = [f"model file {f.file}: {f.summary}" for f in report.findings
-                if SEVERITIES.index(f.severity) >= SEVERITIES.index(params.fail_at)]  # type: ignore[arg-type]
+                if SEVERITIES.index(f.severity) >= SEVERITIES.index(params.fail_at)]
     summary = ModelScanSummary(
         path=report.path, files=report.files, max_severity=report.max_severity, counts=counts, unsafe=unsafe,
         fail_at=params.fail_at, scanner=report.scanner, scanner_version=report.scanner_version,

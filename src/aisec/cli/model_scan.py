@@ -28,7 +28,8 @@ def model_scan(paths: tuple[str, ...], fail_at: str, as_json: bool, show_all: bo
     from aisec.report.sections import summary_of
     from aisec.targets.file_scan import scan_model_path
 
-    results = [scan_result(scan_model_path(p), ModelScanParams(path=p, fail_at=fail_at)) for p in paths]
+    results = [scan_result(scan_model_path(p), ModelScanParams.model_validate({"path": p, "fail_at": fail_at}))
+               for p in paths]
     summaries = [summary_of(r, ModelScanSummary) for r in results]
     unsafe = sum(s.unsafe for s in summaries)
     if as_json:

@@ -132,6 +132,8 @@ def explain(
             if "unexpected keyword argument" not in str(exc):
                 raise
             raise ConfigError(f"explainer '{name}': {exc}") from exc
+    if not isinstance(attr, Attribution):
+        raise TypeError(f"explainer '{name}' returned {type(attr).__name__}, not an Attribution")
     attr.probability = prob
     attr.seconds = time.perf_counter() - t0
     return attr

@@ -159,10 +159,11 @@ def build_corpus(root: str | os.PathLike[str], *, installed: bool = True) -> lis
     with add("getattr_chain.pkl", True, "pickle", "getattr(import_module('os'), 'system')").open("wb") as fh:
         pickle.dump(_Call(_Call(builtins.getattr, _Call(_importlib.import_module, "os"), "system"), cmd), fh)
     with add("runpy.pkl", True, "pickle", "runpy._run_code").open("wb") as fh:
-        pickle.dump(_Payload(runpy._run_code, f"import os; os.system({cmd!r})", {}), fh)
+        # runpy._run_code is private and unannotated in typeshed; it is exactly the gadget attackers use
+        pickle.dump(_Payload(runpy._run_code, f"import os; os.system({cmd!r})", {}), fh)  # type: ignore[attr-defined]
     # a real state dict with the payload beside the weights, as in the poisoned Hugging Face uploads
     state = dict(net.state_dict())
-    state["_meta"] = _Payload(os.system, cmd)  # type: ignore[assignment]
+    state["_meta"] = _Payload(os.system, cmd)
     torch.save(state, add("poisoned_state_dict.pt", True, "torch-zip", "payload inside a torch zip's data.pkl"))
     torch.save(state, add("poisoned_legacy.pt", True, "torch-legacy", "payload in a legacy torch file"),
                _use_new_zipfile_serialization=False)

@@ -84,7 +84,7 @@ def resign_all(store: EvidenceStore, attacker: Signer, *, register: bool = True,
                 key_id=attacker.key_id, signature=attacker.sign(str(run.run_hash).encode())))
         h = conn.execute(select(HeadRow)).one()
         conn.execute(update(HeadRow).values(key_id=attacker.key_id, signature=attacker.sign(
-            head_message(h.seq, h.count, h.last_id, h.last_hash, h.runs_digest))))
+            head_message(h.seq, h._mapping["count"], h.last_id, h.last_hash, h.runs_digest))))
         if drop_others:
             conn.execute(delete(KeyRow))
         if register:

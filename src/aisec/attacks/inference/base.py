@@ -42,7 +42,7 @@ class _InferenceView(Mapping[str, InferenceInfo]):
 
     def __getitem__(self, key: str) -> InferenceInfo:
         for info in registry.methods("inference"):
-            if info.name == key:
+            if info.name == key and isinstance(info, InferenceInfo):
                 return info
         raise KeyError(key)
 
