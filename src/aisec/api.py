@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from aisec.core.check import Result
+from aisec.core.checkpoint import CHECKPOINTS, Checkpoint, capture_rng, load_checkpoints, restore_rng, save_checkpoint
 from aisec.core.dataset import Dataset
-from aisec.core.errors import AisecError, ConfigError, UnsafeModelError
+from aisec.core.errors import AisecError, ConfigError, DataError, UnsafeModelError
 from aisec.core.evidence import (
     DEFAULT_TOE,
     Environment,
@@ -28,6 +30,7 @@ from aisec.core.evidence import (
     RawRef,
     Resource,
     file_sha256,
+    read_jsonl,
     write_jsonl,
 )
 from aisec.core.plan import Plan
@@ -35,6 +38,9 @@ from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import get_check
 from aisec.core.run import Run
 from aisec.core.target import Target
+
+#: What to do with an output folder that already holds a run (see :func:`start_run`).
+Existing = Literal["refuse", "overwrite", "resume"]
 
 
 def load_model(plan_model: Any, data: Dataset) -> Target:
@@ -101,8 +107,10 @@ def run_plan(
     progress: Progress = no_progress,
     on_evidence: Callable[[list[Evidence]], None] | None = None,
     policy: Any = None,
+    existing: Existing = "refuse",
+    run_id: str | None = None,
 ) -> Run:
-    """Load the plan's data and model and run its checks.
+    """Load the plan's data and model and run its checks (``existing``, ``run_id``: see :func:`assess`).
 
     A ``model-scan`` check runs first, on the plan's model file, **before** the model is loaded; when
     loading then refuses the file (an unsafe pickle without ``trust_model_code``), the refusal names
@@ -121,7 +129,7 @@ def run_plan(
             raise UnsafeModelError(f"{exc} Model scan: {found}") from exc
         raise
     return assess(target, data, checks=checks or {}, seed=plan.seed, out=out, progress=progress,
-                  plan=plan, on_evidence=on_evidence, policy=policy, results=scanned)
+                  plan=plan, on_evidence=on_evidence, policy=policy, results=scanned, existing=existing, run_id=run_id)
 
 
 def _scan_model_file(plan: Plan, raw: dict[str, Any], progress: Progress) -> Result:
@@ -162,8 +170,16 @@ def assess(
     on_evidence: Callable[[list[Evidence]], None] | None = None,
     policy: Any = None,
     results: Sequence[Result] = (),
+    existing: Existing = "refuse",
+    run_id: str | None = None,
 ) -> Run:
     """Run checks on a target and dataset; write evidence and a report to ``out`` if given.
+
+    Each finished check is checkpointed in ``out/checkpoints/``. ``existing="resume"`` continues the
+    run already in ``out`` (same run id, model and data digests checked): checks with a checkpoint
+    are taken from it, the random state is restored, and only the missing checks run, so a killed
+    run resumed gives the evidence of an uninterrupted one. ``existing`` otherwise says what to do
+    with a folder that holds a run (see :func:`start_run`).
 
     ``results``: results measured before the target was loaded (the model-file scan), recorded first.
 
@@ -194,17 +210,76 @@ def assess(
         except Exception as exc:
             raise ConfigError(f"invalid parameters for check '{name}': {exc}") from exc
         resolved.append((info, params))
+    done: list[Checkpoint] = []
+    if existing == "resume":
+        if out is None:
+            raise ConfigError("resuming needs the run's folder (out)")
+        order = [r.check for r in results] + [i.name for i, _ in resolved]
+        run_id, done = _resume_state(Path(out), target, data, order)
     run = start_run(target, data, seed=seed, out=out, plan=plan, policy=policy,
-                    target_of_evaluation_id=target_of_evaluation_id)
+                    target_of_evaluation_id=target_of_evaluation_id, existing=existing, run_id=run_id)
+    if done:
+        _reuse(run, done)
     t0 = time.perf_counter()
-    for early in results:
+    index = len(done)
+    for early in results[index:] if done else results:
         record_result(run, early, on_evidence=on_evidence)
-    torch.manual_seed(seed)
-    for info, params in resolved:
+        index = _checkpoint(run, index, early)
+    if done:
+        restore_rng(done[-1].rng)
+    else:
+        torch.manual_seed(seed)
+    for info, params in resolved[max(0, len(done) - len(results)):]:
         result = info.cls().run(target, data, params, progress=progress)
         record_result(run, result, on_evidence=on_evidence)
+        index = _checkpoint(run, index, result)
     run.seconds = time.perf_counter() - t0
     return finish_run(run)
+
+
+def _checkpoint(run: Run, index: int, result: Result) -> int:
+    if run.out is not None:
+        save_checkpoint(run.out, index, result, capture_rng())
+    return index + 1
+
+
+def _resume_state(out: Path, target: Target, data: Dataset, order: list[str]) -> tuple[str, list[Checkpoint]]:
+    """The run id and the checkpoints of the run in ``out``, after checking they belong to this plan,
+    model and data; evidence of a check that has no checkpoint (killed mid-way) is dropped."""
+    rid = previous_run_id(out) if out.is_dir() else None
+    if rid is None:
+        raise ConfigError(f"{out} holds no run to resume (no result.json or evidence.jsonl)")
+    done = load_checkpoints(out)
+    names = [c.result.check for c in done]
+    if names != order[:len(names)]:
+        raise ConfigError(f"{out}: its finished checks {names} are not the start of the plan's {order}; "
+                          "resume with the plan the run was started with")
+    evidence = out / "evidence.jsonl"
+    records = read_jsonl(evidence) if evidence.is_file() and evidence.stat().st_size else []
+    for r in records:
+        if r.run_id != rid:
+            raise ConfigError(f"{evidence} mixes runs ({r.run_id} and {rid}); it cannot be resumed")
+        if r.resource.model_sha256 != target.spec.digest or r.resource.dataset_digest != data.info.digest:
+            raise ConfigError(f"{out}: the model or data differ from the ones the run started with "
+                              f"(model {r.resource.model_sha256[:12]} vs {target.spec.digest[:12]}, data "
+                              f"{r.resource.dataset_digest[:12]} vs {data.info.digest[:12]}); resuming would mix them")
+    keep = [r for r in records if r.check in set(names)]
+    if len(keep) != len(records):  # a check killed after writing part of its evidence: it runs again
+        tmp = evidence.with_suffix(".jsonl.tmp")
+        tmp.unlink(missing_ok=True)
+        write_jsonl(keep, tmp)
+        tmp.replace(evidence)
+    return rid, done
+
+
+def _reuse(run: Run, done: list[Checkpoint]) -> None:
+    """Put the checkpointed checks and their recorded evidence back into the resumed run."""
+    evidence = run.out / "evidence.jsonl" if run.out is not None else None
+    records = read_jsonl(evidence) if evidence is not None and evidence.is_file() and evidence.stat().st_size else []
+    for c in done:
+        run.results.append(c.result)
+        run.seconds += c.result.seconds
+    run.evidence += records
 
 
 def start_run(
@@ -216,8 +291,14 @@ def start_run(
     plan: Plan | None = None,
     policy: Any = None,
     target_of_evaluation_id: str | None = None,
+    existing: Existing = "refuse",
+    run_id: str | None = None,
 ) -> Run:
     """Open a run whose results go through the one evidence path (:func:`record_result`, :func:`finish_run`).
+
+    ``out`` is one run's folder: one that already holds a run is refused (``existing="refuse"``: two
+    runs' records would mix), cleared of aisec's files first (``"overwrite"``), or continued
+    (``"resume"``, see :func:`assess`).
 
     :func:`assess` and every other runner (e.g. :func:`aisec.campaigns.scan.run_scan`) start their run here,
     so each one's evidence carries the same provenance (tool version, run id, resource digests, environment,
@@ -226,12 +307,62 @@ def start_run(
     """
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
+        prepare_out(out_dir, existing)
         out_dir.mkdir(parents=True, exist_ok=True)
         if plan is not None:
-            (out_dir / "plan.yaml").write_text(plan.to_yaml(), encoding="utf-8")
+            tmp = out_dir / "plan.yaml.tmp"
+            tmp.write_text(plan.to_yaml(), encoding="utf-8")
+            tmp.replace(out_dir / "plan.yaml")
     toe = target_of_evaluation_id or (plan.target_of_evaluation_id if plan else None)
-    return Run(run_id=str(uuid.uuid4()), plan=plan, target=target, data=data, out=out_dir, policy=policy,
+    return Run(run_id=run_id or str(uuid.uuid4()), plan=plan, target=target, data=data, out=out_dir, policy=policy,
                seed=seed, target_of_evaluation_id=toe)
+
+
+#: What aisec writes into a run folder; ``existing="overwrite"`` removes exactly these.
+RUN_FILES = ("evidence.jsonl", "result.json", "report.html", "report.md", "plan.yaml", "policy.json", "policy.md",
+             "scan.json", "constraints.yaml")
+RUN_FOLDERS = ("samples", CHECKPOINTS)
+
+
+def previous_run_id(out_dir: Path) -> str | None:
+    """The run id of the run already in ``out_dir`` (from ``result.json``, else ``evidence.jsonl``), if any."""
+    result = out_dir / "result.json"
+    if result.is_file():
+        try:
+            rid = json.loads(result.read_text(encoding="utf-8")).get("run_id")
+        except (ValueError, OSError) as exc:
+            raise DataError(f"{result} is not a readable result.json: {exc}") from exc
+        if isinstance(rid, str):
+            return rid
+    evidence = out_dir / "evidence.jsonl"
+    if evidence.is_file() and evidence.stat().st_size:
+        records = read_jsonl(evidence)
+        return records[0].run_id if records else None
+    return None
+
+
+def prepare_out(out_dir: Path, existing: Existing) -> None:
+    """Apply the one-run-per-folder rule to ``out_dir`` (see :func:`start_run`)."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise ConfigError(f"output folder {out_dir} is a file")
+    held = [n for n in (*RUN_FILES, *RUN_FOLDERS) if (out_dir / n).exists()]
+    if not held or existing == "resume":
+        return
+    if existing == "overwrite":
+        for n in held:
+            path = out_dir / n
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        return
+    rid = previous_run_id(out_dir)
+    raise ConfigError(
+        f"output folder {out_dir} already holds a run{f' ({rid})' if rid else ''}: a second run there would mix "
+        f"its records with the first. Give a new folder, --resume {out_dir} to finish that run, or --overwrite "
+        "to replace it")
 
 
 def record_result(

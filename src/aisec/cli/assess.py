@@ -7,14 +7,17 @@ The command knows the model, data and output options; every check brings its own
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import os
+import signal
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
@@ -26,6 +29,9 @@ from aisec.core.flags import Flag
 from aisec.core.plan import Plan
 from aisec.core.registry import CHECKS, get_check, load_plugins
 from aisec.core.safety import short_repr
+
+if TYPE_CHECKING:
+    from aisec.api import Existing
 
 _CLICK_TYPES: dict[str, Any] = {"int": int, "float": float}
 
@@ -140,7 +146,12 @@ def _with_check_flags(cmd: Callable[..., Any]) -> Callable[..., Any]:
               "aisec's zoo and modules in the current folder are imported; a plan file can never allow one.")
 @click.option("--allow-outside-paths", is_flag=True,
               help="Let image folders read files outside their folder (../, absolute paths, symlinks in labels.csv).")
-@click.option("-o", "--out", type=click.Path(file_okay=False), help="Report folder (default aisec-report).")
+@click.option("-o", "--out", type=click.Path(file_okay=False),
+              help="Report folder (default aisec-report); one that holds a run is refused, see --resume/--overwrite.")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False, exists=True),
+              help="Finish the run in this folder (killed or stopped): its plan, run id and finished checks are "
+              "kept, only the missing checks run.")
+@click.option("--overwrite", is_flag=True, help="Replace the run already in -o (its evidence, samples and reports).")
 @click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False),
               help="YAML policy of metric thresholds; a failed policy exits with code 3.")
 @click.option("--store", "store_url", envvar="AISEC_STORE_URL", show_envvar=True,
@@ -149,27 +160,43 @@ def _with_check_flags(cmd: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @_with_check_flags
 def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, policy_file: str | None,
-           store_url: str | None, allow_module: tuple[str, ...], allow_outside_paths: bool, **flags: Any) -> None:
+           store_url: str | None, allow_module: tuple[str, ...], allow_outside_paths: bool, resume_dir: str | None,
+           overwrite: bool, **flags: Any) -> None:
     """Assess a model: run checks, write evidence.jsonl, samples/ and report.html."""
-    from aisec.api import run_plan
+    from aisec.api import previous_run_id, run_plan
     from aisec.cli.progress import RichProgress
     from aisec.core.safety import allow_modules
     from aisec.core.safety import allow_outside_paths as outside_ok
 
+    if resume_dir is not None:
+        if plan_file or out or overwrite or any(v not in (None, False, ()) for v in flags.values()):
+            raise click.UsageError("--resume DIR takes the run's own plan (DIR/plan.yaml): give it alone "
+                                   "(with --store/--policy/--json/-q if needed)")
+        plan_file, out = str(Path(resume_dir) / "plan.yaml"), resume_dir
     with allow_modules(allow_module):  # recipes are resolved while the plan is validated
         plan = _plan_from(plan_file, flags)
     out_dir = out or "aisec-report"
     _check_writable(out_dir)
+    existing: Existing = "resume" if resume_dir is not None else "overwrite" if overwrite else "refuse"
+    run_id = (previous_run_id(Path(out_dir)) if resume_dir is not None else None) or str(uuid.uuid4())
     gate = None
     if policy_file or store_url:
         from aisec.policy.gate import Gate
 
         gate = Gate.open(policy=policy_file, store=store_url)  # fails fast on a bad policy or store
-    with RichProgress(enabled=not quiet and not as_json) as progress, allow_modules(allow_module), \
-            outside_ok(allow_outside_paths):
-        run = run_plan(plan, out=out_dir, progress=progress,
-                       on_evidence=gate.recorder(plan, out_dir) if gate else None,
-                       policy=gate.policy if gate else None)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with RichProgress(enabled=not quiet and not as_json) as progress, allow_modules(allow_module), \
+                outside_ok(allow_outside_paths):
+            run = run_plan(plan, out=out_dir, progress=progress,
+                           on_evidence=gate.recorder(plan, out_dir) if gate else None,
+                           policy=gate.policy if gate else None, existing=existing, run_id=run_id)
+    except (KeyboardInterrupt, _Terminated):
+        _mark_aborted(Path(out_dir), run_id, gate)
+        click.echo(f"aborted: the finished checks are kept; 'aisec assess --resume {out_dir}' runs the rest", err=True)
+        sys.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     outcome = gate.finish(run) if gate else None
     if as_json:
         click.echo(json.dumps(run.summary(), default=str))
@@ -179,6 +206,31 @@ def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, p
             click.echo(outcome.policy.text())
     if outcome is not None and outcome.exit_code:
         sys.exit(outcome.exit_code)
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived: end the run the way Ctrl-C does (kept, marked aborted)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def _mark_aborted(out: Path, run_id: str, gate: Any) -> None:
+    """Say in ``result.json`` and in the store that the run was stopped (a resumed run completes it)."""
+    from aisec.store import EvidenceNotFound
+
+    result = out / "result.json"
+    if result.is_file():
+        doc = json.loads(result.read_text(encoding="utf-8"))
+        doc["status"] = "aborted"
+        tmp = result.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+        tmp.replace(result)
+    if gate is not None and gate.store is not None:
+        # stopped before its first check ended: nothing was stored, there is no run to mark
+        with contextlib.suppress(EvidenceNotFound):
+            gate.store.finish_run(run_id, status="aborted", error="stopped before its checks ended")
 
 
 def _check_writable(out: str) -> None:

@@ -60,7 +60,9 @@ def run_demo(
     plan = demo_plan(samples)
     data = load_data(plan.data.source, plan.data.options)
     target = load_model(plan.model, data)
-    run = assess(target, data, checks=plan.checks, seed=plan.seed, out=out, progress=progress, plan=plan)
+    # the demo's folder is its own: a new demo replaces the previous one's files
+    run = assess(target, data, checks=plan.checks, seed=plan.seed, out=out, progress=progress, plan=plan,
+                 existing="overwrite")
     if privacy:
         from aisec.demo.privacy import privacy_demo_runs
 

@@ -147,6 +147,6 @@ def privacy_demo_runs(
             params["reference_models"] = reference_models
         runs.append(assess(
             demo.target(), demo.members, checks={"privacy": demo.check_params(**params)}, seed=seed,
-            out=None if out is None else Path(out) / demo.name, progress=progress,
+            out=None if out is None else Path(out) / demo.name, progress=progress, existing="overwrite",
         ))
     return runs
