@@ -402,6 +402,7 @@ def run_scan(
     on_evidence: Callable[[list[Evidence]], None] | None = None,
     policy: Any = None,
     stop_on_error: bool = True,
+    overwrite: bool = False,
 ) -> ScannedRun:
     """:func:`scan` ``(x, y)`` (samples of ``data``) as a run: evidence, ``samples/``, ``result.json``,
     ``scan.json`` and the reports written to ``out`` as :func:`aisec.api.assess` writes them.
@@ -409,13 +410,13 @@ def run_scan(
     Every finished attack run's evidence is written (and handed to ``on_evidence``, e.g. an evidence store's
     recorder) as it ends; with ``stop_on_error`` (the default) a failed run ends the scan, keeps what finished
     and is recorded as an error of the run. The run is judged against ``policy`` (default: Clouditor's
-    thresholds) once, at the end.
+    thresholds) once, at the end. An ``out`` that holds a run is refused unless ``overwrite``.
     """
     if not attacks:
         raise ConfigError("scan needs at least one attack")
     for name in attacks:  # unknown attacks are refused before anything is written
         get_attack(name)
-    run = start_run(target, data, seed=seed, out=out, policy=policy)
+    run = start_run(target, data, seed=seed, out=out, policy=policy, existing="overwrite" if overwrite else "refuse")
     recorder = ScanRecorder(run, y, attacks, constraints=constraints, on_evidence=on_evidence)
     t0 = time.perf_counter()
     summary = scan(target, x, y, attacks, max_runs=max_runs, seed=seed, batch_size=batch_size, progress=progress,

@@ -62,6 +62,7 @@ from aisec.core.errors import ConfigError
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-o", "--out", type=click.Path(file_okay=False), default="aisec-scan", show_default=True,
               help="Folder for scan.json, evidence.jsonl, samples/, report.html and constraints.yaml.")
+@click.option("--overwrite", is_flag=True, help="Replace the scan already in -o (one run per folder).")
 @click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False),
               help="YAML policy of metric thresholds; a failed policy exits with code 3.")
 @click.option("--store", "store_url", envvar="AISEC_STORE_URL", show_envvar=True,
@@ -72,7 +73,7 @@ def scan_command(model: str, data: str, split: str | None, label_column: str | N
                  budget: int, eps: str, grid_file: str | None, max_runs: int | None, constraints_src: str | None,
                  count: int | None, batch_size: int, query_budget: int | None, trust_model_code: bool,
                  protocol: str | None, model_name: str | None, timeout: float | None, output_kind: str | None,
-                 seed: int, out: str, policy_file: str | None, store_url: str | None,
+                 seed: int, out: str, overwrite: bool, policy_file: str | None, store_url: str | None,
                  as_json: bool, quiet: bool) -> None:
     """Run black-box attacks over all samples and print runs, success %, best score and parameters,
     time and queries min/avg/max per attack."""
@@ -105,7 +106,7 @@ def scan_command(model: str, data: str, split: str | None, label_column: str | N
 
     out_dir = Path(out)
     with RichProgress(enabled=not quiet and not as_json) as progress:
-        scanned = run_scan(target, dataset, x, y, grid, out=out_dir, max_runs=max_runs, seed=seed,
+        scanned = run_scan(target, dataset, x, y, grid, out=out_dir, max_runs=max_runs, seed=seed, overwrite=overwrite,
                            batch_size=batch_size, progress=progress, constraints=constraints,
                            on_evidence=gate.recorder(None, out_dir) if gate else None,
                            policy=gate.policy if gate else None, stop_on_error=True)
