@@ -19,7 +19,15 @@ import numpy as np
 import torch
 
 from aisec.core.check import Result
-from aisec.core.checkpoint import CHECKPOINTS, Checkpoint, capture_rng, load_checkpoints, restore_rng, save_checkpoint
+from aisec.core.checkpoint import (
+    CHECKPOINTS,
+    Checkpoint,
+    capture_rng,
+    load_checkpoints,
+    restore_rng,
+    save_checkpoint,
+    steps_in,
+)
 from aisec.core.dataset import Dataset
 from aisec.core.errors import AisecError, ConfigError, DataError, UnsafeModelError
 from aisec.core.evidence import (
@@ -230,9 +238,13 @@ def assess(
     else:
         torch.manual_seed(seed)
     for info, params in resolved[max(0, len(done) - len(results)):]:
-        result = info.cls().run(target, data, params, progress=progress)
+        steps = run.out / CHECKPOINTS / f"steps-{index:02d}-{info.name}" if run.out is not None else None
+        with steps_in(steps):  # a check that keeps its steps (robustness: each attack) resumes mid-way
+            result = info.cls().run(target, data, params, progress=progress)
         record_result(run, result, on_evidence=on_evidence)
         index = _checkpoint(run, index, result)
+        if steps is not None:
+            shutil.rmtree(steps, ignore_errors=True)  # the check's own checkpoint now holds it all
     run.seconds = time.perf_counter() - t0
     return finish_run(run)
 
@@ -248,7 +260,15 @@ def _resume_state(out: Path, target: Target, data: Dataset, order: list[str]) ->
     model and data; evidence of a check that has no checkpoint (killed mid-way) is dropped."""
     rid = previous_run_id(out) if out.is_dir() else None
     if rid is None:
-        raise ConfigError(f"{out} holds no run to resume (no result.json or evidence.jsonl)")
+        raise ConfigError(f"{out} holds no run to resume (no result.json, evidence.jsonl or checkpoints/run.json)")
+    started = out / CHECKPOINTS / "run.json"
+    if started.is_file():
+        first = json.loads(started.read_text(encoding="utf-8"))
+        if (first.get("model_sha256"), first.get("dataset_digest")) != (target.spec.digest, data.info.digest):
+            raise ConfigError(f"{out}: the model or data differ from the ones the run started with (model "
+                              f"{str(first.get('model_sha256'))[:12]} vs {target.spec.digest[:12]}, data "
+                              f"{str(first.get('dataset_digest'))[:12]} vs {data.info.digest[:12]}); resuming "
+                              "would mix them")
     done = load_checkpoints(out)
     names = [c.result.check for c in done]
     if names != order[:len(names)]:
@@ -314,8 +334,17 @@ def start_run(
             tmp.write_text(plan.to_yaml(), encoding="utf-8")
             tmp.replace(out_dir / "plan.yaml")
     toe = target_of_evaluation_id or (plan.target_of_evaluation_id if plan else None)
-    return Run(run_id=run_id or str(uuid.uuid4()), plan=plan, target=target, data=data, out=out_dir, policy=policy,
-               seed=seed, target_of_evaluation_id=toe)
+    run = Run(run_id=run_id or str(uuid.uuid4()), plan=plan, target=target, data=data, out=out_dir, policy=policy,
+              seed=seed, target_of_evaluation_id=toe)
+    if out_dir is not None:  # what a resume checks before it continues, even if no check finished
+        start = out_dir / CHECKPOINTS / "run.json"
+        if not start.is_file():
+            start.parent.mkdir(parents=True, exist_ok=True)
+            tmp = start.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps({"run_id": run.run_id, "model_sha256": target.spec.digest,
+                                       "dataset_digest": data.info.digest, "seed": seed}), encoding="utf-8")
+            tmp.replace(start)
+    return run
 
 
 #: What aisec writes into a run folder; ``existing="overwrite"`` removes exactly these.
@@ -337,7 +366,15 @@ def previous_run_id(out_dir: Path) -> str | None:
     evidence = out_dir / "evidence.jsonl"
     if evidence.is_file() and evidence.stat().st_size:
         records = read_jsonl(evidence)
-        return records[0].run_id if records else None
+        if records:
+            return records[0].run_id
+    started = out_dir / CHECKPOINTS / "run.json"
+    if started.is_file():
+        try:
+            rid = json.loads(started.read_text(encoding="utf-8")).get("run_id")
+        except (ValueError, OSError) as exc:
+            raise DataError(f"{started} is not readable: {exc}") from exc
+        return rid if isinstance(rid, str) else None
     return None
 
 

@@ -37,6 +37,7 @@ from aisec.checks._robustness_summary import (
     TextRobustnessSummary,
 )
 from aisec.core.check import IntervalSummary, Result, require_same_classes
+from aisec.core.checkpoint import load_step, save_step
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError
 from aisec.core.evidence import Measurement
@@ -222,8 +223,15 @@ class RobustnessCheck:
             if a.targeted:
                 offset = torch.randint(1, spec.num_classes, (n,), generator=gen)
                 tl = (yc + offset) % spec.num_classes
-            curve = self._curve(target, x, y, tl, info.name, info.kind, norm, grid, a, params, progress, pred_clean)
             key = f"{info.name}-{norm.value}" + ("-targeted" if a.targeted else "")
+            step = f"{len(curves):02d}-{key}"  # a run killed after this attack resumes after it
+            kept = load_step(step)
+            if kept is not None:
+                curve = _curve_from_step(*kept)
+            else:
+                curve = self._curve(target, x, y, tl, info.name, info.kind, norm, grid, a, params, progress,
+                                    pred_clean)
+                save_step(step, *_curve_to_step(curve))
             points: list[PointSummary] = []
             for point, fooled, dist in zip(curve["points"], curve["fooled"], curve["distances"], strict=True):
                 eps = point["eps"]
@@ -380,6 +388,31 @@ class RobustnessCheck:
             out[norm.value] = CleverSummary.model_validate({"scores": scores.tolist(), "radius": radius,
                                                             **res.summary()})
         return out
+
+
+def _curve_to_step(curve: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """One attack's curve as a checkpoint step: its JSON facts and its per-sample arrays."""
+    doc = {k: curve[k] for k in ("attack", "norm", "kind", "targeted", "params", "points", "warnings", "seconds",
+                                 "queries", "example_eps")}
+    doc["example_keys"] = sorted(curve.get("example", {}) or {})
+    arrays: dict[str, np.ndarray] = {}
+    for i, (f, d, p) in enumerate(zip(curve["fooled"], curve["distances"], curve["preds"], strict=True)):
+        arrays[f"fooled{i}"], arrays[f"distance{i}"], arrays[f"pred{i}"] = f.numpy(), np.asarray(d), p.numpy()
+    for k in doc["example_keys"]:
+        arrays[f"example:{k}"] = np.asarray(curve["example"][k])
+    return doc, arrays
+
+
+def _curve_from_step(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The curve :func:`_curve_to_step` kept."""
+    n = len(doc["points"])
+    curve = {k: v for k, v in doc.items() if k != "example_keys"}
+    curve["fooled"] = [torch.from_numpy(arrays[f"fooled{i}"]) for i in range(n)]
+    curve["distances"] = [arrays[f"distance{i}"] for i in range(n)]
+    curve["preds"] = [torch.from_numpy(arrays[f"pred{i}"]) for i in range(n)]
+    if doc["example_keys"]:
+        curve["example"] = {k: arrays[f"example:{k}"] for k in doc["example_keys"]}
+    return curve
 
 
 def _examples(x: torch.Tensor, out: Outcome, k: int) -> dict[str, np.ndarray] | None:

@@ -17,6 +17,9 @@ from __future__ import annotations
 import importlib
 import json
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -164,3 +167,57 @@ def load_checkpoints(out_dir: Path) -> list[Checkpoint]:
             raise DataError(f"checkpoint {path} cannot be read: {exc}") from exc
         found.append(Checkpoint(index=int(doc["index"]), result=result, rng=doc["rng"]))
     return found
+
+
+# -- steps inside a check ---------------------------------------------------------------------------
+#
+# A long check (robustness: one attack after another) may also keep each finished step, so a run
+# killed in the middle of it resumes at the next step rather than at the check's start. The runner
+# says where a check's steps go (:func:`steps_in`); a check asks :func:`load_step` before a step and
+# calls :func:`save_step` after it. Outside a runner's folder both do nothing.
+
+_STEPS: ContextVar[Path | None] = ContextVar("aisec_checkpoint_steps", default=None)
+
+
+@contextmanager
+def steps_in(folder: Path | None) -> Iterator[None]:
+    """Keep the steps of the check run inside the block in ``folder`` (None: keep nothing)."""
+    token = _STEPS.set(folder)
+    try:
+        yield
+    finally:
+        _STEPS.reset(token)
+
+
+def save_step(name: str, doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Keep one finished step (``doc`` JSON-able, ``arrays`` plain numeric/bool arrays) and the random
+    state after it, atomically; a no-op outside :func:`steps_in`."""
+    folder = _STEPS.get()
+    if folder is None:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp_npz = folder / f"{name}.npz.tmp"
+    with tmp_npz.open("wb") as fh:
+        np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub wants positional arrays
+    tmp_npz.replace(folder / f"{name}.npz")
+    tmp = folder / f"{name}.json.tmp"
+    tmp.write_text(json.dumps({"format": FORMAT, "doc": _plain(doc), "rng": capture_rng()}), encoding="utf-8")
+    tmp.replace(folder / f"{name}.json")
+
+
+def load_step(name: str) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+    """A step kept by :func:`save_step` (its doc and arrays, the random state after it restored), or None."""
+    folder = _STEPS.get()
+    if folder is None:
+        return None
+    js, npz_path = folder / f"{name}.json", folder / f"{name}.npz"
+    if not (js.is_file() and npz_path.is_file()):
+        return None
+    try:
+        saved = json.loads(js.read_text(encoding="utf-8"))
+        with np.load(npz_path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"checkpoint step {js} cannot be read: {exc}") from exc
+    restore_rng(saved["rng"])
+    return saved["doc"], arrays

@@ -74,6 +74,33 @@ def test_resume_after_a_crash_gives_the_uninterrupted_evidence(setup, tmp_path, 
     assert (tmp_path / "run" / "report.html").is_file()
 
 
+def test_a_run_killed_inside_robustness_resumes_after_the_last_finished_attack(setup, tmp_path, monkeypatch) -> None:
+    from aisec.api import assess
+    from aisec.checks.robustness import RobustnessCheck
+
+    target, data, want = setup
+    real = RobustnessCheck._curve
+    calls: list[str] = []
+
+    def second_attack_dies(self, target, x, y, tl, name, *a, **k):
+        calls.append(name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, target, x, y, tl, name, *a, **k)
+
+    monkeypatch.setattr(RobustnessCheck, "_curve", second_attack_dies)
+    with pytest.raises(KeyboardInterrupt):
+        assess(target, data, checks=CHECKS, out=tmp_path / "run", seed=3)
+    steps = list((tmp_path / "run" / "checkpoints").glob("steps-00-robustness/00-fgsm-linf.npz"))
+    assert steps and not (tmp_path / "run" / "evidence.jsonl").exists()
+    calls.clear()
+    monkeypatch.setattr(RobustnessCheck, "_curve", lambda self, *a, **k: (calls.append(a[4]), real(self, *a, **k))[1])
+    assess(target, data, checks=CHECKS, out=tmp_path / "run", seed=3, existing="resume")
+    assert calls == ["pgd"]  # fgsm came from its step checkpoint
+    assert _values(read_jsonl(tmp_path / "run" / "evidence.jsonl")) == want
+    assert not list((tmp_path / "run" / "checkpoints").glob("steps-*"))  # folded into the check's checkpoint
+
+
 def test_evidence_of_a_check_killed_before_its_checkpoint_is_redone_once(setup, tmp_path) -> None:
     from aisec.api import assess
 
@@ -133,11 +160,12 @@ def test_cli_killed_at_several_points_resumes_to_the_same_evidence(tmp_path, ais
     p = _cli("assess", "--plan", str(plan), "-q", "-o", str(ref), env=env, log=log)
     assert p.wait(timeout=600) == 0, log.read_text()
     want = _values(read_jsonl(ref / "evidence.jsonl"))
-    for after in (0, 1):  # kill (SIGKILL: nothing can be cleaned up) once check `after` is checkpointed
-        out = tmp_path / f"killed{after}"
+    # kill (SIGKILL: nothing can be cleaned up) inside robustness after its first attack, then after each check
+    for i, pattern in enumerate(("steps-00-robustness/00-*.npz", "00-*.npz", "01-*.npz")):
+        out = tmp_path / f"killed{i}"
         p = _cli("assess", "--plan", str(plan), "-q", "-o", str(out), env=env, log=log)
         deadline = time.monotonic() + 600
-        while not list((out / "checkpoints").glob(f"{after:02d}-*.npz")) and p.poll() is None:
+        while not list((out / "checkpoints").glob(pattern)) and p.poll() is None:
             assert time.monotonic() < deadline
             time.sleep(0.05)
         p.send_signal(signal.SIGKILL)
