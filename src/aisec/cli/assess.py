@@ -14,6 +14,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -184,7 +185,10 @@ def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, p
         from aisec.policy.gate import Gate
 
         gate = Gate.open(policy=policy_file, store=store_url)  # fails fast on a bad policy or store
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    # SIGTERM ends the run like Ctrl-C (kept, marked aborted); only the main thread may set a handler
+    # (the command also runs inside threads: tests, a future web worker)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
     try:
         with RichProgress(enabled=not quiet and not as_json) as progress, allow_modules(allow_module), \
                 outside_ok(allow_outside_paths):
@@ -196,7 +200,8 @@ def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, p
         click.echo(f"aborted: the finished checks are kept; 'aisec assess --resume {out_dir}' runs the rest", err=True)
         sys.exit(130)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
     outcome = gate.finish(run) if gate else None
     if as_json:
         click.echo(json.dumps(run.summary(), default=str))
