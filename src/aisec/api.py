@@ -237,14 +237,21 @@ def assess(
         restore_rng(done[-1].rng)
     else:
         torch.manual_seed(seed)
-    for info, params in resolved[max(0, len(done) - len(results)):]:
-        steps = run.out / CHECKPOINTS / f"steps-{index:02d}-{info.name}" if run.out is not None else None
-        with steps_in(steps):  # a check that keeps its steps (robustness: each attack) resumes mid-way
-            result = info.cls().run(target, data, params, progress=progress)
-        record_result(run, result, on_evidence=on_evidence)
-        index = _checkpoint(run, index, result)
-        if steps is not None:
-            shutil.rmtree(steps, ignore_errors=True)  # the check's own checkpoint now holds it all
+    try:
+        for info, params in resolved[max(0, len(done) - len(results)):]:
+            steps = run.out / CHECKPOINTS / f"steps-{index:02d}-{info.name}" if run.out is not None else None
+            with steps_in(steps):  # a check that keeps its steps (robustness: each attack) resumes mid-way
+                result = info.cls().run(target, data, params, progress=progress)
+            record_result(run, result, on_evidence=on_evidence)
+            index = _checkpoint(run, index, result)
+            if steps is not None:
+                shutil.rmtree(steps, ignore_errors=True)  # the check's own checkpoint now holds it all
+    except Exception:
+        # an error (not a kill: Ctrl-C and SIGTERM keep everything to resume) before any check finished
+        # leaves the folder as it found it but for plan.yaml: nothing to resume, nothing measured
+        if run.out is not None and not run.results:
+            shutil.rmtree(run.out / CHECKPOINTS, ignore_errors=True)
+        raise
     run.seconds = time.perf_counter() - t0
     return finish_run(run)
 
