@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from aisec.core.errors import ConfigError
 from aisec.core.evidence import DEFAULT_TOE
 from aisec.core.safety import MAX_CLASSES, load_yaml, short_repr
+from aisec.core.target import Normalization, check_value_range
 
 #: Elements one input sample may have (``input_shape``): 2**26, e.g. 3 x 4,096 x 5,461.
 MAX_SAMPLE_ELEMENTS = 2**26
@@ -91,18 +92,19 @@ class ModelRef(BaseModel):
             return v
         if set(v) != {"mean", "std"}:
             raise ValueError(f"normalization needs exactly 'mean' and 'std', got {sorted(v)}")
-        if not v["mean"] or len(v["mean"]) != len(v["std"]):
-            raise ValueError("normalization mean and std need one value per channel, the same number of each")
-        if any(s <= 0 for s in v["std"]):
-            raise ValueError(f"normalization std must be positive (it divides the input), got {list(v['std'])}")
+        if not v["mean"]:
+            raise ValueError("normalization mean and std need one value per channel")
+        try:  # the target's own model checks lengths and std > 0, so a plan is refused for what a target refuses
+            Normalization(mean=v["mean"], std=v["std"])
+        except ValidationError as exc:
+            raise ValueError("normalization: " + "; ".join(str(e["msg"]).removeprefix("Value error, ")
+                                                           for e in exc.errors())) from None
         return v
 
     @field_validator("value_range")
     @classmethod
     def _range(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if not v[0] < v[1]:
-            raise ValueError(f"value_range must be (low, high) with low < high, got {v}")
-        return v
+        return check_value_range(v)
 
     @field_validator("device")
     @classmethod

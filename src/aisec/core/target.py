@@ -18,6 +18,13 @@ from aisec.core.errors import CapabilityError, DataError, ShapeError
 from aisec.core.types import Access, Capability, Modality, OutputKind
 
 
+def check_value_range(v: tuple[float, float]) -> tuple[float, float]:
+    """``v`` if it is a (low, high) range with low < high; shared by :class:`TargetSpec` and plans."""
+    if not v[0] < v[1]:
+        raise ValueError(f"value_range must be (low, high) with low < high, got {v}")
+    return v
+
+
 class Normalization(BaseModel):
     """Per-channel affine normalisation the model expects: ``(x - mean) / std``."""
 
@@ -59,9 +66,7 @@ class TargetSpec(BaseModel):
     @field_validator("value_range")
     @classmethod
     def _range(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if not v[0] < v[1]:
-            raise ValueError(f"value_range must be (low, high) with low < high, got {v}")
-        return v
+        return check_value_range(v)
 
     @model_validator(mode="after")
     def _names(self) -> TargetSpec:
