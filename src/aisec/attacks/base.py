@@ -9,8 +9,11 @@ rule), and scoring success and distances from the target's own predictions.
 
 from __future__ import annotations
 
+import contextvars
 import math
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, cast
 
 import torch
@@ -62,6 +65,10 @@ class Outcome:
     norm: Norm
     queries: int
     target_labels: torch.Tensor | None = None
+    #: The attacker's objective per step, averaged over the samples (higher = stronger attack), for
+    #: attacks that report it with :func:`trace_loss`; empty for the others. Read by
+    #: :func:`still_improving` (the "not converged" reliability flag).
+    loss_trace: list[float] = field(default_factory=list)
 
     @property
     def clean_correct(self) -> torch.Tensor:
@@ -144,6 +151,62 @@ def quantize_8bit(
     return (q / scale + lo).clamp(lo, hi)
 
 
+_TRACE: contextvars.ContextVar[list[torch.Tensor] | None] = contextvars.ContextVar("aisec_loss_trace", default=None)
+
+
+def trace_loss(objective: torch.Tensor) -> None:
+    """Report the attacker's per-sample objective (higher = stronger) at this step of an iterative attack.
+
+    A no-op outside :func:`run_attack`. Attacks call it once per step with the objective of every
+    sample in the batch (e.g. PGD's cross-entropy, C&W's negated loss); the driver averages it into
+    :attr:`Outcome.loss_trace`, from which the robustness check judges convergence.
+    """
+    sink = _TRACE.get()
+    if sink is not None:
+        sink.append(objective.detach().float().reshape(-1).sum())
+
+
+def trace_margin(logits: torch.Tensor, labels: torch.Tensor, *, targeted: bool = False) -> None:
+    """Report the usual convergence objective: minus the distance to the decision boundary, 0 once fooled.
+
+    Per sample ``-relu(label logit - best other logit)`` (untargeted) or ``-relu(best other - target
+    logit)`` (targeted). It stops moving for samples already fooled, so unlike the cross-entropy it
+    rises only while the attack is still getting closer to breaking the rest.
+    """
+    if _TRACE.get() is None:
+        return
+    with torch.no_grad():
+        m = margin_loss(logits.detach().float(), labels)  # best other - label
+        trace_loss(-(m if targeted else -m).clamp_min(0))
+
+
+@contextmanager
+def _tracing() -> Iterator[list[torch.Tensor]]:
+    sink: list[torch.Tensor] = []
+    token = _TRACE.set(sink)
+    try:
+        yield sink
+    finally:
+        _TRACE.reset(token)
+
+
+def still_improving(trace: list[float], *, tail: float = 0.2, rel_tol: float = 0.01) -> bool:
+    """Whether an attack's objective was still rising over the last ``tail`` of its steps.
+
+    True when the best objective in the last ``tail`` fraction of steps beats the best before it by
+    more than ``rel_tol`` of the objective's whole range over the run (a scale-free test: CE, margin
+    and C&W losses all pass through it). Fewer than 5 steps: never judged.
+    """
+    if len(trace) < 5:
+        return False
+    k = max(1, round(len(trace) * tail))
+    head, last = trace[:-k], trace[-k:]
+    span = max(trace) - min(trace)
+    if not math.isfinite(span) or span <= 0:
+        return False
+    return max(last) - max(head) > rel_tol * span
+
+
 def run_attack(
     attack: str | AttackInfo,
     target: Target,
@@ -203,6 +266,8 @@ def run_attack(
     outs: list[torch.Tensor] = []
     preds_clean: list[torch.Tensor] = []
     preds_adv: list[torch.Tensor] = []
+    step_sums: list[float] = []  # per step: the objective summed over every sample of every batch
+    step_counts: list[int] = []
     gen = torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [])
     with gen:
         if seed is not None:
@@ -216,8 +281,15 @@ def run_attack(
             pc = (pred_clean[i : i + batch_size].to(dev) if pred_clean is not None
                   else target.predict(xb).argmax(1))
             ball = (p.eps, p.norm) if info.kind is AttackKind.FIXED_EPS else (None, None)
-            with bind_constraints(constraints, xb, eps=ball[0], norm=ball[1], value_range=spec.value_range):
+            with bind_constraints(constraints, xb, eps=ball[0], norm=ball[1], value_range=spec.value_range), \
+                    _tracing() as sink:
                 xa = impl.run(target, xb, yb, p, target_labels=tb).detach()
+            for t, v in enumerate(torch.stack(sink).cpu().tolist() if sink else []):
+                if t == len(step_sums):
+                    step_sums.append(0.0)
+                    step_counts.append(0)
+                step_sums[t] += v
+                step_counts[t] += int(xb.shape[0])
             if xa.shape != xb.shape:
                 raise ConfigError(f"attack '{info.name}' returned shape {tuple(xa.shape)}")
             if info.kind is AttackKind.FIXED_EPS:
@@ -250,6 +322,7 @@ def run_attack(
         norm=p.norm,
         queries=target.queries - q0,
         target_labels=target_labels.cpu() if target_labels is not None else None,
+        loss_trace=[s / c for s, c in zip(step_sums, step_counts, strict=True)],
     )
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from aisec.attacks.base import EvasionParams, needs_gradients
+from aisec.attacks.base import EvasionParams, needs_gradients, trace_margin
 from aisec.attacks.evasion.fgsm import normalized_step
 from aisec.core.constraints import constrain_step
 from aisec.core.registry import AttackKind, register_attack
@@ -76,8 +76,9 @@ def pgd_loop(
         x_adv.requires_grad_(True)
         with autocast:
             logits = target.logits(x_adv)
-        loss = F.cross_entropy(logits.float(), labels, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, x_adv)
+        per_sample = F.cross_entropy(logits.float(), labels, reduction="none")
+        (grad,) = torch.autograd.grad(per_sample.sum(), x_adv)
+        trace_margin(logits, labels, targeted=target_labels is not None)
         with torch.no_grad():
             x_adv = x_adv + (sign * alpha) * normalized_step(grad.float(), norm)
             delta = x_adv - x
