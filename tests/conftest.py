@@ -9,6 +9,13 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# `aisec assess` and `aisec demo` store their evidence by default: keep the test runs' store and signing
+# key out of the user's data folder (tests that need their own set AISEC_HOME / AISEC_STORE_URL themselves).
+if "AISEC_HOME" not in os.environ:
+    import tempfile
+
+    os.environ["AISEC_HOME"] = tempfile.mkdtemp(prefix="aisec-test-home-")
+os.environ.pop("AISEC_STORE_URL", None)
 # One thread: the test models are tiny, and a second thread costs more in synchronisation than it
 # buys (measured 3-25x slower per step on a loaded 2-core machine).
 torch.set_num_threads(1)

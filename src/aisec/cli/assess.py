@@ -156,13 +156,15 @@ def _with_check_flags(cmd: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False),
               help="YAML policy of metric thresholds; a failed policy exits with code 3.")
 @click.option("--store", "store_url", envvar="AISEC_STORE_URL", show_envvar=True,
-              help="Evidence store URL (sqlite:///path.db or postgresql://...); records are stored as each check ends.")
+              help="Evidence store URL (sqlite:///path.db or postgresql://...); records are stored as each check ends. "
+              "Default: evidence.db in the aisec data folder ($AISEC_HOME).")
+@click.option("--no-store", is_flag=True, help="Keep the evidence only in the report folder (no store record).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @_with_check_flags
 def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, policy_file: str | None,
-           store_url: str | None, allow_module: tuple[str, ...], allow_outside_paths: bool, resume_dir: str | None,
-           overwrite: bool, **flags: Any) -> None:
+           store_url: str | None, no_store: bool, allow_module: tuple[str, ...], allow_outside_paths: bool,
+           resume_dir: str | None, overwrite: bool, **flags: Any) -> None:
     """Assess a model: run checks, write evidence.jsonl, samples/ and report.html."""
     from aisec.api import previous_run_id, run_plan
     from aisec.cli.progress import RichProgress
@@ -172,8 +174,10 @@ def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, p
     if resume_dir is not None:
         if plan_file or out or overwrite or any(v not in (None, False, ()) for v in flags.values()):
             raise click.UsageError("--resume DIR takes the run's own plan (DIR/plan.yaml): give it alone "
-                                   "(with --store/--policy/--json/-q if needed)")
+                                   "(with --store/--no-store/--policy/--json/-q if needed)")
         plan_file, out = str(Path(resume_dir) / "plan.yaml"), resume_dir
+    if no_store and store_url and os.environ.get("AISEC_STORE_URL") != store_url:
+        raise click.UsageError("--store and --no-store contradict each other; give one")
     with allow_modules(allow_module):  # recipes are resolved while the plan is validated
         plan = _plan_from(plan_file, flags)
     out_dir = out or "aisec-report"
@@ -181,6 +185,12 @@ def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, p
     existing: Existing = "resume" if resume_dir is not None else "overwrite" if overwrite else "refuse"
     run_id = (previous_run_id(Path(out_dir)) if resume_dir is not None else None) or str(uuid.uuid4())
     gate = None
+    if not no_store and not store_url:
+        from aisec.store.paths import default_store_url
+
+        store_url = default_store_url()  # every run is evidence: `aisec evidence list` and `reproduce` find it
+    if no_store:
+        store_url = None
     if policy_file or store_url:
         from aisec.policy.gate import Gate
 
@@ -209,6 +219,9 @@ def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, p
         print_summary(run)
         if outcome is not None and outcome.policy is not None:
             click.echo(outcome.policy.text())
+        if outcome is not None and outcome.stored is not None:
+            click.echo(f"stored run {run.run_id} in {outcome.store_url} ({len(run.evidence)} record(s); "
+                       "see `aisec evidence list --run RUN`)")
     if outcome is not None and outcome.exit_code:
         sys.exit(outcome.exit_code)
 

@@ -18,20 +18,37 @@ from aisec.cli.summary import print_summary
               "a few seconds once the models are cached).")
 @click.option("--privacy-full", is_flag=True,
               help="Run every membership attack with the check's default model counts (minutes on a CPU).")
+@click.option("--store", "store_url", envvar="AISEC_STORE_URL", show_envvar=True,
+              help="Evidence store URL; default: evidence.db in the aisec data folder ($AISEC_HOME).")
+@click.option("--no-store", is_flag=True, help="Keep the evidence only in the report folder.")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("-q", "--quiet", is_flag=True)
-def demo(out: str, count: int, privacy: bool, privacy_full: bool, as_json: bool, quiet: bool) -> None:
-    """Train (cached) small CNNs on digits, assess them, write one report."""
+def demo(out: str, count: int, privacy: bool, privacy_full: bool, store_url: str | None, no_store: bool,
+         as_json: bool, quiet: bool) -> None:
+    """Train (cached) small CNNs on digits, assess them, write one report (and store its evidence)."""
     from aisec.cli.progress import RichProgress
     from aisec.demo.digits import run_demo
 
+    store = None
+    if not no_store:
+        from aisec.store import open_store
+
+        store = open_store(store_url)  # before the work: a bad store URL fails now, not after the attacks
     with RichProgress(enabled=not quiet and not as_json) as progress:
         run = run_demo(out=out, samples=count, privacy=privacy or privacy_full, privacy_full=privacy_full,
                        progress=progress)
+    stored = ""
+    if store is not None:
+        for r in [run, *run.related]:  # the privacy sub-runs are runs of their own, stored next to the main one
+            store.save_run(r)
+        stored = (f"stored {1 + len(run.related)} run(s) in {store.display_url}; "
+                  f"`aisec evidence list --run {run.run_id}` lists them")
     if as_json:
         click.echo(json.dumps(run.summary(), default=str))
     else:
         print_summary(run)
         for other in run.related:
             print_summary(other)
+        if stored:
+            click.echo(stored)
         click.echo(f"open {Path(out) / 'report.html'} in a browser")

@@ -131,6 +131,8 @@ def import_(store_url: str | None, key_dir: str | None, paths: tuple[str, ...], 
         by = ", ".join(f"{n} signed by {kid}" for kid, n in sorted(res.signers.items()))
         click.echo(f"{p}: {len(res.added)} added{f' ({by})' if by else ''}, {len(res.skipped)} already present, "
                    f"{res.artifacts_added} artifact(s) added")
+        for run_id, (a, k) in res.runs.items():
+            click.echo(f"  run {run_id}: {a} added, {k} already present")
 
 
 @evidence.command(epilog="""\b

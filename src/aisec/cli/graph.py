@@ -26,7 +26,7 @@ def graph(store_url: str | None, policy_file: str | None, node: str | None, fmt:
     from aisec.graph import build_graph
     from aisec.policy.rules import evaluate_policy, load_policy
 
-    store = open_store(store_url)
+    store = open_store(store_url, create=False)  # read-only: a wrong path is an error, never a new database
     rows = store.query(**filters(kw))
     records = [r.evidence for r in rows]
     policy = load_policy(policy_file) if policy_file else None

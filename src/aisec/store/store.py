@@ -135,8 +135,13 @@ class AddResult(BaseModel):
     artifacts_added: int = 0
     signers: dict[str, int] = {}
     """Added records per original signer's key id."""
+    runs: dict[str, list[int]] = {}
+    """Per run id touched: ``[records added, records already present]``."""
 
     def __iadd__(self, other: AddResult) -> AddResult:
+        for run_id, (a, k) in other.runs.items():
+            prev = self.runs.get(run_id, [0, 0])
+            self.runs = {**self.runs, run_id: [prev[0] + a, prev[1] + k]}
         self.added += other.added
         self.skipped += other.skipped
         self.artifacts_added += other.artifacts_added
@@ -855,7 +860,13 @@ class EvidenceStore:
         """
         p = Path(path)
         if p.is_dir():
-            return self._import_run_dir(p)
+            # a run folder and the runs inside it (the demo's privacy runs live in <out>/privacy/<name>/)
+            dirs = sorted({e.parent for e in p.rglob("evidence.jsonl") if "checkpoints" not in e.parts} | {p})
+            res = AddResult()
+            for d in dirs:
+                if d == p or (d / "evidence.jsonl").is_file():
+                    res += self._import_run_dir(d)
+            return res
         if not p.is_file():
             raise BundleError(f"nothing to import at {p}: expected a bundle, an evidence.jsonl or a run folder")
         first = _first_line(p)
@@ -877,7 +888,13 @@ class EvidenceStore:
         out = AddResult()
         for run_id in dict.fromkeys(r.run_id for r in records):
             self.begin_run(run_id, plan, out_dir=d.resolve(), status="imported")
-        out += self.add_evidence(records, source=f"import:{d.name}")
+        added = self.add_evidence(records, source=f"import:{d.name}")
+        out += added
+        new = set(added.added)
+        for run_id in dict.fromkeys(r.run_id for r in records):
+            mine = [r.id for r in records if r.run_id == run_id]
+            a = sum(1 for i in mine if i in new)
+            out.runs = {**out.runs, run_id: [a, len(mine) - a]}
         for run_id in dict.fromkeys(r.run_id for r in records):
             out.artifacts_added += self._add_run_files(run_id, d, [r for r in records if r.run_id == run_id])
         return out

@@ -1,0 +1,75 @@
+"""The evidence workflow connects: what `assess` and `demo` measure is in the store unless --no-store,
+`evidence import` says what it imported (sub-runs included), and read-only commands create nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from aisec.cli.main import main
+from aisec.core.evidence import read_jsonl
+
+
+@pytest.fixture()
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aisec_cache: str) -> Path:
+    h = tmp_path / "home"
+    monkeypatch.setenv("AISEC_HOME", str(h))
+    monkeypatch.delenv("AISEC_STORE_URL", raising=False)
+    return h
+
+
+def _assess(out: Path, *extra: str) -> object:
+    return CliRunner().invoke(main, ["assess", "-m", "digits-cnn", "-d", "digits", "--split", "test", "-t",
+                                     "robustness", "-a", "fgsm", "--eps", "0.1", "-c", "16", "--clever-samples", "0",
+                                     "-o", str(out), "-q", *extra])
+
+
+def test_assess_stores_by_default_and_evidence_list_finds_it(home: Path, tmp_path: Path) -> None:
+    res = _assess(tmp_path / "r")
+    assert res.exit_code == 0, res.output
+    assert "stored run" in res.output
+    assert (home / "evidence.db").is_file()
+    records = read_jsonl(tmp_path / "r" / "evidence.jsonl")
+    listed = CliRunner().invoke(main, ["evidence", "list", "--run", records[0].run_id, "--json"])
+    assert listed.exit_code == 0, listed.output
+    ids = {json.loads(line)["id"] for line in listed.stdout.splitlines() if line.strip()}
+    assert ids == {r.id for r in records}
+
+
+def test_no_store_keeps_the_store_untouched(home: Path, tmp_path: Path) -> None:
+    res = _assess(tmp_path / "r", "--no-store")
+    assert res.exit_code == 0, res.output
+    assert "stored run" not in res.output
+    assert not (home / "evidence.db").exists()
+
+
+def test_store_and_no_store_together_are_refused(home: Path, tmp_path: Path) -> None:
+    res = _assess(tmp_path / "r", "--no-store", "--store", str(tmp_path / "x.db"))
+    assert res.exit_code == 2
+    assert "contradict" in res.output
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_read_only_commands_never_create_a_database(home: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "nothing.db"
+    for cmd in (["evidence", "list"], ["graph"], ["evidence", "show", "abc"]):
+        res = CliRunner().invoke(main, [*cmd, "--store", str(missing)])
+        assert res.exit_code != 0, (cmd, res.output)
+        assert not missing.exists(), cmd
+    assert not (home / "evidence.db").exists()
+
+
+def test_import_reports_each_run_and_includes_sub_runs(home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    assert _assess(out, "--no-store").exit_code == 0
+    assert _assess(out / "privacy" / "sub", "--no-store").exit_code == 0  # a run folder inside a run folder
+    main_id = read_jsonl(out / "evidence.jsonl")[0].run_id
+    sub = read_jsonl(out / "privacy" / "sub" / "evidence.jsonl")
+    res = CliRunner().invoke(main, ["evidence", "import", str(out)])
+    assert res.exit_code == 0, res.output
+    assert f"run {main_id}:" in res.output and f"run {sub[0].run_id}: {len(sub)} added, 0 already present" in res.output
+    again = CliRunner().invoke(main, ["evidence", "import", str(out)])
+    assert f"run {sub[0].run_id}: 0 added, {len(sub)} already present" in again.output
