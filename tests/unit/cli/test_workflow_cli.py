@@ -73,3 +73,27 @@ def test_import_reports_each_run_and_includes_sub_runs(home: Path, tmp_path: Pat
     assert f"run {main_id}:" in res.output and f"run {sub[0].run_id}: {len(sub)} added, 0 already present" in res.output
     again = CliRunner().invoke(main, ["evidence", "import", str(out)])
     assert f"run {sub[0].run_id}: 0 added, {len(sub)} already present" in again.output
+
+
+def test_demo_stores_its_run_and_its_privacy_runs(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  digits_target: object, digits_split: object) -> None:
+    import aisec.demo.digits
+    from aisec.api import assess
+
+    _, test = digits_split  # type: ignore[misc]
+    checks = {"robustness": {"attacks": ["fgsm"], "eps": [0.1], "samples": 16, "clever": {"enabled": False}}}
+
+    def small_demo(*, out: str, **kw: object) -> object:  # the demo's shape (a run + related runs), in seconds
+        run = assess(digits_target, test, checks=checks, out=out, existing="overwrite")  # type: ignore[arg-type]
+        run.related.append(assess(digits_target, test, checks=checks, out=Path(out) / "privacy" / "over"))  # type: ignore[arg-type]
+        return run
+
+    monkeypatch.setattr(aisec.demo.digits, "run_demo", small_demo)
+    res = CliRunner().invoke(main, ["demo", "-q", "-o", str(tmp_path / "demo")])
+    assert res.exit_code == 0, res.output
+    assert "stored 2 run(s)" in res.output
+    for folder in (tmp_path / "demo", tmp_path / "demo" / "privacy" / "over"):
+        run_id = read_jsonl(folder / "evidence.jsonl")[0].run_id
+        listed = CliRunner().invoke(main, ["evidence", "list", "--run", run_id, "--json"])
+        assert listed.exit_code == 0 and listed.stdout.strip(), listed.output
+    assert CliRunner().invoke(main, ["demo", "-q", "--no-store", "-o", str(tmp_path / "d2")]).exit_code == 0
