@@ -155,6 +155,9 @@ class AttackInfo(MethodInfo):
         default_eps: the budgets swept when none are given (empty: the check's grid for the norm).
         real_text: for text attacks, whether the adversarial input is real text (False for
             embedding-space attacks, whose results are a lower bound).
+        baseline: a random-noise baseline (``gaussian-noise``, ``uniform-noise``): any gradient attack
+            at the same norm and budget should be at least as strong, so one that is weaker points to
+            gradient masking rather than robustness.
     """
 
     norms: frozenset[Norm]
@@ -167,6 +170,7 @@ class AttackInfo(MethodInfo):
     nested_budgets: bool = False
     default_eps: tuple[float, ...] = ()
     real_text: bool = True
+    baseline: bool = False
 
     @classmethod
     def complete(cls, facts: dict[str, Any]) -> dict[str, Any]:
