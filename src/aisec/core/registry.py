@@ -1,7 +1,8 @@
 """One registry for every method family, its facts declared as data at registration.
 
 Every pluggable method — evasion and text attacks, membership-inference attacks, poisoning attacks,
-backdoor detectors, explainers, defences, checks and report sections — registers with
+backdoor detectors, explainers, defences, named input preprocessings (for BPDA), checks and report
+sections — registers with
 :func:`register` (a decorator on the class or function that implements it). What the rest of aisec
 needs to know about a method is declared there, once, as typed facts of a frozen dataclass (in the
 spirit of scikit-learn's ``__sklearn_tags__`` and captum's capability queries): which target
@@ -45,7 +46,8 @@ T = TypeVar("T")
 I = TypeVar("I", bound="MethodInfo")  # noqa: E741
 
 Family = Literal[
-    "evasion", "text", "inference", "poisoning", "detector", "explainer", "defence", "check", "section"
+    "evasion", "text", "inference", "poisoning", "detector", "explainer", "defence", "preprocessing", "check",
+    "section",
 ]
 
 
@@ -260,6 +262,24 @@ class DefenceInfo(MethodInfo):
     """A defence (family ``defence``)."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class PreprocessingInfo(MethodInfo):
+    """A named input preprocessing (family ``preprocessing``) that a deployed model may apply before
+    its classifier, such as bit-depth reduction; adaptive attacks differentiate through it with BPDA
+    (:mod:`aisec.attacks.adaptive`). Named in plans as ``name`` or ``name:argument`` (``bit-depth:4``).
+
+    Attributes:
+        argument: what the text after the colon means (``bits``), empty when it takes none.
+        default: the argument used when none is given.
+        differentiable: its gradient is informative (False: zero almost everywhere, as for any
+            quantiser, so a plain gradient attack through it finds nothing).
+    """
+
+    argument: str = ""
+    default: str = ""
+    differentiable: bool = False
+
+
 @dataclass(frozen=True)
 class FamilySpec:
     """A family: its info type, the built-in packages imported on first lookup, its label."""
@@ -282,6 +302,7 @@ FAMILIES: dict[str, FamilySpec] = {f.name: f for f in (
     FamilySpec("detector", DetectorInfo, ("aisec.detect",), "detection method"),
     FamilySpec("explainer", ExplainerInfo, ("aisec.explain",), "explainer"),
     FamilySpec("defence", DefenceInfo, ("aisec.defences",), "defence"),
+    FamilySpec("preprocessing", PreprocessingInfo, ("aisec.attacks.adaptive",), "preprocessing"),
     FamilySpec("check", CheckInfo, ("aisec.checks",), "check"),
     FamilySpec("section", SectionInfo, ("aisec.report.sections",), "report section"),
 )}
@@ -432,6 +453,8 @@ def get(family: Literal["detector"], name: str) -> DetectorInfo: ...
 @overload
 def get(family: Literal["explainer"], name: str) -> ExplainerInfo: ...
 @overload
+def get(family: Literal["preprocessing"], name: str) -> PreprocessingInfo: ...
+@overload
 def get(family: Literal["check"], name: str) -> CheckInfo: ...
 @overload
 def get(family: str, name: str) -> MethodInfo: ...
@@ -546,7 +569,8 @@ def get_check(name: str) -> CheckInfo:
 
 __all__ = [
     "ATTACKS", "CHECKS", "FAMILIES", "PLUGIN_ERRORS", "AttackInfo", "AttackKind", "CheckInfo", "DefenceInfo",
-    "DetectorInfo", "ExplainerInfo", "FamilySpec", "InferenceInfo", "MethodInfo", "PoisoningInfo", "SectionInfo",
+    "DetectorInfo", "ExplainerInfo", "FamilySpec", "InferenceInfo", "MethodInfo", "PoisoningInfo", "PreprocessingInfo",
+    "SectionInfo",
     "families", "get", "get_attack", "get_check", "load", "load_plugins", "methods", "names", "register",
     "register_attack", "register_check", "unregister",
 ]

@@ -3,7 +3,8 @@
 Goodfellow, Shlens & Szegedy, "Explaining and Harnessing Adversarial Examples", ICLR 2015,
 https://arxiv.org/abs/1412.6572
 
-Norms: linf (sign of the gradient), l2 (normalised gradient). Needs: gradients.
+Norms: linf (sign of the gradient), l2 (normalised gradient). Needs: gradients. ``loss``: ce
+(default), margin or dlr (see :mod:`aisec.attacks.evasion._losses`).
 Shapes: x ``(N, *input_shape)`` in the target's range; returns x_adv of the same shape.
 
 >>> from aisec.attacks import run_attack
@@ -16,25 +17,29 @@ from __future__ import annotations
 from typing import cast
 
 import torch
-import torch.nn.functional as F
+from pydantic import Field
 
 from aisec.attacks.base import EvasionParams, needs_gradients
+from aisec.attacks.evasion._losses import Loss, objective
 from aisec.core.registry import AttackKind, register_attack
 from aisec.core.target import Target
 from aisec.core.types import Norm
 
 
+class FGSMParams(EvasionParams):
+    loss: Loss = Field(
+        default="ce", description="Objective: ce (cross-entropy), margin (C&W) or dlr (scale-invariant)."
+    )
+
+
 def loss_gradient(
-    target: Target, x: torch.Tensor, y: torch.Tensor, target_labels: torch.Tensor | None
+    target: Target, x: torch.Tensor, y: torch.Tensor, target_labels: torch.Tensor | None, loss: Loss = "ce"
 ) -> torch.Tensor:
-    """Gradient of the summed cross-entropy; points *down* the target label's loss when targeted."""
+    """Gradient of the summed objective ``loss`` (ascent direction; for a targeted attack with ``ce``
+    it points *down* the target label's cross-entropy)."""
     x = x.detach().requires_grad_(True)
     logits = target.logits(x)
-    if target_labels is None:
-        loss = F.cross_entropy(logits, y, reduction="sum")
-    else:
-        loss = -F.cross_entropy(logits, target_labels, reduction="sum")
-    (grad,) = torch.autograd.grad(loss, x)
+    (grad,) = torch.autograd.grad(objective(logits, y, target_labels, loss).sum(), x)
     return grad
 
 
@@ -57,16 +62,16 @@ def normalized_step(grad: torch.Tensor, norm: Norm) -> torch.Tensor:
 class FGSM:
     """Fast Gradient Sign Method: a single gradient step of size eps."""
 
-    Params = EvasionParams
+    Params = FGSMParams
 
     def run(
         self,
         target: Target,
         x: torch.Tensor,
         y: torch.Tensor,
-        params: EvasionParams,
+        params: FGSMParams,
         *,
         target_labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        grad = loss_gradient(target, x, y, target_labels)
+        grad = loss_gradient(target, x, y, target_labels, params.loss)
         return x + params.eps * normalized_step(grad, params.norm)

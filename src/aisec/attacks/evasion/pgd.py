@@ -1,4 +1,4 @@
-"""PGD: projected gradient descent on the cross-entropy, with a random start.
+"""PGD: projected gradient descent on the cross-entropy (or a margin/DLR loss), with a random start.
 
 Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR 2018,
 https://arxiv.org/abs/1706.06083
@@ -9,9 +9,13 @@ the eps-ball and the valid range after every step.
 
 The loop holds only what the math needs — one forward and one backward pass per step — so it runs
 at the speed of a bare torch loop (see ``bench/bench_robustness.py``). ``amp`` runs the passes
-under bfloat16 autocast; gradients are cast back to fp32 before the step.
+under bfloat16 autocast; gradients are cast back to fp32 before the step. ``loss`` picks the
+objective: ``ce`` (Madry et al.), ``margin`` (C&W) or ``dlr`` (Croce & Hein 2020,
+https://arxiv.org/abs/2003.01690; scale-invariant, for models whose softmax saturates) — see
+:mod:`aisec.attacks.evasion._losses`.
 
 >>> out = run_attack("pgd", target, x, y, {"eps": 8 / 255, "steps": 10})
+>>> out = run_attack("pgd", target, x, y, {"eps": 8 / 255, "loss": "dlr"})
 """
 
 from __future__ import annotations
@@ -20,10 +24,10 @@ import contextlib
 from typing import cast
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from aisec.attacks.base import EvasionParams, needs_gradients, trace_margin
+from aisec.attacks.evasion._losses import Loss, objective
 from aisec.attacks.evasion.fgsm import normalized_step
 from aisec.core.constraints import constrain_step
 from aisec.core.registry import AttackKind, register_attack
@@ -38,6 +42,9 @@ class PGDParams(EvasionParams):
     )
     random_start: bool = Field(default=True, description="Start from a uniform point in the ball.")
     amp: bool = Field(default=False, description="Run passes under bfloat16 autocast.")
+    loss: Loss = Field(
+        default="ce", description="Objective: ce (cross-entropy), margin (C&W) or dlr (scale-invariant)."
+    )
 
 
 def random_start(x: torch.Tensor, eps: float, norm: Norm) -> torch.Tensor:
@@ -65,7 +72,6 @@ def pgd_loop(
     eps, norm = params.eps, params.norm
     alpha = params.step_size if params.step_size is not None else 2.5 * eps / params.steps
     labels = y if target_labels is None else target_labels
-    sign = 1.0 if target_labels is None else -1.0
     x_adv = random_start(x, eps, norm).clamp(lo, hi) if start else x.clone()
     autocast = (
         torch.autocast(device_type=x.device.type, dtype=torch.bfloat16)
@@ -76,11 +82,11 @@ def pgd_loop(
         x_adv.requires_grad_(True)
         with autocast:
             logits = target.logits(x_adv)
-        per_sample = F.cross_entropy(logits.float(), labels, reduction="none")
+        per_sample = objective(logits, y, target_labels, params.loss)
         (grad,) = torch.autograd.grad(per_sample.sum(), x_adv)
         trace_margin(logits, labels, targeted=target_labels is not None)
         with torch.no_grad():
-            x_adv = x_adv + (sign * alpha) * normalized_step(grad.float(), norm)
+            x_adv = x_adv + alpha * normalized_step(grad.float(), norm)
             delta = x_adv - x
             if norm is Norm.LINF:
                 delta = delta.clamp_(-eps, eps)
