@@ -34,6 +34,7 @@ Norms: linf, l2. Needs: gradients (and probabilities for square). Untargeted.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -63,11 +64,18 @@ class Stage:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def stages(version: str, *, steps: int = 100, max_queries: int = 5000) -> list[Stage]:
-    """The stages of ``version`` (see the module docstring), in the order they run."""
+def stages(version: str, *, steps: int = 100, max_queries: int = 5000,
+           attacks: Sequence[str] | None = None) -> list[Stage]:
+    """The stages of ``version`` (see the module docstring), in the order they run.
+
+    ``version="custom"`` runs ``attacks`` in the given order, each with its ``standard`` parameters
+    (apgd-dlr and fab, which ``standard`` lacks, with one restart), as pyautoattack's ``custom``.
+    """
     apgd = {"steps": steps, "restarts": 1}
     fab = {"steps": steps, "restarts": 1, "n_target_classes": 9}
     square = {"max_queries": max_queries, "p_init": 0.8}
+    if attacks is not None and version != "custom":
+        raise ConfigError(f"a list of attacks is for version 'custom'; version '{version}' fixes its own")
     if version == "standard":
         return [Stage("apgd-ce", apgd), Stage("apgd-t", {**apgd, "n_target_classes": 9}), Stage("fab-t", fab),
                 Stage("square", square)]
@@ -79,7 +87,13 @@ def stages(version: str, *, steps: int = 100, max_queries: int = 5000) -> list[S
         return [Stage("apgd-ce", {**apgd, "eot_iter": 20}), Stage("apgd-dlr", {**apgd, "eot_iter": 20})]
     if version == "quick":
         return [Stage("apgd-ce", apgd), Stage("apgd-t", {**apgd, "n_target_classes": 3})]
-    raise ConfigError(f"unknown AutoAttack version '{version}'; choose one of {', '.join(VERSIONS)}")
+    if version == "custom":
+        if not attacks:
+            raise ConfigError("AutoAttack version 'custom' needs the list of attacks to run")
+        table: dict[str, dict[str, Any]] = {"apgd-ce": apgd, "apgd-dlr": apgd, "fab": fab, "fab-t": fab,
+                                            "apgd-t": {**apgd, "n_target_classes": 9}, "square": square}
+        return [Stage(a, table.get(a, {})) for a in attacks]
+    raise ConfigError(f"unknown AutoAttack version '{version}'; choose one of {', '.join(VERSIONS)} or 'custom'")
 
 
 class AutoAttackParams(EvasionParams):
@@ -144,18 +158,20 @@ def run_autoattack(
     progress: Progress = no_progress,
     steps: int = 100,
     max_queries: int = 5000,
+    attacks: Sequence[str] | None = None,
 ) -> AutoAttackOutcome:
     """Run the AutoAttack ensemble ``version`` on ``(x, y)`` at budget ``eps`` in ``norm``.
 
     Each stage runs through :func:`~aisec.attacks.base.run_attack` (batches of ``batch_size``, the
     random state reset to ``seed`` at every stage, as the authors' code does) on the samples still
     robust. Returns the worst case per sample: ``x_adv`` is the breaking stage's example (the clean
-    input for robust samples), ``broken_by`` names that stage.
+    input for robust samples), ``broken_by`` names that stage. ``version="custom"`` with
+    ``attacks`` runs those registered attacks as the stages (see :func:`stages`).
     """
     nrm = Norm(norm)
     if eps < 0:
         raise ConfigError(f"eps must be >= 0, got {eps}")
-    plan = _resolve(stages(version, steps=steps, max_queries=max_queries), target, nrm, version)
+    plan = _resolve(stages(version, steps=steps, max_queries=max_queries, attacks=attacks), target, nrm, version)
     x = x.detach().float().cpu()
     y = y.long().cpu()
     q0 = target.queries
