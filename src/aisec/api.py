@@ -46,6 +46,8 @@ from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import get_check
 from aisec.core.run import Run
 from aisec.core.target import Target
+from aisec.core.types import Modality
+from aisec.data.table import CsvTable
 
 #: What to do with an output folder that already holds a run (see :func:`start_run`).
 Existing = Literal["refuse", "overwrite", "resume"]
@@ -60,6 +62,10 @@ def load_model(plan_model: Any, data: Dataset) -> Target:
     m = plan_model
     input_shape = tuple(m.input_shape) if m.input_shape else data.info.sample_shape
     num_classes = m.num_classes or data.info.num_classes
+    # a value range the plan does not state is the data's: (0, 1) for images and min-max scaled tables,
+    # the data's extremes for a table in raw units or z-scores (so attacks do not clamp raw rows to [0, 1])
+    value_range = m.value_range if m.value_range is not None else (
+        data.info.value_range if data.info.modality is Modality.TABULAR else (0.0, 1.0))
     if m.path in BUILTIN_MODELS and not Path(m.path).exists():
         build, shape, _ = BUILTIN_MODELS[m.path]
         input_shape = tuple(m.input_shape) if m.input_shape else shape
@@ -68,16 +74,48 @@ def load_model(plan_model: Any, data: Dataset) -> Target:
         return TorchTarget(
             module, input_shape=input_shape, num_classes=num_classes, name=m.path,
             class_names=data.info.classes if len(data.info.classes) == num_classes else None,
-            normalization=m.normalization, value_range=m.value_range, device=m.device,
+            normalization=m.normalization, value_range=value_range, device=m.device,
             digest=file_sha256(f) if f else None, modality=data.info.modality,
         )
     return load_target(
         m.path, arch=m.arch, arch_kwargs=m.arch_kwargs, input_shape=input_shape,
-        num_classes=num_classes, normalization=m.normalization, value_range=m.value_range,
+        num_classes=num_classes, normalization=m.normalization, value_range=value_range,
         device=m.device, trust_model_code=m.trust_model_code, query_budget=m.query_budget,
         modality=data.info.modality, endpoint=m.endpoint or None,
         class_names=data.info.classes if len(data.info.classes) == num_classes else None,
     )
+
+
+#: model references whose tables are fed in raw units unless the plan says otherwise (``data.scale: auto``)
+_RAW_MODEL_SUFFIXES = (".pkl", ".pickle", ".joblib", ".onnx")
+
+
+def default_table_scale(model_ref: str) -> str:
+    """The scaling ``data.scale: auto`` gives a CSV table for the model ``model_ref``.
+
+    ``none`` (raw features) for pickled scikit-learn, ONNX and HTTP models: they are trained outside
+    aisec, on the table's own units (or scale inside, e.g. a scikit-learn ``Pipeline``). ``minmax``
+    for torch models and aisec's built-ins, which aisec's training helpers fit on [0, 1] inputs.
+    """
+    ref = model_ref.strip().lower()
+    if ref.startswith(("http://", "https://")) or ref.endswith(_RAW_MODEL_SUFFIXES):
+        return "none"
+    return "minmax"
+
+
+def plan_data(plan: Plan) -> Dataset:
+    """The plan's dataset; a numeric CSV table scaled as ``plan.data.scale`` says (``auto``: by the model kind,
+    :func:`default_table_scale`). A scale other than ``auto`` for data that is not a CSV table is an error."""
+    from aisec.data.loading import is_numeric_table
+
+    options = dict(plan.data.options)
+    if is_numeric_table(plan.data.source, options):
+        scale = plan.data.scale if plan.data.scale != "auto" else default_table_scale(plan.model.path)
+        options["scale"] = scale
+    elif plan.data.scale != "auto":
+        raise ConfigError(f"data scale '{plan.data.scale}' applies to numeric CSV tables, and '{plan.data.source}' "
+                          "is not one; its loader gives the inputs in their natural range (images in [0, 1])")
+    return load_data(plan.data.source, options)
 
 
 def load_data(source: str, options: dict[str, Any] | None = None) -> Dataset:
@@ -124,7 +162,7 @@ def run_plan(
     loading then refuses the file (an unsafe pickle without ``trust_model_code``), the refusal names
     the findings.
     """
-    data = load_data(plan.data.source, plan.data.options)
+    data = plan_data(plan)
     checks = dict(plan.checks)
     scanned: list[Result] = []
     if "model-scan" in checks:
@@ -493,12 +531,16 @@ def _evidence(result: Result, run: Run, measurements: Sequence[Measurement] | No
     env = Environment.capture(spec.device)
     from aisec.core.version import __version__
 
+    # a table's scaling says what unit eps, distances and the value range are in: every record keeps it
+    scaling = data.scaling_record() if isinstance(data, CsvTable) else None
+
     toe = run.target_of_evaluation_id or DEFAULT_TOE
     return [
         Evidence(
             tool_version=__version__, run_id=run.run_id, check=result.check, metric=m.metric,
             value=m.value, unit=m.unit, higher_is_better=m.higher_is_better, interval=m.interval,
-            sample_count=m.sample_count, parameters=m.parameters, seed=run.seed, resource=resource,
+            sample_count=m.sample_count, seed=run.seed, resource=resource,
+            parameters={**m.parameters, "input_scaling": scaling} if scaling is not None else m.parameters,
             environment=env, raw=refs.get(m.raw_key) if m.raw_key else None,
             threats=result.threats, target_of_evaluation_id=toe,
         )
@@ -520,12 +562,35 @@ def _write_table(table: dict[str, np.ndarray], path: Path) -> int:
     return n
 
 
+#: First characters that make a spreadsheet read a text cell as a formula (CSV/formula injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(v: Any) -> Any:
+    """One CSV cell: booleans as 0/1, floats to 6 significant digits (NaN/inf empty), numbers as
+    numbers, and text guarded by :func:`safe_text_cell`."""
     if isinstance(v, (np.bool_, bool)):
         return int(v)
     if isinstance(v, (np.floating, float)):
         return "" if not np.isfinite(v) else f"{float(v):.6g}"
-    return v.item() if hasattr(v, "item") else v
+    v = v.item() if hasattr(v, "item") else v
+    return safe_text_cell(v) if isinstance(v, str) else v
+
+
+def safe_text_cell(text: str) -> str:
+    """``text`` with a leading ``'`` when a spreadsheet would run it as a formula (it starts with
+    ``= + - @``, a tab or a carriage return; OWASP "CSV Injection"), unless it is a plain number
+    (``-0.5`` stays a number). Class names and file names in ``samples/*.csv`` come from user data."""
+    if not text.startswith(_FORMULA_START):
+        return text
+    if text[0] in "+-" and text == text.strip():
+        try:
+            float(text)
+        except ValueError:
+            pass
+        else:
+            return text
+    return "'" + text
 
 
 def _write_result(out_dir: Path, run: Run) -> None:
@@ -535,6 +600,7 @@ def _write_result(out_dir: Path, run: Run) -> None:
 
 
 __all__ = [
-    "AisecError", "Run", "as_dataset", "as_target", "assess", "finish_run", "judge", "load_data", "load_model",
+    "AisecError", "Run", "as_dataset", "as_target", "assess", "default_table_scale", "finish_run", "judge",
+    "load_data", "load_model", "plan_data",
     "record_result", "run_plan", "start_run", "write_reports",
 ]

@@ -115,7 +115,7 @@ def run_text_robustness(target: Target, data: Dataset, params: Any, *, progress:
         interval=wilson(k_clean, n), sample_count=n, parameters={}, raw_key="samples",
     )]
     table: dict[str, np.ndarray] = {
-        "index": np.arange(n), "label": y.numpy(), "pred_clean": pred_clean.numpy(),
+        "index": np.arange(n), "label": y.numpy(), "pred_clean": pred_clean.numpy(), "clean_correct": correct.numpy(),
         "text": np.array(decode(tt, ids), dtype=object),
     }
     warnings: list[str] = []
@@ -214,9 +214,10 @@ def run_text_robustness(target: Target, data: Dataset, params: Any, *, progress:
                     interval=median_interval(d_succ), sample_count=int(d_succ.size), parameters=pp,
                     raw_key="samples",
                 ))
+            success = (fooled & correct).numpy()  # as in the aggregates: only a clean-correct sample can be fooled
             table[f"{key}@{eps:g}:pred"] = pred.numpy()
-            table[f"{key}@{eps:g}:fooled"] = fooled.numpy()
-            table[f"{key}@{eps:g}:distance"] = dist
+            table[f"{key}@{eps:g}:fooled"] = success
+            table[f"{key}@{eps:g}:distance"] = np.where(success, dist, np.nan)
         attacked = queries[correct if tl is None else torch.ones(n, dtype=torch.bool)].numpy().astype(float)
         if attacked.size:
             measurements.append(Measurement(

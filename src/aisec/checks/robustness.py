@@ -210,6 +210,7 @@ class RobustnessCheck:
         ]
         table: dict[str, np.ndarray] = {
             "index": np.arange(n), "label": yc.numpy(), "pred_clean": pred_clean.numpy(),
+            "clean_correct": correct.numpy(),
         }
         warnings: list[str] = []
         curves: list[CurveSummary] = []
@@ -265,9 +266,12 @@ class RobustnessCheck:
                         interval=median_interval(d_succ), sample_count=int(d_succ.size), parameters=pp,
                         raw_key="samples",
                     ))
+                # per sample as in the aggregates: "fooled" is an attack success, which only a clean-correct
+                # sample can be; a clean-misclassified one is neither fooled nor given a distance
+                success = (fooled & correct).numpy()
                 table[f"{key}@{eps:g}:pred"] = curve["preds"][grid.index(eps)].numpy()
-                table[f"{key}@{eps:g}:fooled"] = fooled.numpy()
-                table[f"{key}@{eps:g}:distance"] = dist
+                table[f"{key}@{eps:g}:fooled"] = success
+                table[f"{key}@{eps:g}:distance"] = np.where(success, dist, np.nan)
             warnings += curve["warnings"]
             if params.examples and "example" in curve:
                 images[key] = curve["example"]
@@ -374,10 +378,11 @@ class RobustnessCheck:
                            batch_size=cp.batch_size, radius=radius, seed=params.seed,
                            progress=progress)
             scores = res.scores.numpy().astype(float)
-            med = float(np.median(scores))
+            stats = res.summary()  # one median (of the finite scores) for the evidence, the tile and the figure
+            finite = scores[np.isfinite(scores)]
             measurements.append(Measurement(
-                metric="robustness.clever_u", value=med, unit=norm.value, higher_is_better=True,
-                interval=median_interval(scores), sample_count=m,
+                metric="robustness.clever_u", value=stats["median"], unit=norm.value, higher_is_better=True,
+                interval=median_interval(finite) if finite.size else None, sample_count=int(finite.size),
                 parameters={"norm": norm.value, "nb_batches": cp.nb_batches,
                             "batch_size": cp.batch_size, "radius": radius, "statistic": "median"},
                 raw_key="samples",
@@ -385,8 +390,7 @@ class RobustnessCheck:
             col = np.full(x.shape[0], np.nan)
             col[:m] = scores
             table[f"clever_u:{norm.value}"] = col
-            out[norm.value] = CleverSummary.model_validate({"scores": scores.tolist(), "radius": radius,
-                                                            **res.summary()})
+            out[norm.value] = CleverSummary.model_validate({"scores": scores.tolist(), "radius": radius, **stats})
         return out
 
 

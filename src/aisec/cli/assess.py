@@ -127,6 +127,10 @@ def _with_check_flags(cmd: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--text-column", help="Text files (.csv/.tsv/.jsonl): the column holding the texts (default: text).")
 @click.option("--label-column", help="Tables and text files: the label column, by name or position (default: label).")
 @click.option("--max-bytes", type=int, help="Text files: bytes kept per text (default: the longest text's).")
+@click.option("--scale", type=click.Choice(["auto", "minmax", "standard", "none"]),
+              help="CSV tables: the feature scaling the model was trained on: minmax (to [0, 1]), standard "
+              "(z-scores) or none (raw values). Default auto: none for .pkl/.onnx/HTTP models, minmax for torch "
+              "models. eps and distances are in the units it gives; the statistics go into the evidence.")
 @click.option("-t", "--checks", default=None, help="Comma-separated checks (default: robustness).")
 @click.option("--seed", type=int, help="Random seed (default 0).")
 @click.option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
@@ -344,6 +348,8 @@ def _plan_from(plan_file: str | None, f: dict[str, Any]) -> Plan:
         if f.get(key) is not None:
             v = f[key]
             data.setdefault("options", {})[key] = int(v) if isinstance(v, str) and v.lstrip("-").isdigit() else v
+    if f.get("scale"):
+        data["scale"] = f["scale"]
     if "source" not in data:
         raise click.UsageError("give --data (e.g. digits, fashion-mnist, a folder) or a --plan")
     checks: dict[str, dict[str, Any]] = dict(raw.get("checks", {}) or {})

@@ -39,6 +39,9 @@ from aisec.core.errors import ConfigError
 @click.option("-d", "--data", required=True, help="Dataset: .csv table, built-in name (breast-cancer ...) or folder.")
 @click.option("--split", help="Dataset split (train/test) where the source has them.")
 @click.option("--label-column", help="CSV tables: the label column's name or position (default: last).")
+@click.option("--scale", type=click.Choice(["auto", "minmax", "standard", "none"]), default="auto", show_default=True,
+              help="CSV tables: the feature scaling the model was trained on (auto: none for .pkl/.onnx/HTTP "
+              "models, minmax for torch models).")
 @click.option("-a", "--attacks", help="Comma-separated attacks (default: every black-box attack).")
 @click.option("--budget", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Queries per sample for each attack (its max_queries).")
@@ -69,7 +72,8 @@ from aisec.core.errors import ConfigError
               help="Evidence store URL (sqlite:///path.db or postgresql://...); records are stored as each run ends.")
 @click.option("--json", "as_json", is_flag=True, help="Print scan.json's content instead of the table.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def scan_command(model: str, data: str, split: str | None, label_column: str | None, attacks: str | None,
+def scan_command(model: str, data: str, split: str | None, label_column: str | None, scale: str,
+                 attacks: str | None,
                  budget: int, eps: str, grid_file: str | None, max_runs: int | None, constraints_src: str | None,
                  count: int | None, batch_size: int, query_budget: int | None, trust_model_code: bool,
                  protocol: str | None, model_name: str | None, timeout: float | None, output_kind: str | None,
@@ -77,13 +81,13 @@ def scan_command(model: str, data: str, split: str | None, label_column: str | N
                  as_json: bool, quiet: bool) -> None:
     """Run black-box attacks over all samples and print runs, success %, best score and parameters,
     time and queries min/avg/max per attack."""
-    from aisec.api import load_model
+    from aisec.api import default_table_scale, load_model
     from aisec.campaigns.scan import run_scan
     from aisec.cli.params import float_list as _floats
     from aisec.cli.progress import RichProgress
     from aisec.core.dataset import take
     from aisec.core.plan import ModelRef
-    from aisec.data.loading import load_dataset
+    from aisec.data.loading import is_numeric_table, load_dataset
 
     gate = None
     if policy_file or store_url:
@@ -93,6 +97,10 @@ def scan_command(model: str, data: str, split: str | None, label_column: str | N
     opts: dict[str, Any] = {"split": split} if split else {}
     if label_column is not None:
         opts["label_column"] = int(label_column) if label_column.lstrip("-").isdigit() else label_column
+    if is_numeric_table(data, opts):
+        opts["scale"] = default_table_scale(model) if scale == "auto" else scale
+    elif scale != "auto":
+        raise ConfigError(f"--scale {scale} applies to numeric CSV tables, and '{data}' is not one")
     dataset = load_dataset(data, **opts)
     endpoint = {k: v for k, v in (("protocol", protocol), ("model", model_name), ("timeout", timeout),
                                   ("output", output_kind)) if v is not None}
@@ -142,9 +150,9 @@ def _constraints(src: str | None, dataset: Any) -> Any:
         return TabularConstraints.infer(x.reshape(x.shape[0], -1).numpy(),
                                         source=f"inferred from {dataset.info.name} model inputs (data ranges)")
     c = TabularConstraints.load(src)
-    if isinstance(dataset, CsvTable) and c.offset is None and c.scale is None:
-        # A CSV table is min-max scaled on loading; the file speaks in the table's own units.
-        c = c.with_scaling(dataset._lo, dataset._span)
+    if isinstance(dataset, CsvTable) and c.offset is None and c.scale is None and dataset.scale != "none":
+        # A CSV table is scaled on loading (--scale); the file speaks in the table's own units.
+        c = c.with_scaling(*dataset.scaling)
     return c
 
 

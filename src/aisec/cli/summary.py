@@ -20,6 +20,10 @@ def print_summary(run: Run) -> None:
     from aisec.core.check import ConsoleTable
 
     console = Console()
+    from aisec.report.html import input_note
+
+    if note := input_note(run):
+        console.print(f"inputs: {note}", markup=False)
     for r in run.results:
         for item in r.summary.console_lines(r, model=run.target.spec.name, dataset=run.data.info.name):
             if isinstance(item, ConsoleTable):

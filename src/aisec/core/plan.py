@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -60,7 +60,9 @@ class ModelRef(BaseModel):
     input_shape: tuple[int, ...] | None = Field(default=None, description="Default: the data's.")
     num_classes: int | None = Field(default=None, ge=1, le=MAX_CLASSES, description="Default: the data's.")
     normalization: dict[str, tuple[float, ...]] | None = None
-    value_range: tuple[float, float] = (0.0, 1.0)
+    value_range: tuple[float, float] | None = Field(
+        default=None, description="Range of the model's inputs (default: the data's; (0, 1) for images and "
+        "min-max scaled tables, the data's extremes for a table in raw units or z-scores).")
     device: str | None = Field(default=None, description="cpu, cuda, cuda:N, mps (default: cuda if available).")
     trust_model_code: bool = Field(
         default=False, description="Allow unpickling code from the model file (unsafe)."
@@ -103,8 +105,8 @@ class ModelRef(BaseModel):
 
     @field_validator("value_range")
     @classmethod
-    def _range(cls, v: tuple[float, float]) -> tuple[float, float]:
-        return check_value_range(v)
+    def _range(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        return check_value_range(v) if v is not None else None
 
     @field_validator("device")
     @classmethod
@@ -137,15 +139,25 @@ class ModelRef(BaseModel):
         return v
 
 
+#: How a CSV table's features are scaled before the model sees them (``auto``: by the model's kind).
+TableScale = Literal["auto", "minmax", "standard", "none"]
+
+
 class DataRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: str = Field(description="Built-in dataset name, a folder or a file.")
     options: dict[str, Any] = Field(default_factory=dict)
+    scale: TableScale = Field(
+        default="auto", description="CSV tables: the scaling the model was trained on — minmax (to [0, 1]), "
+        "standard (z-scores) or none (raw values). auto: none for pickled scikit-learn, ONNX and HTTP models "
+        "(which usually scale inside, or were trained on raw features), minmax for torch models.")
 
     @field_validator("options")
     @classmethod
     def _options(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if "scale" in v:
+            raise ValueError("give the table scaling as data.scale (minmax, standard, none, auto), not as an option")
         if "allow_outside_paths" in v:
             raise ValueError(
                 "allow_outside_paths cannot be set in a plan (a shared plan must not widen what aisec reads); "

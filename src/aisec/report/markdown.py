@@ -11,12 +11,15 @@ if TYPE_CHECKING:
 
 
 def render_markdown(run: Run) -> str:
+    from aisec.report.html import input_note
+
     spec = run.target.spec
     lines = [
         f"# aisec report: {spec.name} on {run.data.info.name}",
         "",
         f"Run `{run.run_id}` · model sha256 `{spec.digest}` · dataset digest `{run.data.info.digest}`",
         "",
+        *([f"Inputs: {note}", ""] if (note := input_note(run)) else []),
         "## Executive summary",
         "",
     ]

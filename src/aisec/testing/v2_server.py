@@ -92,6 +92,16 @@ class V2Server(LoopbackServer):
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 return
 
+            def handle(self) -> None:
+                # A client that gives up (its timeout, a reply it refuses as too large) closes the
+                # connection while the reply is being written: nothing is left to answer, so end
+                # this connection quietly instead of letting socketserver print a traceback. Any
+                # other error still reaches socketserver's handle_error.
+                try:
+                    super().handle()
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+
             def _send(self, code: int, body: bytes) -> None:
                 self.send_response(code)
                 self.send_header("content-type", "application/json")

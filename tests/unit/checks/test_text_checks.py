@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 pytest.importorskip("transformers")
@@ -59,7 +60,11 @@ def test_robustness_on_text_runs_hotflip_budgets_and_the_embedding_lower_bound(t
     table = r.tables["samples"]
     words = table["hotflip-l0:words_changed"]
     assert words.max() <= 3
-    assert (table["hotflip-l0@3:fooled"] == (table["hotflip-l0@3:pred"] != table["label"])).all()
+    correct = table["pred_clean"] == table["label"]
+    assert (table["clean_correct"] == correct).all()
+    # fooled as the aggregates count it: a clean-correct sample whose adversarial prediction is wrong
+    assert (table["hotflip-l0@3:fooled"] == ((table["hotflip-l0@3:pred"] != table["label"]) & correct)).all()
+    assert np.isnan(table["hotflip-l0@3:distance"][~table["hotflip-l0@3:fooled"].astype(bool)]).all()
     ex = r.summary["text_examples"]["hotflip-l0"]
     assert ex and ex[0]["success"] and ex[0]["adv_text"] != ex[0]["text"]
     assert {e.metric for e in run.evidence} >= {"robustness.clean_accuracy", "robustness.mean_queries"}

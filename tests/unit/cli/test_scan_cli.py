@@ -40,8 +40,10 @@ def files(tmp_path_factory):
 
 
 def _scan(files, out, *extra):
+    # lr.pkl was fitted on min-max scaled rows, which a pickled model does not get by default: declare it
     return CliRunner().invoke(main, ["scan", "-m", str(files / "lr.pkl"), "-d", str(files / "bc.csv"),
-                                     "--trust-model-code", "-c", "40", "-o", str(out), "-q", *extra])
+                                     "--scale", "minmax", "--trust-model-code", "-c", "40", "-o", str(out), "-q",
+                                     *extra])
 
 
 def test_scan_end_to_end_with_constraints(files, tmp_path):
