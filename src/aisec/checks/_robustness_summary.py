@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import SerializerFunctionWrapHandler, model_serializer
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from aisec.core.check import ConsoleLine, ConsoleTable, IntervalSummary, Summary
 
@@ -50,6 +50,13 @@ class CurveSummary(Summary):
     """The eps of the report's example images (None: a minimal-norm attack, or no images)."""
     key: str
     """``attack-norm[-targeted]``: names the curve's columns in the per-sample table and its images."""
+    loss_traces: list[list[float]] = Field(default_factory=list)
+    """Per eps, the attacker's objective per step (:attr:`~aisec.attacks.base.Outcome.loss_trace`; empty
+    lists for attacks that report none)."""
+    flags: list[str] = Field(default_factory=list)
+    """Ids of the reliability flags raised on this curve."""
+    escalation: str | None = None
+    """The flag whose remedy this curve is (None: an attack the plan asked for)."""
 
 
 class CleverSummary(Summary):
@@ -69,8 +76,61 @@ class CleverSummary(Summary):
     targeted: bool
 
 
+class FlagSummary(Summary):
+    """One reliability flag: its id, what it means, what was seen, and what to do next."""
+
+    id: str
+    title: str
+    detail: str
+    next_step: str
+    curve: str | None
+    norm: str | None
+    eps: list[float]
+
+
+class EscalationSummary(Summary):
+    """One remedy the check tried for a flag: run (its curve's key) or skipped (and why)."""
+
+    flag: str
+    remedy: str
+    attack: str
+    norm: str | None
+    status: Literal["ran", "skipped"]
+    note: str
+    key: str | None
+
+
+class ReliabilitySummary(Summary):
+    """The verdict on the robustness numbers: reliable only when no flag fired."""
+
+    reliable: bool
+    flags: list[FlagSummary]
+    escalations: list[EscalationSummary]
+    probes: dict[str, str]
+    """Per probe (gradients, randomness, probabilities), what it saw, in words."""
+
+
+class WorstPointSummary(Summary):
+    """The per-sample worst case over every attack of a norm at one eps."""
+
+    eps: float
+    robust_accuracy: float
+    ci: IntervalSummary
+    attacks: list[str]
+    """Curve keys whose grid reaches down to this eps (the attacks the worst case is over)."""
+
+
+class WorstCaseSummary(Summary):
+    """Per norm: robust accuracy when a sample counts as robust only if no attack fooled it within eps."""
+
+    norm: str
+    attacks: list[str]
+    points: list[WorstPointSummary]
+
+
 class RobustnessSummary(Summary):
-    """Clean accuracy with its CI, one curve per attack, CLEVER per norm (None when skipped)."""
+    """Clean accuracy with its CI, one curve per attack, CLEVER per norm (None when skipped), the per-sample
+    worst case over attacks per norm (the number to quote) and the reliability verdict."""
 
     samples: int
     clean_accuracy: float
@@ -78,10 +138,23 @@ class RobustnessSummary(Summary):
     curves: Sequence[CurveSummary]
     clever: dict[str, CleverSummary] | None
     classes: list[str]
+    worst_case: list[WorstCaseSummary] = Field(default_factory=list, exclude_if=lambda v: not v)
+    """Absent from the JSON when no curve ran (the text path has none)."""
+    reliability: ReliabilitySummary | None = Field(default=None, exclude_if=lambda v: v is None)
+    """Absent when the verdict was switched off (``reliability.enabled: false``) and on the text path."""
 
     def console_lines(self, result: Result, *, model: str, dataset: str) -> list[ConsoleLine]:
-        """The clean accuracy, a table row per attack and eps, and CLEVER's median per norm."""
+        """The reliability verdict and its flags first, the clean accuracy, a table row per attack and eps, the
+        worst case over attacks, and CLEVER's median per norm."""
         ci = self.clean_ci
+        verdict: list[ConsoleLine] = []
+        if self.reliability is not None:
+            r = self.reliability
+            verdict.append("reliability: " + ("reliable (no flag raised)" if r.reliable else
+                                              "NOT RELIABLE: " + ", ".join(dict.fromkeys(f.id for f in r.flags))))
+            verdict += [f"  [{f.id}] {f.detail} → {f.next_step}" for f in r.flags]
+            verdict += [f"  escalation for {e.flag}: {e.remedy} {e.status}" + (f" ({e.note})" if e.note else "")
+                        for e in r.escalations]
         rows = tuple(
             (c.attack + (" (t)" if c.targeted else ""), c.norm, f"{p.eps:g}", f"{p.robust_accuracy:.3f}",
              f"{p.ci.low:.3f}–{p.ci.high:.3f}", f"{p.success_rate:.3f}", f"{p.safair_delta:.3f}",
@@ -89,11 +162,17 @@ class RobustnessSummary(Summary):
             for c in self.curves for p in c.points
         )
         lines: list[ConsoleLine] = [
+            *verdict,
             f"{model} on {dataset}: clean accuracy {self.clean_accuracy:.3f} ({ci.low:.3f}–{ci.high:.3f}, "
             f"n={self.samples})",
             ConsoleTable("robustness", ("attack", "norm", "eps", "robust acc", "95% CI", "success", "SAFAIR Δ",
                                         "median ‖δ‖"), rows),
         ]
+        worst = tuple((w.norm, f"{p.eps:g}", f"{p.robust_accuracy:.3f}", f"{p.ci.low:.3f}–{p.ci.high:.3f}",
+                       ", ".join(p.attacks)) for w in self.worst_case for p in w.points)
+        if worst:
+            lines.append(ConsoleTable("worst case over attacks (per sample)",
+                                      ("norm", "eps", "robust acc", "95% CI", "attacks"), worst))
         for norm, c in (self.clever or {}).items():
             lines.append(f"CLEVER-u ({norm}): median {c.median:.4g}, min {c.min:.4g}, max {c.max:.4g}")
         return lines
@@ -127,5 +206,6 @@ class TextRobustnessSummary(RobustnessSummary):
     lower_bound_note: str
 
 
-__all__ = ["CleverSummary", "CurveSummary", "PointSummary", "RobustnessSummary", "TextCurveSummary",
-           "TextRobustnessSummary"]
+__all__ = ["CleverSummary", "CurveSummary", "EscalationSummary", "FlagSummary", "PointSummary",
+           "ReliabilitySummary", "RobustnessSummary", "TextCurveSummary", "TextRobustnessSummary", "WorstCaseSummary",
+           "WorstPointSummary"]

@@ -18,35 +18,56 @@ multi-step PGD at the same eps.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from aisec.attacks.base import Outcome, run_attack
 from aisec.checks._attack_spec import DEFAULT_EPS, AttackSpec, Eps
+from aisec.checks._reliability import (
+    ESCALATION,
+    CurveRecord,
+    ReliabilityFlag,
+    ReliabilityParams,
+    Remedy,
+    curve_flags,
+    load_wrapper,
+    near_chance_flag,
+    probe_gradients,
+    probe_probabilities,
+    probe_randomness,
+    worst_case,
+)
 from aisec.checks._robustness_summary import (
     CleverSummary,
     CurveSummary,
+    EscalationSummary,
+    FlagSummary,
     PointSummary,
+    ReliabilitySummary,
     RobustnessSummary,
     TextCurveSummary,
     TextRobustnessSummary,
+    WorstCaseSummary,
+    WorstPointSummary,
 )
 from aisec.core.check import IntervalSummary, Result, require_same_classes
 from aisec.core.checkpoint import load_step, save_step
 from aisec.core.dataset import Dataset, take
-from aisec.core.errors import ConfigError
+from aisec.core.errors import AisecError, ConfigError
 from aisec.core.evidence import Measurement
 from aisec.core.flags import Flag
 from aisec.core.progress import Progress, no_progress
-from aisec.core.registry import AttackKind, get_attack, names, register_check
+from aisec.core.registry import AttackInfo, AttackKind, get_attack, names, register_check
 from aisec.core.stats import median_interval, wilson
 from aisec.core.target import Target, check_inputs
-from aisec.core.types import Modality, Norm
+from aisec.core.types import Capability, Modality, Norm, OutputKind
 
 ATLAS_EVASION = ("AML.T0043.000", "AML.T0015")
 
@@ -82,6 +103,7 @@ class RobustnessParams(BaseModel):
     clever: CleverParams = Field(default_factory=CleverParams)
     examples: int = Field(default=8, ge=0, description="Example images kept for the report.")
     seed: int = 0
+    reliability: ReliabilityParams = Field(default_factory=ReliabilityParams)
 
     @field_validator("attacks", mode="before")
     @classmethod
@@ -213,84 +235,237 @@ class RobustnessCheck:
             "clean_correct": correct.numpy(),
         }
         warnings: list[str] = []
-        curves: list[CurveSummary] = []
-        images: dict[str, dict[str, np.ndarray]] = {}
+        st = _State(x=x, y=y, yc=yc, correct=correct, pred_clean=pred_clean, n=n, measurements=measurements,
+                    table=table, warnings=warnings)
+        rp = params.reliability
+        flags: list[ReliabilityFlag] = []
+        probes: dict[str, str] = {}
+        if rp.enabled:
+            flags, probes = _probe(target, x, y, rp)
+            chance = near_chance_flag(k_clean, n, spec.num_classes)
+            if chance is not None:
+                flags.append(chance)
+        no_path = any(f.id == "no_gradient_path" for f in flags)
         gen = torch.Generator().manual_seed(params.seed)
         for a in params.attacks:
             info = get_attack(a.name)
             norm = a.resolved_norm()
-            grid = params.grid(a, norm)
             tl = None
             if a.targeted:
                 offset = torch.randint(1, spec.num_classes, (n,), generator=gen)
                 tl = (yc + offset) % spec.num_classes
+            if no_path and Capability.GRADIENTS in info.requires:
+                warnings.append(f"{info.name} ({norm.value}) skipped: the target has no gradient path "
+                                "(see the no_gradient_path flag); black-box attacks run instead.")
+                continue
             key = f"{info.name}-{norm.value}" + ("-targeted" if a.targeted else "")
-            step = f"{len(curves):02d}-{key}"  # a run killed after this attack resumes after it
-            kept = load_step(step)
-            if kept is not None:
-                curve = _curve_from_step(*kept)
-            else:
-                curve = self._curve(target, x, y, tl, info.name, info.kind, norm, grid, a, params, progress,
-                                    pred_clean)
-                save_step(step, *_curve_to_step(curve))
-            points: list[PointSummary] = []
-            for point, fooled, dist in zip(curve["points"], curve["fooled"], curve["distances"], strict=True):
-                eps = point["eps"]
-                pp = {"attack": info.name, "norm": norm.value, "eps": eps, "targeted": a.targeted,
-                      "quantize": params.quantize, **a.params}
-                robust = correct & ~fooled
-                k_rob = int(robust.sum())
-                k_fool = int((fooled & correct).sum())
-                delta = k_clean - k_rob
-                d_succ = dist[(fooled & correct).numpy()]
-                med = float(np.median(d_succ)) if d_succ.size else float("nan")
-                points.append(PointSummary(
-                    eps=eps, raw_robust_accuracy=point["raw_robust_accuracy"], robust_accuracy=k_rob / n,
-                    ci=IntervalSummary.from_interval(wilson(k_rob, n)), success_rate=k_fool / max(k_clean, 1),
-                    safair_delta=delta / n, median_distance=med,
-                ))
-                measurements += [
-                    Measurement(metric="robustness.robust_accuracy", value=k_rob / n, unit="fraction",
-                                higher_is_better=True, interval=wilson(k_rob, n), sample_count=n,
-                                parameters=pp, raw_key="samples"),
-                    Measurement(metric="robustness.attack_success_rate", value=k_fool / max(k_clean, 1),
-                                unit="fraction", higher_is_better=False, interval=wilson(k_fool, k_clean),
-                                sample_count=k_clean, parameters=pp, raw_key="samples"),
-                    Measurement(metric="robustness.safair_delta", value=delta / n, unit="fraction",
-                                higher_is_better=False, interval=wilson(delta, n), sample_count=n,
-                                parameters=pp, raw_key="samples"),
-                ]
-                if d_succ.size:  # no successful attack: there is no perturbation to take the median of
-                    measurements.append(Measurement(
-                        metric="robustness.median_perturbation", value=med, unit=norm.value, higher_is_better=True,
-                        interval=median_interval(d_succ), sample_count=int(d_succ.size), parameters=pp,
-                        raw_key="samples",
-                    ))
-                # per sample as in the aggregates: "fooled" is an attack success, which only a clean-correct
-                # sample can be; a clean-misclassified one is neither fooled nor given a distance
-                success = (fooled & correct).numpy()
-                table[f"{key}@{eps:g}:pred"] = curve["preds"][grid.index(eps)].numpy()
-                table[f"{key}@{eps:g}:fooled"] = success
-                table[f"{key}@{eps:g}:distance"] = np.where(success, dist, np.nan)
-            warnings += curve["warnings"]
-            if params.examples and "example" in curve:
-                images[key] = curve["example"]
-            curves.append(CurveSummary(
-                attack=curve["attack"], norm=curve["norm"], kind=curve["kind"], targeted=curve["targeted"],
-                params=curve["params"], points=points, warnings=curve["warnings"], seconds=curve["seconds"],
-                queries=curve["queries"], example_eps=curve["example_eps"], key=key,
+            try:
+                self._attack(target, st, info, a, norm, key, tl, params, progress)
+            except RuntimeError:
+                if Capability.GRADIENTS not in info.requires:
+                    raise
+                probe = probe_gradients(target, x[: rp.probe_samples], y[: rp.probe_samples])
+                if probe.status != "none":
+                    raise
+                flags.append(ReliabilityFlag("no_gradient_path", probe.detail + f" ({info.name} failed)."))
+                probes["gradients"] = probe.detail
+                no_path = True
+                warnings.append(f"{info.name} ({norm.value}) failed: the target has no gradient path; black-box "
+                                "attacks run instead.")
+        escalations: list[EscalationSummary] = []
+        if rp.enabled:
+            flags += curve_flags(st.records, n)
+            if rp.escalate:
+                escalations = self._escalate(target, st, flags, params, progress)
+                flags += curve_flags(st.records, n)
+            flags = list({(f.id, f.curve, f.norm, f.eps): f for f in flags}.values())
+            warnings += [f.message() for f in flags if f.id not in ("rising_with_eps", "fgsm_beats_pgd")]
+        warnings += _masking_warnings(st.curves)
+        worst = _worst_case(st, params)
+        clever_summary = None if no_path else self._clever(target, x, params, measurements, table, warnings,
+                                                           progress)
+        if no_path and params.clever.enabled:
+            warnings.append("CLEVER skipped: it needs input gradients and the target has no gradient path")
+        reliability = None
+        if rp.enabled:
+            reliable = not flags
+            measurements.append(Measurement(
+                metric="robustness.reliable", value=1.0 if reliable else 0.0, unit="bool", higher_is_better=True,
+                interval=None, sample_count=n, raw_key=None,
+                parameters={"flags": sorted({f.id for f in flags}), "attacks": [r.key for r in st.records]},
             ))
-        warnings += _masking_warnings(curves)
-        clever_summary = self._clever(target, x, params, measurements, table, warnings, progress)
+            reliability = ReliabilitySummary(
+                reliable=reliable, probes=probes, escalations=escalations,
+                flags=[FlagSummary(id=f.id, title=f.title, detail=f.detail, next_step=f.next_step, curve=f.curve,
+                                   norm=f.norm, eps=list(f.eps)) for f in flags],
+            )
+        by_curve: dict[str, list[str]] = {}
+        for f in flags:
+            if f.curve is not None:
+                by_curve.setdefault(f.curve, []).append(f.id)
+        curves = [c.model_copy(update={"flags": sorted(set(by_curve.get(c.key, [])))}) for c in st.curves]
         summary = RobustnessSummary(
             samples=n, clean_accuracy=k_clean / n, clean_ci=IntervalSummary.from_interval(wilson(k_clean, n)),
-            curves=curves, clever=clever_summary, classes=list(data.info.classes),
+            curves=curves, clever=clever_summary, classes=list(data.info.classes), worst_case=worst,
+            reliability=reliability,
         )
         return Result(
             check="robustness", measurements=measurements, params=params.model_dump(mode="json"),
-            summary=summary, tables={"samples": table}, images=images, warnings=warnings,
+            summary=summary, tables={"samples": table}, images=st.images, warnings=warnings,
             seconds=time.perf_counter() - t0, threats=ATLAS_EVASION,
         )
+
+    def _attack(
+        self, target: Target, st: _State, info: AttackInfo, a: AttackSpec, norm: Norm, key: str,
+        tl: torch.Tensor | None, params: RobustnessParams, progress: Progress, escalation: str | None = None,
+    ) -> None:
+        """Run (or restore from its checkpoint step) one attack's curve and score it into ``st``."""
+        grid = params.grid(a, norm)
+        step = f"{len(st.curves):02d}-{key}"  # a run killed after this attack resumes after it
+        kept = load_step(step)
+        if kept is not None:
+            curve = _curve_from_step(*kept)
+        else:
+            curve = self._curve(target, st.x, st.y, tl, info.name, info.kind, norm, grid, a, params, progress,
+                                st.pred_clean)
+            save_step(step, *_curve_to_step(curve))
+        n, correct, k_clean = st.n, st.correct, int(st.correct.sum())
+        points: list[PointSummary] = []
+        robust_counts: list[int] = []
+        for point, fooled, dist in zip(curve["points"], curve["fooled"], curve["distances"], strict=True):
+            eps = point["eps"]
+            pp = {"attack": info.name, "norm": norm.value, "eps": eps, "targeted": a.targeted,
+                  "quantize": params.quantize, **a.params}
+            if escalation is not None:
+                pp["escalation"] = escalation
+            robust = correct & ~fooled
+            k_rob = int(robust.sum())
+            robust_counts.append(k_rob)
+            k_fool = int((fooled & correct).sum())
+            delta = k_clean - k_rob
+            d_succ = dist[(fooled & correct).numpy()]
+            med = float(np.median(d_succ)) if d_succ.size else float("nan")
+            points.append(PointSummary(
+                eps=eps, raw_robust_accuracy=point["raw_robust_accuracy"], robust_accuracy=k_rob / n,
+                ci=IntervalSummary.from_interval(wilson(k_rob, n)), success_rate=k_fool / max(k_clean, 1),
+                safair_delta=delta / n, median_distance=med,
+            ))
+            st.measurements += [
+                Measurement(metric="robustness.robust_accuracy", value=k_rob / n, unit="fraction",
+                            higher_is_better=True, interval=wilson(k_rob, n), sample_count=n,
+                            parameters=pp, raw_key="samples"),
+                Measurement(metric="robustness.attack_success_rate", value=k_fool / max(k_clean, 1),
+                            unit="fraction", higher_is_better=False, interval=wilson(k_fool, k_clean),
+                            sample_count=k_clean, parameters=pp, raw_key="samples"),
+                Measurement(metric="robustness.safair_delta", value=delta / n, unit="fraction",
+                            higher_is_better=False, interval=wilson(delta, n), sample_count=n,
+                            parameters=pp, raw_key="samples"),
+            ]
+            if d_succ.size:  # no successful attack: there is no perturbation to take the median of
+                st.measurements.append(Measurement(
+                    metric="robustness.median_perturbation", value=med, unit=norm.value, higher_is_better=True,
+                    interval=median_interval(d_succ), sample_count=int(d_succ.size), parameters=pp,
+                    raw_key="samples",
+                ))
+            # per sample as in the aggregates: "fooled" is an attack success, which only a clean-correct
+            # sample can be; a clean-misclassified one is neither fooled nor given a distance
+            success = (fooled & correct).numpy()
+            st.table[f"{key}@{eps:g}:pred"] = curve["preds"][grid.index(eps)].numpy()
+            st.table[f"{key}@{eps:g}:fooled"] = success
+            st.table[f"{key}@{eps:g}:distance"] = np.where(success, dist, np.nan)
+        st.warnings += curve["warnings"]
+        if params.examples and "example" in curve:
+            st.images[key] = curve["example"]
+        traces = [list(t) for t in curve.get("loss_traces", [[] for _ in grid])]
+        st.curves.append(CurveSummary(
+            attack=curve["attack"], norm=curve["norm"], kind=curve["kind"], targeted=curve["targeted"],
+            params=curve["params"], points=points, warnings=curve["warnings"], seconds=curve["seconds"],
+            queries=curve["queries"], example_eps=curve["example_eps"], key=key, loss_traces=traces,
+            escalation=escalation,
+        ))
+        st.records.append(CurveRecord(
+            key=key, attack=info.name, norm=norm.value, targeted=a.targeted,
+            blackbox=Capability.GRADIENTS not in info.requires, iterative=info.iterative, eps=list(grid),
+            robust=robust_counts, raw=[p["raw_robust_accuracy"] for p in curve["points"]], traces=traces,
+            fooled=[f.numpy() for f in curve["fooled"]], escalated_from=escalation, params=dict(a.params),
+        ))
+        st.ran.add(_identity(info.name, norm.value, None, a.params))
+
+    def _escalate(
+        self, target: Target, st: _State, flags: Sequence[ReliabilityFlag], params: RobustnessParams,
+        progress: Progress,
+    ) -> list[EscalationSummary]:
+        """Run the remedy (:data:`ESCALATION`) of every flag raised, once each; say what ran and what was skipped."""
+        rp = params.reliability
+        out: list[EscalationSummary] = []
+        asked = sorted({a.resolved_norm() for a in params.attacks}, key=lambda m: m.value)
+        for flag in list(flags):
+            record = next((r for r in st.records if r.key == flag.curve), None)
+            if record is not None and record.escalated_from is not None and flag.id == "not_converged":
+                continue  # a rerun is not rerun again: its flag stays, as the verdict
+            for rem in ESCALATION.get(flag.id, ()):
+                if rem.curve_only and record is None:
+                    continue
+                norms = [Norm(flag.norm)] if flag.norm else asked
+                for norm in norms:
+                    out.append(self._remedy(target, st, flag, rem, record, norm, params, progress, rp))
+        return out
+
+    def _remedy(
+        self, target: Target, st: _State, flag: ReliabilityFlag, rem: Remedy, record: CurveRecord | None,
+        norm: Norm, params: RobustnessParams, progress: Progress, rp: ReliabilityParams,
+    ) -> EscalationSummary:
+        name = rem.attack or (record.attack if record is not None else "")
+        label = rem.label().replace("steps×0", f"steps×{rp.steps_factor}")
+
+        def result(status: Literal["ran", "skipped"], note: str, key: str | None = None) -> EscalationSummary:
+            return EscalationSummary(flag=flag.id, remedy=label, attack=name, norm=norm.value, status=status,
+                                     note=note, key=key)
+
+        try:
+            info = get_attack(name)
+        except ConfigError:
+            return result("skipped", f"attack '{name}' is not registered in this build")
+        attack_params: dict[str, Any] = dict(rem.params)
+        if rem.steps_factor is not None:
+            base = dict(record.params) if record is not None else {}
+            fields = info.cls.Params.model_fields
+            if "steps" not in fields:
+                return result("skipped", f"'{name}' has no steps parameter")
+            steps = int(base.get("steps", fields["steps"].default))
+            attack_params = {**base, **attack_params, "steps": steps * (rem.steps_factor or rp.steps_factor)}
+        identity = _identity(name, norm.value, rem.wrap, attack_params)
+        if identity in st.ran:
+            return result("skipped", "already ran")
+        st.ran.add(identity)
+        if "max_queries" in info.cls.Params.model_fields and "max_queries" not in attack_params:
+            attack_params["max_queries"] = rp.square_queries
+        if norm not in info.norms:
+            return result("skipped", f"'{name}' does not support the {norm.value} norm")
+        try:
+            info.cls.Params(norm=norm, **attack_params)
+        except (ValidationError, TypeError) as exc:
+            return result("skipped", f"'{name}' does not take {attack_params} in this build "
+                                     f"({str(exc).splitlines()[0]})")
+        tgt = target
+        if rem.wrap is not None:
+            try:
+                wrapper = load_wrapper(rem.wrap)
+            except (ImportError, AttributeError):
+                return result("skipped", f"the wrapper {rem.wrap} is not available in this build")
+            args = {k: (rp.eot_draws if v == 0 and k == "draws" else v) for k, v in rem.wrap_args.items()}
+            tgt = wrapper(target, **args)
+        if not info.requires <= tgt.spec.capabilities:
+            return result("skipped", f"'{name}' needs {', '.join(sorted(c.value for c in info.requires))}, which "
+                                     "the target does not offer")
+        spec = AttackSpec(name=name, norm=norm, params=attack_params,
+                          eps=list(flag.eps) if rem.curve_only and flag.eps else None)
+        key = f"{info.name}-{norm.value}+{flag.id}"
+        try:
+            self._attack(tgt, st, info, spec, norm, key, None, params, progress, escalation=flag.id)
+        except (RuntimeError, AisecError) as exc:
+            return result("skipped", f"'{name}' failed: {str(exc).splitlines()[0]}")
+        return result("ran", "", key)
 
     def _curve(
         self, target: Target, x: torch.Tensor, y: torch.Tensor, tl: torch.Tensor | None,
@@ -305,12 +480,14 @@ class RobustnessCheck:
         preds: list[torch.Tensor] = []
         warnings: list[str] = []
         example: dict[str, np.ndarray] | None = None
+        traces: list[list[float]] = []
         y_cpu = y.cpu()
         if kind is AttackKind.MIN_NORM:
             out = run_attack(name, target, x, y, {"norm": norm, **spec.params}, target_labels=tl,
                              batch_size=params.batch_size, quantize=params.quantize,
                              seed=params.seed, progress=progress, pred_clean=pred_clean)
             fooled_any = out.pred_adv != y_cpu
+            traces = [list(out.loss_trace) for _ in grid]
             for eps in grid:
                 fooled = fooled_any & (out.distance <= eps + 1e-6)
                 points.append({"eps": eps, "raw_robust_accuracy": None})
@@ -329,6 +506,7 @@ class RobustnessCheck:
                                  target_labels=tl, batch_size=params.batch_size,
                                  quantize=params.quantize, seed=params.seed, progress=progress, pred_clean=pred_clean)
                 outs.append(out)
+                traces.append(list(out.loss_trace))
                 fooled_now = out.pred_adv != y_cpu
                 raw_acc = float((out.robust).float().mean())
                 if prev_raw is not None and raw_acc > prev_raw + 1e-12:
@@ -351,7 +529,7 @@ class RobustnessCheck:
         return {
             "attack": name, "norm": norm.value, "kind": kind.value, "targeted": spec.targeted,
             "params": spec.params, "points": points, "fooled": fooled_list, "distances": dist_list,
-            "preds": preds, "warnings": warnings, "seconds": time.perf_counter() - t0,
+            "preds": preds, "warnings": warnings, "seconds": time.perf_counter() - t0, "loss_traces": traces,
             "queries": target.queries - q0, **({"example": example} if example is not None else {}),
             "example_eps": (grid[len(grid) // 2] if kind is AttackKind.FIXED_EPS else None),
         }
@@ -364,7 +542,6 @@ class RobustnessCheck:
         cp = params.clever
         if not cp.enabled:
             return None
-        from aisec.core.types import Capability
         from aisec.metrics.clever import clever_u
 
         if Capability.GRADIENTS not in target.spec.capabilities:
@@ -394,10 +571,89 @@ class RobustnessCheck:
         return out
 
 
+@dataclass
+class _State:
+    """What the check accumulates while its attacks run (the per-attack scoring appends to it)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    yc: torch.Tensor
+    correct: torch.Tensor
+    pred_clean: torch.Tensor
+    n: int
+    measurements: list[Measurement]
+    table: dict[str, np.ndarray]
+    warnings: list[str]
+    curves: list[CurveSummary] = field(default_factory=list)
+    records: list[CurveRecord] = field(default_factory=list)
+    images: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    ran: set[str] = field(default_factory=set)
+
+
+def _identity(name: str, norm: str, wrap: str | None, attack_params: Mapping[str, Any]) -> str:
+    """What makes two attack runs the same run (for the escalation's "already ran")."""
+    return json.dumps([name, norm, wrap, {k: attack_params[k] for k in sorted(attack_params)}], default=str)
+
+
+def _probe(target: Target, x: torch.Tensor, y: torch.Tensor,
+           rp: ReliabilityParams) -> tuple[list[ReliabilityFlag], dict[str, str]]:
+    """The probe flags (gradients, randomness, probability outputs) and what each probe saw."""
+    xs, ys = x[: rp.probe_samples], y[: rp.probe_samples]
+    flags: list[ReliabilityFlag] = []
+    probes: dict[str, str] = {}
+    caps = target.spec.capabilities
+    if Capability.GRADIENTS in caps:
+        g = probe_gradients(target, xs, ys)
+        probes["gradients"] = g.detail
+        if g.status == "none":
+            flags.append(ReliabilityFlag("no_gradient_path", g.detail))
+        elif g.status == "zero":
+            flags.append(ReliabilityFlag("zero_gradients", g.detail))
+    else:
+        probes["gradients"] = "not probed: the target offers no gradients (black box)"
+    randomized, text = probe_randomness(target, xs)
+    probes["randomness"] = text
+    if randomized:
+        flags.append(ReliabilityFlag("randomized", text))
+    if target.spec.output is OutputKind.LOGITS and Capability.LOGITS in caps:
+        probs, text = probe_probabilities(target, xs)
+        probes["probabilities"] = text or "not probed"
+        if probs:
+            flags.append(ReliabilityFlag("probability_outputs", text))
+    return flags, probes
+
+
+def _worst_case(st: _State, params: RobustnessParams) -> list[WorstCaseSummary]:
+    """Per norm, the per-sample worst case over every curve, as measurements, table columns and summaries."""
+    out = []
+    correct = st.correct.numpy()
+    for norm in sorted({r.norm for r in st.records}):
+        points = worst_case(correct, st.records, norm)
+        summaries = []
+        for p in points:
+            iv = wilson(p.robust, st.n)
+            st.measurements.append(Measurement(
+                metric="robustness.worst_case_robust_accuracy", value=p.robust / st.n, unit="fraction",
+                higher_is_better=True, interval=iv, sample_count=st.n, raw_key="samples",
+                parameters={"norm": norm, "eps": p.eps, "attacks": list(p.attacks), "quantize": params.quantize},
+            ))
+            summaries.append(WorstPointSummary(eps=p.eps, robust_accuracy=p.robust / st.n,
+                                               ci=IntervalSummary.from_interval(iv), attacks=list(p.attacks)))
+            fooled = np.zeros(st.n, dtype=bool)
+            for r in st.records:
+                if r.norm == norm and r.key in p.attacks:
+                    i = max(j for j, e in enumerate(r.eps) if e <= p.eps + 1e-12)
+                    fooled |= r.fooled[i]
+            st.table[f"worst-{norm}@{p.eps:g}:fooled"] = fooled
+        out.append(WorstCaseSummary(norm=norm, attacks=[r.key for r in st.records if r.norm == norm],
+                                    points=summaries))
+    return out
+
+
 def _curve_to_step(curve: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """One attack's curve as a checkpoint step: its JSON facts and its per-sample arrays."""
     doc = {k: curve[k] for k in ("attack", "norm", "kind", "targeted", "params", "points", "warnings", "seconds",
-                                 "queries", "example_eps")}
+                                 "queries", "example_eps", "loss_traces")}
     doc["example_keys"] = sorted(curve.get("example", {}) or {})
     arrays: dict[str, np.ndarray] = {}
     for i, (f, d, p) in enumerate(zip(curve["fooled"], curve["distances"], curve["preds"], strict=True)):
@@ -411,6 +667,7 @@ def _curve_from_step(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict
     """The curve :func:`_curve_to_step` kept."""
     n = len(doc["points"])
     curve = {k: v for k, v in doc.items() if k != "example_keys"}
+    curve.setdefault("loss_traces", [[] for _ in range(n)])  # a step kept before traces were
     curve["fooled"] = [torch.from_numpy(arrays[f"fooled{i}"]) for i in range(n)]
     curve["distances"] = [arrays[f"distance{i}"] for i in range(n)]
     curve["preds"] = [torch.from_numpy(arrays[f"pred{i}"]) for i in range(n)]

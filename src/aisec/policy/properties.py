@@ -8,8 +8,9 @@ A new check adds a :class:`Source` row here (and its metric to ``policy/catalogu
 ========================== ========= ============ =============== ==================================================
 property                   scale     better       Clouditor gate  aisec source (first that has evidence wins)
 ========================== ========= ============ =============== ==================================================
-adversarialRobustnessScore [0, 1]    higher       >= 0.5          min robust accuracy over attacks at the reference
-                                                                  eps; else min(1, CLEVER-u / reference eps)
+adversarialRobustnessScore [0, 1]    higher       >= 0.5          per-sample worst case over attacks at the reference
+                                                                  eps; else min robust accuracy over attacks there;
+                                                                  else min(1, CLEVER-u / reference eps)
 evasionEfficacyLevel       % [0,100] lower        < 33            100 x max attack success rate at the reference eps
 membershipInferenceResil.  [0, 1]    lower        <= 0.5          max MIA advantage 2*AUC-1 (clipped to [0, 1])
 poisoningResilienceLevel   [0, 1]    lower        <= 0.5          max backdoor attack success rate; else 1-resilience
@@ -85,6 +86,7 @@ class PropertySpec:
 
 PROPERTIES: dict[str, PropertySpec] = {p.name: p for p in (
     PropertySpec("adversarialRobustnessScore", "AdversarialRobustness", ">=", 0.5, "[0, 1]", True, (
+        Source("robustness.worst_case_robust_accuracy", "min", pick="reference_eps"),
         Source("robustness.robust_accuracy", "min", pick="reference_eps"),
         Source("robustness.clever_u", "min", transform="clever_over_eps"),
     )),

@@ -33,8 +33,13 @@ def render_markdown(run: Run) -> str:
         if other is not run:
             lines += ["", f"# {other.target.spec.name} on {other.data.info.name}", ""]
         for r in other.results:
-            lines += ["", f"## {r.check.capitalize()}", "", "| metric | parameters | value | 95% CI | n |",
-                      "|---|---|---|---|---|"]
+            lines += ["", f"## {r.check.capitalize()}", ""]
+            rel = r.summary.get("reliability")  # the robustness verdict comes first, before any number
+            if rel is not None:
+                ids = ", ".join(dict.fromkeys(f["id"] for f in rel["flags"]))
+                lines += [f"**Reliability:** {'no flag raised' if rel['reliable'] else 'NOT RELIABLE (' + ids + ')'}",
+                          *[f"- `{f['id']}`: {f['detail']} What to do: {f['next_step']}." for f in rel["flags"]], ""]
+            lines += ["| metric | parameters | value | 95% CI | n |", "|---|---|---|---|---|"]
             for m in r.measurements:
                 ci = f"{m.interval.low:.4g}–{m.interval.high:.4g}" if m.interval else ""
                 lines.append(f"| {m.metric} | {_params(m.parameters)} | {m.value:.4g} | {ci} | {m.sample_count} |")

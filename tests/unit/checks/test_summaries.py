@@ -110,9 +110,10 @@ def test_robustness_summary_is_typed_round_trips_and_prints_its_table(digits_tar
     assert isinstance(s.curves[0].points[0], PointSummary) and isinstance(s.clever["l2"], CleverSummary)
     assert isinstance(s.clean_ci, IntervalSummary)
     w = _written(run, "robustness")
-    assert list(w) == ["samples", "clean_accuracy", "clean_ci", "curves", "clever", "classes"]
+    assert list(w) == ["samples", "clean_accuracy", "clean_ci", "curves", "clever", "classes", "worst_case",
+                       "reliability"]
     assert list(w["curves"][0]) == ["attack", "norm", "kind", "targeted", "params", "points", "warnings", "seconds",
-                                    "queries", "example_eps", "key"]
+                                    "queries", "example_eps", "key", "loss_traces", "flags", "escalation"]
     assert list(w["curves"][0]["points"][0]) == ["eps", "raw_robust_accuracy", "robust_accuracy", "ci",
                                                  "success_rate", "safair_delta", "median_distance"]
     assert w["curves"][1]["points"][0]["raw_robust_accuracy"] is None  # minimal-norm attack: one run

@@ -131,3 +131,30 @@ def test_metric_known_only_from_evidence_is_accepted():
     assert evaluate_policy(ev, policy).passed
     with pytest.raises(UnknownMetricError):
         evaluate_policy([], policy)
+
+
+def test_a_rule_can_require_reliable_robustness_numbers():
+    """``robustness.reliable == 1`` gates on the robustness check's verdict: 0 (a flag fired) fails, 1 passes."""
+    policy = parse_policy({"defaults": "none", "rules": [
+        {"metric": "robustness.reliable", "operator": "==", "target": 1, "required": True}]})
+    flagged = [fake_evidence("robustness.reliable", 0.0, run_id=RUN, unit="bool",
+                             parameters={"flags": ["zero_gradients"], "attacks": ["pgd-linf"]})]
+    report = evaluate_policy(flagged, policy)
+    assert not report.passed and report.exit_code == EXIT_POLICY_FAILED
+    assert report.rules[0].value == 0.0 and "violates == 1" in report.rules[0].reason
+    assert "AIC4/SR-05" in report.rules[0].requirements
+    ok = [fake_evidence("robustness.reliable", 1.0, run_id=RUN, unit="bool", parameters={"flags": []})]
+    assert evaluate_policy(ok, policy).passed
+    assert not evaluate_policy([], policy).passed  # required: no verdict is no pass
+
+
+def test_robustness_score_quotes_the_worst_case_over_attacks():
+    """With a per-sample worst case in the evidence, adversarialRobustnessScore reads it (it is ≤ every
+    attack's own robust accuracy), at the reference eps."""
+    ev = _curve([0.9, 0.7, 0.3], [0.1, 0.3, 0.7], [4 / 255, 8 / 255, 0.3])
+    ev += [fake_evidence("robustness.worst_case_robust_accuracy", v, run_id=RUN, index=10 + i,
+                         parameters={"norm": "linf", "eps": e, "attacks": ["pgd-linf", "square-linf"]})
+           for i, (v, e) in enumerate([(0.8, 4 / 255), (0.55, 8 / 255), (0.2, 0.3)])]
+    report = evaluate_policy(ev)
+    ars = next(r for r in report.rules if r.metric == "adversarialRobustnessScore")
+    assert ars.value == pytest.approx(0.55) and "worst_case" in ars.reason
