@@ -79,6 +79,7 @@ def test_fab_matches_autoattack(digits_target, data, norm):
     assert med == pytest.approx(med_ref, rel=0.01)
     assert float(perturbation_norm(out.x_adv - x, Norm(norm)).sub(out.distance).abs().max()) < 1e-6
     assert float(out.x_adv.min()) >= 0 and float(out.x_adv.max()) <= 1
+    assert len(out.loss_trace) == STEPS  # one trace_margin per step (convergence judged from it)
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
@@ -93,6 +94,7 @@ def test_fab_t_matches_autoattack(digits_target, data, norm):
     assert abs(int(ours_at_eps.sum()) - int(ref_at_eps.sum())) <= 1
     assert 0 < int(ref_at_eps.sum()) < N
     both = ours_at_eps & ref_at_eps
+    assert STEPS <= len(out.loss_trace) <= 4 * STEPS  # classes after the first only while samples remain
     assert float(out.distance[both].median()) == pytest.approx(float(d_ref[both].median()), rel=0.01)
 
 

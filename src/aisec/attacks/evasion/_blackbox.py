@@ -90,9 +90,33 @@ class QueryLedger:
     def query(self, xq: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
         """Probabilities for ``xq``; ``owners[i]`` is the sample index each row is charged to (and,
         under bound constraints, the original ``xq[i]`` is projected against)."""
+        xq = self._charge(xq, owners)
+        if xq.shape[0] == 0:
+            return torch.zeros(0, self.target.spec.num_classes)
+        return self.target.predict(xq).float().to(xq.device)
+
+    def query_log_scores(self, xq: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
+        """Scores whose differences are log-probability ratios, charged like :meth:`query`.
+
+        The logits when the target exposes them (``logits()`` comes with
+        :attr:`~aisec.core.types.Capability.GRADIENTS`), else the log of the probabilities. The two
+        agree up to a per-row constant, so any margin is the same, except where the probabilities
+        bottom out: below the clamp 1e-30 (a class 69 logits behind; float32 softmax gives 0 from
+        about 100) every log-probability margin reads the same, and a random search that only
+        accepts improvements stops moving. The logits never saturate (AutoAttack's Square reads them).
+        """
+        xq = self._charge(xq, owners)
+        if xq.shape[0] == 0:
+            return torch.zeros(0, self.target.spec.num_classes)
+        if Capability.GRADIENTS in self.target.spec.capabilities:
+            with torch.no_grad():
+                return self.target.logits(xq).float().to(xq.device)
+        return self.target.predict(xq).float().to(xq.device).clamp_min(1e-30).log()
+
+    def _charge(self, xq: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
         m = int(xq.shape[0])
         if m == 0:
-            return torch.zeros(0, self.target.spec.num_classes)
+            return xq
         if self._global_left is not None:
             if m > self._global_left:  # a bug in the caller, never the target's problem
                 raise RuntimeError(f"attack asked {m} queries with {self._global_left} left; call afford() first")
@@ -100,7 +124,7 @@ class QueryLedger:
         self.counts.index_add_(0, owners.cpu(), torch.ones(m, dtype=torch.long))
         if self.constraints is not None:
             xq = self.constraints.project(xq, owners)
-        return self.target.predict(xq).float().to(xq.device)
+        return xq
 
     def publish(self) -> None:
         sink = _RECORDER.get()
@@ -116,7 +140,11 @@ def is_adversarial(probs: torch.Tensor, y: torch.Tensor, target_labels: torch.Te
 
 def margin(probs: torch.Tensor, y: torch.Tensor, target_labels: torch.Tensor | None) -> torch.Tensor:
     """Log-probability margin; negative means adversarial (untargeted) / target reached (targeted)."""
-    logp = probs.clamp_min(1e-30).log()
+    return score_margin(probs.clamp_min(1e-30).log(), y, target_labels)
+
+
+def score_margin(logp: torch.Tensor, y: torch.Tensor, target_labels: torch.Tensor | None) -> torch.Tensor:
+    """:func:`margin` on log-scores (logits or log-probabilities: the same up to a per-row constant)."""
     lab = y if target_labels is None else target_labels
     own = logp.gather(1, lab[:, None]).squeeze(1)
     other = logp.scatter(1, lab[:, None], -torch.inf).amax(1)

@@ -10,10 +10,16 @@ Budget: ``max_queries`` per sample (the first query scores the initialisation), 
 and never more than the target's remaining ``query_budget`` (see :mod:`._blackbox`).
 Shapes: images ``(N, C, H, W)``; any other input is treated as one row ``(1, 1, D)``.
 
-Batched: every still-unbroken sample is queried once per iteration in one ``predict`` call, each
-with its own random window(s) (the reference code and ART draw one window per iteration for all
-samples). Loss is the log-probability margin (the paper's margin loss on the scores the target
-gives). Accepts only improvements, so the loss never rises.
+Batched: every still-unbroken sample is queried once per iteration in one call, each with its own
+random window(s) (the reference code and ART draw one window per iteration for all samples).
+Loss: the margin (own class minus best other, or best other minus the target class), the paper's
+and AutoAttack's margin loss. It is read on the logits when the target exposes them (white box,
+as AutoAttack's Square reads the model's output), else on the log-probabilities: the same margin
+mathematically, but probabilities of classes 69 or more logits behind fall under the clamp
+(1e-30), the log-probability margin saturates and the search stalls on confident models (see
+``QueryLedger.query_log_scores``). Targeted, AutoAttack's code minimises the cross-entropy of the
+target class instead; here the targeted loss is the margin too. Accepts only improvements, so the
+loss never rises. AutoAttack's stage is ``max_queries=5000, p_init=0.8``.
 
 - Linf: vertical-stripe initialisation at ``+-eps``; a proposal sets one ``s x s`` window of
   every channel to ``+-eps``.
@@ -35,7 +41,7 @@ import torch
 from pydantic import Field
 
 from aisec.attacks.base import EvasionParams
-from aisec.attacks.evasion._blackbox import QueryLedger, margin
+from aisec.attacks.evasion._blackbox import QueryLedger, score_margin
 from aisec.core.registry import AttackKind, register_attack
 from aisec.core.target import Target
 from aisec.core.types import Capability, Norm
@@ -96,7 +102,7 @@ class Square:
         idx = ledger.afford(torch.arange(n))
         if idx.numel():
             tl = target_labels[idx] if target_labels is not None else None
-            loss[idx] = margin(ledger.query(x_adv[idx].reshape(-1, *x.shape[1:]), idx), y[idx], tl)
+            loss[idx] = score_margin(ledger.query_log_scores(x_adv[idx].reshape(-1, *x.shape[1:]), idx), y[idx], tl)
         started = torch.zeros(n, dtype=torch.bool)
         started[idx] = True
         rows = torch.arange(h, device=dev).view(1, 1, h, 1)
@@ -114,7 +120,7 @@ class Square:
             if l2:
                 d_new = x_new - img[idx]
             tl = target_labels[idx] if target_labels is not None else None
-            l_new = margin(ledger.query(x_new.reshape(-1, *x.shape[1:]), idx), y[idx], tl)
+            l_new = score_margin(ledger.query_log_scores(x_new.reshape(-1, *x.shape[1:]), idx), y[idx], tl)
             better = l_new < loss[idx]
             sel = idx[better.cpu()]
             delta[sel] = d_new[better]
