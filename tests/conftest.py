@@ -108,7 +108,8 @@ def exact_wasserstein():
         rows = np.concatenate([np.repeat(np.arange(m), m), m + np.tile(np.arange(m), m)])
         a_eq = sparse.csr_matrix((np.ones(2 * m * m), (rows, np.concatenate([np.arange(m * m)] * 2))),
                                  shape=(2 * m, m * m))
-        bounds = [(0, None) if ok else (0, 0) for ok in allowed.ravel()]
+        keep = np.flatnonzero(allowed.ravel())  # only the allowed moves (bounds of (0, 0) upset HiGHS's presolve)
+        a_eq, cost_kept = a_eq[:, keep], cost.ravel()[keep]
         out = np.zeros(n)
         for k in range(n):
             total = x[k].sum()
@@ -119,8 +120,8 @@ def exact_wasserstein():
                 if a.sum() == 0 or b.sum() == 0:
                     out[k] = np.inf
                     continue
-                res = linprog(cost.ravel(), A_eq=a_eq, b_eq=np.concatenate([a / a.sum(), b / b.sum()]),
-                              bounds=bounds, method="highs")
+                res = linprog(cost_kept, A_eq=a_eq, b_eq=np.concatenate([a / a.sum(), b / b.sum()]),
+                              bounds=(0, None), method="highs")
                 out[k] += (a.sum() / total) * (res.fun if res.status == 0 else np.inf)
         return out
 

@@ -149,7 +149,7 @@ def test_noise_matches_foolbox(name, norm, eps, reference, digits_target, digits
 def test_wasserstein_projection_matches_art(digits_target, data):
     from aisec.attacks.evasion.wasserstein import ground_cost, projected_sinkhorn
 
-    x, y = data
+    x, _ = data
     x = x[:8].double()
     clf = art_cls.PyTorchClassifier(digits_target.module, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 8, 8),
                                     nb_classes=10, clip_values=(0.0, 1.0), device_type="cpu")

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -209,7 +209,7 @@ def local_transport(weights: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     the offset, so this operator is its own transpose: it serves both sides of the transport plan.
     """
     n, c, h, w = v.shape
-    k = int(round(math.sqrt(weights.shape[1])))
+    k = round(math.sqrt(weights.shape[1]))
     kern = weights.view(n, 1, 1, k, k).expand(n, c, 1, k, k).reshape(n * c, 1, k, k)
     return F.conv2d(v.reshape(1, n * c, h, w), kern, padding=k // 2, groups=n * c).view(n, c, h, w)
 
@@ -279,7 +279,7 @@ def projected_sinkhorn(
         if bool(((obj - old).abs() <= 1e-4 + 1e-4 * obj.abs()).all()):
             break
         old = obj
-    return cast(torch.Tensor, beta / lam + y)
+    return beta / lam + y
 
 
 # -- exact measurement ------------------------------------------------------------------------------
