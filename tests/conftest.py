@@ -87,3 +87,49 @@ def policy_evaluations(monkeypatch: pytest.MonkeyPatch) -> list[object]:
         if name.startswith("aisec") and getattr(mod, "evaluate_policy", None) is original:
             monkeypatch.setattr(mod, "evaluate_policy", counting)
     return calls
+
+
+@pytest.fixture(scope="session")
+def exact_wasserstein():
+    """Exact Wasserstein distance between two images, solved as one dense LP per sample and channel.
+
+    Independent of :mod:`aisec.attacks.evasion.wasserstein` (dense plan over all pixel pairs, costs from
+    pixel coordinates): ``f(x, x_adv, p=2, window=None)`` with ``window`` the largest move per axis
+    (``kernel_size // 2``; None: unrestricted), each channel normalised to unit mass and weighted by its
+    share of the clean mass. Returns a float64 numpy array ``(N,)``.
+    """
+    import numpy as np
+    from scipy import sparse
+    from scipy.optimize import linprog
+
+    def solve(x, x_adv, p=2, window=None):
+        x = x.detach().double().numpy()
+        xa = x_adv.detach().double().numpy()
+        n, c, h, w = x.shape
+        ii, jj = np.divmod(np.arange(h * w), w)
+        di = np.abs(ii[:, None] - ii[None, :])
+        dj = np.abs(jj[:, None] - jj[None, :])
+        cost = (di.astype(float) ** p + dj ** p) ** (1 / p)
+        allowed = np.ones_like(cost, dtype=bool) if window is None else np.maximum(di, dj) <= window
+        m = h * w
+        rows = np.concatenate([np.repeat(np.arange(m), m), m + np.tile(np.arange(m), m)])
+        a_eq = sparse.csr_matrix((np.ones(2 * m * m), (rows, np.concatenate([np.arange(m * m)] * 2))),
+                                 shape=(2 * m, m * m))
+        keep = np.flatnonzero(allowed.ravel())  # only the allowed moves (bounds of (0, 0) upset HiGHS's presolve)
+        a_eq, cost_kept = a_eq[:, keep], cost.ravel()[keep]
+        out = np.zeros(n)
+        for k in range(n):
+            total = x[k].sum()
+            for ch in range(c):
+                a, b = x[k, ch].ravel(), xa[k, ch].ravel()
+                if a.sum() == 0 and b.sum() == 0:
+                    continue
+                if a.sum() == 0 or b.sum() == 0:
+                    out[k] = np.inf
+                    continue
+                res = linprog(cost_kept, A_eq=a_eq, b_eq=np.concatenate([a / a.sum(), b / b.sum()]),
+                              bounds=(0, None), method="highs")
+                out[k] += (a.sum() / total) * (res.fun if res.status == 0 else np.inf)
+        return out
+
+    return solve

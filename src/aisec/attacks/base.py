@@ -81,7 +81,8 @@ class Outcome:
 
 
 def perturbation_norm(delta: torch.Tensor, norm: Norm) -> torch.Tensor:
-    """Per-sample norm of a batch of perturbations ``(N, ...)``."""
+    """Per-sample norm of a batch of perturbations ``(N, ...)`` (Lp norms only, see :attr:`Norm.is_lp`)."""
+    _lp_only(norm, "measured from x_adv - x")
     flat = delta.reshape(delta.shape[0], -1)
     if norm is Norm.LINF:
         return flat.abs().amax(1)
@@ -93,7 +94,8 @@ def perturbation_norm(delta: torch.Tensor, norm: Norm) -> torch.Tensor:
 
 
 def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: Norm) -> torch.Tensor:
-    """Project ``x_adv`` into the ``norm`` ball of radius ``eps`` around ``x``."""
+    """Project ``x_adv`` into the ``norm`` ball of radius ``eps`` around ``x`` (Lp norms only)."""
+    _lp_only(norm, "projected onto by the driver")
     delta = x_adv - x
     if norm is Norm.LINF:
         delta = delta.clamp(-eps, eps)
@@ -104,6 +106,12 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: Norm) -> tor
     elif norm is Norm.L1:
         delta = _project_l1(delta, eps)
     return x + delta
+
+
+def _lp_only(norm: Norm, what: str) -> None:
+    if not norm.is_lp:
+        raise ConfigError(f"the '{norm.value}' budget is not a norm of x_adv - x and cannot be {what}; "
+                          "the attack that runs in that ball projects onto it and measures it (its distance())")
 
 
 def _project_l1(delta: torch.Tensor, eps: float) -> torch.Tensor:
@@ -266,14 +274,23 @@ def run_attack(
     if target_labels is not None and target_labels.shape != y.shape:
         raise ConfigError("target_labels must have one label per sample")
     if constraints is not None:
+        if not p.norm.is_lp:
+            raise ConfigError(f"tabular constraints keep Lp balls only, not the '{p.norm.value}' budget")
         constraints.check_data(x, what="attack input")
     impl = info.cls()
+    # A non-Lp budget (Wasserstein) depends on x and x_adv both: the attack keeps to its ball itself and
+    # measures it, so the driver neither projects nor measures with a norm of the difference.
+    measure = None if p.norm.is_lp else getattr(impl, "distance", None)
+    if not p.norm.is_lp and measure is None:
+        raise ConfigError(f"attack '{info.name}' declares the '{p.norm.value}' budget, which is not a norm of "
+                          "x_adv - x, but defines no distance(x, x_adv, params) to measure it")
     dev = torch.device(spec.device)
     lo, hi = spec.value_range
     q0 = target.queries
     outs: list[torch.Tensor] = []
     preds_clean: list[torch.Tensor] = []
     preds_adv: list[torch.Tensor] = []
+    dists: list[torch.Tensor] = []
     step_sums: list[float] = []  # per step: the objective summed over every sample of every batch
     step_counts: list[int] = []
     gen = torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [])
@@ -300,14 +317,22 @@ def run_attack(
                 step_counts[t] += int(xb.shape[0])
             if xa.shape != xb.shape:
                 raise ConfigError(f"attack '{info.name}' returned shape {tuple(xa.shape)}")
-            if info.kind is AttackKind.FIXED_EPS:
+            if info.kind is AttackKind.FIXED_EPS and measure is None:
                 xa = project(xa, xb, p.eps, p.norm)
             xa = xa.clamp(lo, hi)
             if quantize:
-                budget = p.eps if info.kind is AttackKind.FIXED_EPS else None
+                budget = p.eps if info.kind is AttackKind.FIXED_EPS and measure is None else None
                 xa = quantize_8bit(xa, xb, budget, p.norm, spec.value_range)
             if constraints is not None:
                 xa = constraints.project(xa, xb, eps=ball[0], norm=ball[1], value_range=spec.value_range)
+            if measure is not None:
+                db = measure(xb, xa, p).to(xb.device)
+                if info.kind is AttackKind.FIXED_EPS:
+                    # Rounding can leave a non-Lp ball the attack kept to: such a sample falls back to x.
+                    over = ~(db <= p.eps * (1 + 1e-6) + 1e-9)
+                    xa = torch.where(over.view(-1, *([1] * (xa.ndim - 1))), xb, xa)
+                    db = torch.where(over, torch.zeros_like(db), db)
+                dists.append(db.cpu().float())
             pa = target.predict(xa).argmax(1)
             outs.append(xa.cpu())
             preds_clean.append(pc.cpu())
@@ -319,7 +344,7 @@ def run_attack(
     yc = y.cpu()
     # Targeted: the target label was reached. Untargeted: a correct prediction was flipped.
     success = (pred_adv == target_labels.cpu()) if target_labels is not None else (pred_adv != yc) & (pred_clean == yc)
-    dist = perturbation_norm(x_adv - x.cpu().float(), p.norm)
+    dist = torch.cat(dists) if measure is not None else perturbation_norm(x_adv - x.cpu().float(), p.norm)
     return Outcome(
         x_adv=x_adv,
         pred_clean=pred_clean,

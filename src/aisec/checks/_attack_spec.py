@@ -19,6 +19,9 @@ DEFAULT_EPS: dict[Norm, list[float]] = {
     Norm.L2: [0.25, 0.5, 1.0, 2.0],
     Norm.L1: [1.0, 2.0, 5.0, 10.0],
     Norm.L0: [0.01, 0.02, 0.05, 0.1],
+    # mean pixels the unit-normalised mass moves (aisec.attacks.evasion.wasserstein); on the digits CNN
+    # 0.05 / 0.1 / 0.2 break 6% / 19% / 78% of the samples
+    Norm.WASSERSTEIN: [0.02, 0.05, 0.1, 0.2, 0.5],
 }
 EPS_MAX = 1e6
 #: One perturbation budget: 0 (no perturbation) up to :data:`EPS_MAX`; NaN and infinity are refused.

@@ -45,14 +45,28 @@ class Capability(StrEnum):
 
 
 class Norm(StrEnum):
-    """Perturbation norms."""
+    """Perturbation budgets: the Lp norms of ``x_adv - x``, and the Wasserstein distance.
+
+    ``wasserstein`` is not a norm of the difference: it measures how far the image's mass (its pixel
+    values) moves, so it depends on ``x`` and ``x_adv`` both (see :attr:`is_lp`). Attacks in that
+    ball keep to it themselves and measure it (:mod:`aisec.attacks.evasion.wasserstein`).
+    """
 
     L0 = "l0"
     L1 = "l1"
     L2 = "l2"
     LINF = "linf"
+    WASSERSTEIN = "wasserstein"
+
+    @property
+    def is_lp(self) -> bool:
+        """Whether the budget is a norm of ``x_adv - x`` (the driver can project onto it and measure it)."""
+        return self is not Norm.WASSERSTEIN
 
     @property
     def dual(self) -> Norm:
-        """The dual norm q with 1/p + 1/q = 1 (used for gradient norms, e.g. in CLEVER)."""
-        return {Norm.L1: Norm.LINF, Norm.L2: Norm.L2, Norm.LINF: Norm.L1, Norm.L0: Norm.LINF}[self]
+        """The dual norm q with 1/p + 1/q = 1 (used for gradient norms, e.g. in CLEVER); Lp norms only."""
+        duals = {Norm.L1: Norm.LINF, Norm.L2: Norm.L2, Norm.LINF: Norm.L1, Norm.L0: Norm.LINF}
+        if self not in duals:
+            raise ValueError(f"'{self.value}' is not an Lp norm and has no dual norm")
+        return duals[self]
