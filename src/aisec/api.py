@@ -468,6 +468,7 @@ def record_result(
     if not any(r is result for r in run.results):
         run.results.append(result)
     records = _evidence(result, run, measurements)
+    records += _accuracy_skill(run, records)
     run.evidence += records
     if run.out is not None:
         write_jsonl(records, run.out / "evidence.jsonl")
@@ -546,6 +547,41 @@ def _evidence(result: Result, run: Run, measurements: Sequence[Measurement] | No
         )
         for m in chosen
     ]
+
+
+def _accuracy_skill(run: Run, records: Sequence[Evidence]) -> list[Evidence]:
+    """For a check's best clean accuracy among ``records``, its normalised margin over chance
+    (:data:`aisec.policy.sanity.SKILL_METRIC`), one run-level record: what the near-chance warning and the
+    default policy's sanity rule read. Chance is the larger of 1/K and the majority-class share of the
+    first ``sample_count`` labels of the run's data (the samples the checks evaluate)."""
+    from aisec.policy.sanity import SKILL_METRIC, accuracy_skill
+
+    clean = [e for e in records if e.metric.endswith(".clean_accuracy") and e.sample_count > 0]
+    if not clean:
+        return []
+    best = max(clean, key=lambda e: e.value)
+    k = max(run.target.spec.num_classes, run.data.info.num_classes, 1)
+    counts = np.zeros(k, dtype=np.int64)
+    for _, y in run.data.batches(512, limit=best.sample_count):
+        yy = y.cpu().numpy().astype(np.int64)
+        counts += np.bincount(yy[(yy >= 0) & (yy < k)], minlength=k)
+    share = float(counts.max() / counts.sum()) if counts.sum() else 0.0
+    chance = max(1.0 / k, share)
+    basis = (f"majority class, {share:.1%} of the {int(counts.sum())} evaluated labels" if share > 1.0 / k
+             else f"uniform guess over {k} classes")
+    params = {"source_metric": best.metric, "clean_accuracy": best.value, "chance": round(chance, 6),
+              "chance_basis": basis, "classes": k}
+    return [best.model_copy(update={
+        "id": str(uuid.uuid4()), "metric": SKILL_METRIC, "value": accuracy_skill(best.value, chance),
+        "unit": "skill (0 = chance, 1 = perfect)", "higher_is_better": True,
+        # the accuracy's interval through the same (monotone) map
+        "interval": best.interval.model_copy(update={
+            "low": accuracy_skill(best.interval.low, chance), "high": accuracy_skill(best.interval.high, chance),
+            "method": f"{best.interval.method} of the accuracy, mapped"}) if best.interval is not None else None,
+        "parameters": {**params, **({"input_scaling": best.parameters["input_scaling"]}
+                                    if "input_scaling" in best.parameters else {})},
+        "raw": None, "threats": (),
+    })]
 
 
 def _write_table(table: dict[str, np.ndarray], path: Path) -> int:

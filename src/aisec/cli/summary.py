@@ -15,13 +15,17 @@ def print_summary(run: Run) -> None:
     tables), so this knows no check by name; a check without lines of its own prints its measurements.
     """
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from aisec.core.check import ConsoleTable
 
     console = Console()
+    from aisec.policy.sanity import alerts
     from aisec.report.html import input_note
 
+    for a in alerts(run.evidence):  # first, before any figure: those figures describe a model that guesses
+        console.print(f"[bold red]WARNING: useless model?[/] {escape(a)}", highlight=False)
     if note := input_note(run):
         console.print(f"inputs: {note}", markup=False)
     for r in run.results:

@@ -104,9 +104,11 @@ class Policy(BaseModel):
         return self
 
     def effective_rules(self) -> list[Rule]:
-        """The Clouditor defaults (unless ``defaults: none``) with user rules replacing same-property defaults."""
-        overridden = {r.metric for r in self.rules if r.is_property and not r.where}
-        out = [r for r in default_rules() if r.metric not in overridden] if self.defaults == "clouditor" else []
+        """The Clouditor defaults and the clean-accuracy sanity rule (:mod:`aisec.policy.sanity`), unless
+        ``defaults: none``, with user rules replacing same-metric defaults."""
+        overridden = {r.metric for r in self.rules if not r.where}
+        out = [r for r in [*default_rules(), sanity_rule()] if r.metric not in overridden] \
+            if self.defaults == "clouditor" else []
         return out + list(self.rules)
 
     def reference(self) -> Reference:
@@ -134,6 +136,14 @@ def default_rules() -> list[Rule]:
     """Clouditor's AISecurity defaults, one rule per property that has a gate."""
     return [Rule(metric=p.name, operator=p.operator, target=p.target)  # type: ignore[arg-type]
             for p in PROPERTIES.values() if p.operator]
+
+
+def sanity_rule() -> Rule:
+    """Clean accuracy clearly above chance (:data:`aisec.policy.sanity.SKILL_METRIC`), a default rule."""
+    from aisec.policy.sanity import MIN_SKILL, SKILL_METRIC
+
+    return Rule(metric=SKILL_METRIC, operator=">=", target=MIN_SKILL, aggregate="min",
+                name=f"clean accuracy above chance ({SKILL_METRIC} >= {MIN_SKILL:g})")
 
 
 def default_policy() -> Policy:
@@ -352,4 +362,5 @@ __all__ = [
     "evaluate_policy",
     "load_policy",
     "parse_policy",
+    "sanity_rule",
 ]

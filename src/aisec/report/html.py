@@ -66,9 +66,11 @@ def executive_summary(run: Run) -> str:
     warnings = [f"{r.check}: {w}" for r in run.results for w in r.warnings]
     for other in run.related:
         warnings += [f"{other.target.spec.name} {r.check}: {w}" for r in other.results for w in r.warnings]
+    from aisec.policy.sanity import alerts
+
     policy_name = "policy" if run.policy is not None else "default policy (Clouditor AISecurity thresholds)"
     return render_template(
-        "summary.html.j2", verdict=run.verdict, warnings=warnings, errors=run.errors,
+        "summary.html.j2", verdict=run.verdict, warnings=warnings, errors=run.errors, alerts=alerts(run.evidence),
         checks=[r.check for r in run.results], n_evidence=len(run.evidence), policy_name=policy_name,
     )
 

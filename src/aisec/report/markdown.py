@@ -23,8 +23,11 @@ def render_markdown(run: Run) -> str:
         "## Executive summary",
         "",
     ]
+    from aisec.policy.sanity import alerts
+
+    lines += [f"> **Warning: useless model?** {a}" for a in alerts(run.evidence)]
     if run.verdict is not None:
-        lines += [run.verdict.markdown(), ""]
+        lines += ["", run.verdict.markdown(), ""]
     for e in run.errors:
         lines.append(f"- **error:** {e}")
     for r in run.results:

@@ -38,6 +38,8 @@ def test_defaults_equal_clouditor_thresholds():
         "poisonedDataLevel": ("<=", 5.0),
         "modelStealResilience": ("<", 70.0),
         "explainabilityEnabled": ("==", True),
+        # aisec's own default beside Clouditor's: clean accuracy clearly above chance (issue 18, item 2)
+        "model.accuracy_above_chance": (">=", 0.1),
     }
 
 
