@@ -98,7 +98,7 @@ def test_zero_gradients_flagged_and_square_finds_lower_robust_accuracy(digits_mo
     worst = res.measurement("robustness.worst_case_robust_accuracy", norm="linf", eps=0.2)
     assert pgd.value > 0.8  # the masking works on PGD ...
     assert worst.value <= sq.value < pgd.interval.low  # ... and the escalation sees through it
-    assert set(worst.parameters["attacks"]) == {"pgd-linf", "square-linf+zero_gradients"}
+    assert {"pgd-linf", "square-linf+zero_gradients"} <= set(worst.parameters["attacks"])
     assert any(w.startswith("[zero_gradients]") for w in res.warnings)
 
 
