@@ -14,6 +14,18 @@ smaller eps lies inside every larger ball, so a sample fooled at eps₁ counts a
 eps₂ > eps₁. The raw per-eps numbers are kept too; when the raw curve rises with eps, the check
 warns (a sign of gradient masking or too few steps), as it does when one-step FGSM beats
 multi-step PGD at the same eps.
+
+Next to each attack's curve the check reports, per norm, the per-sample worst case over every attack
+it ran (``robustness.worst_case_robust_accuracy``: a sample is robust at eps only if no attack fooled
+it within eps), the number to quote. Every run ends with a reliability verdict
+(:mod:`aisec.checks._reliability`; ``robustness.reliable`` 1/0 and the flags with ids in the summary
+and the warnings): probes of the target before any attack (zero or missing gradients, randomness,
+probabilities passed as logits), the curves' own signs (rising with eps, FGSM beating PGD, an
+objective still improving, black box beating white box) and a near-chance clean accuracy. When a flag
+fires the check runs its remedy (:data:`~aisec.checks._reliability.ESCALATION`: Square or a transfer
+attack for masked gradients, EOT for randomness, a DLR loss for probabilities, 5x the steps for an
+unconverged attack), skipping with a note any remedy this build does not have; a target that claims
+gradients but has no gradient path gets black-box attacks instead of a traceback.
 """
 
 from __future__ import annotations

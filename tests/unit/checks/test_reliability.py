@@ -229,3 +229,21 @@ def test_worst_case_is_below_every_attack(seed, k):
             if p.eps in r.eps:
                 assert p.robust <= r.robust[r.eps.index(p.eps)]
     assert all(b.robust <= a.robust for a, b in itertools.pairwise(points))
+
+
+def test_report_shows_the_verdict_first_and_the_policy_can_gate_on_it(digits_model, data, tmp_path):
+    from aisec.api import assess
+    from aisec.policy.rules import evaluate_policy, parse_policy
+
+    run = assess(_wrap(PlusMinusTen, digits_model), data.subset(range(24), name="digits-24"), checks={
+        "robustness": {"attacks": ["pgd"], "eps": [0.2], "samples": 24, "clever": {"enabled": False},
+                       "examples": 0, "reliability": {"square_queries": 20}}}, out=tmp_path)
+    html = (tmp_path / "report.html").read_text()
+    start = html.index("Robustness — how easily")
+    assert start < html.index("NOT RELIABLE", start) < html.index("zero_gradients", start) \
+        < html.index("the number to quote", start) < html.index("Per attack and", start)
+    md = (tmp_path / "report.md").read_text()
+    assert md.index("**Reliability:** NOT RELIABLE (zero_gradients") < md.index("| robustness.clean_accuracy")
+    policy = parse_policy({"defaults": "none", "rules": [
+        {"metric": "robustness.reliable", "operator": "==", "target": 1}]})
+    assert not evaluate_policy(run.evidence, policy).passed
