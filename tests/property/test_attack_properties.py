@@ -98,10 +98,12 @@ def test_fixed_eps_attack_stays_in_ball(name, data, digits_target, batch, exact_
         assert float(perturbation_norm(out.x_adv - x, norm).max()) <= eps + 1e-5
         assert torch.allclose(out.distance, perturbation_norm(out.x_adv - x, norm))
     else:  # Wasserstein: measured again by an independent exact solver (tests/conftest.py)
+        # (8 of the 16 rows: one dense LP each; the attack measured all 16 with its own solver)
+        assert float(out.distance.max()) <= eps * (1 + 1e-6) + 1e-9
         ground = info.cls.Params(**params)  # the ball's ground cost and window
-        exact = exact_wasserstein(x, out.x_adv, p=ground.p, window=ground.kernel_size // 2)
+        exact = exact_wasserstein(x[:8], out.x_adv[:8], p=ground.p, window=ground.kernel_size // 2)
         assert float(exact.max()) <= eps * (1 + 1e-5) + 1e-7
-        np.testing.assert_allclose(out.distance.double().numpy(), exact, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(out.distance[:8].double().numpy(), exact, rtol=1e-4, atol=1e-6)
     _in_range(out.x_adv, digits_target)
     _check_consistent(out, digits_target, y, tl)
 

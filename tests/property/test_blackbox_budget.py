@@ -30,7 +30,7 @@ _MODEL = _Linear()
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    name=st.sampled_from(["square", "hopskipjump", "simba", "boundary"]),
+    name=st.sampled_from(["square", "hopskipjump", "simba", "boundary", "gaussian-noise", "uniform-noise"]),
     n=st.integers(1, 6),
     max_queries=st.integers(1, 60),
     extra=st.integers(0, 200),

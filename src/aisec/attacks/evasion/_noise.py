@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import cast
 
 import torch
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from aisec.attacks.base import EvasionParams
 from aisec.attacks.evasion._blackbox import QueryLedger, bshape, is_adversarial
@@ -31,7 +31,9 @@ class NoiseParams(EvasionParams):
     """Parameters of the repeated additive-noise attacks."""
 
     repeats: int = Field(
-        default=100, ge=1, description="Noise draws per sample, one query each (Foolbox: repeats=100)."
+        default=100, ge=1, validation_alias=AliasChoices("repeats", "max_queries"),
+        description="Noise draws per sample, one query each (Foolbox: repeats=100); also accepted as "
+        "max_queries, the name every other black-box attack (and aisec scan's --budget) uses.",
     )
 
 
