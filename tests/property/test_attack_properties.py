@@ -51,7 +51,7 @@ def _fast(name: str, params: dict) -> dict:
     """Cap iteration counts so the property runs stay cheap for every attack."""
     fields = ATTACKS[name].cls.Params.model_fields
     caps = (("steps", 5), ("binary_search_steps", 2), ("max_iter", 5), ("n_queries", 200), ("max_queries", 200),
-            ("repeats", 20), ("epochs", 2), ("sinkhorn_steps", 10))
+            ("repeats", 20), ("epochs", 2), ("sinkhorn_steps", 10), ("n_target_classes", 2))
     for key, cap in caps:
         if key in fields and key not in params:
             default = fields[key].default

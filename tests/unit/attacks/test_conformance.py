@@ -55,7 +55,8 @@ def test_attack_conforms(name, digits_target, digits_test_batch):
     x, y = x[:8].float(), y[:8].long()
     params = {}
     fields = cls.Params.model_fields
-    for key, cap in (("steps", 3), ("binary_search_steps", 2), ("max_iter", 3), ("n_queries", 100), ("epochs", 2)):
+    for key, cap in (("steps", 3), ("binary_search_steps", 2), ("max_iter", 3), ("n_queries", 100), ("epochs", 2),
+                     ("max_queries", 100), ("n_target_classes", 2)):
         if key in fields:
             params[key] = min(fields[key].default, cap) if isinstance(fields[key].default, int) else cap
     out = run_attack(name, digits_target, x, y, params)

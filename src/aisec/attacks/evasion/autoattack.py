@@ -64,7 +64,7 @@ class Stage:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def stages(version: str, *, steps: int = 100, max_queries: int = 5000,
+def stages(version: str, *, steps: int = 100, max_queries: int = 5000, n_target_classes: int = 9,
            attacks: Sequence[str] | None = None) -> list[Stage]:
     """The stages of ``version`` (see the module docstring), in the order they run.
 
@@ -72,26 +72,27 @@ def stages(version: str, *, steps: int = 100, max_queries: int = 5000,
     (apgd-dlr and fab, which ``standard`` lacks, with one restart), as pyautoattack's ``custom``.
     """
     apgd = {"steps": steps, "restarts": 1}
-    fab = {"steps": steps, "restarts": 1, "n_target_classes": 9}
+    apgd_t = {**apgd, "n_target_classes": n_target_classes}
+    fab = {"steps": steps, "restarts": 1, "n_target_classes": n_target_classes}
     square = {"max_queries": max_queries, "p_init": 0.8}
     if attacks is not None and version != "custom":
         raise ConfigError(f"a list of attacks is for version 'custom'; version '{version}' fixes its own")
     if version == "standard":
-        return [Stage("apgd-ce", apgd), Stage("apgd-t", {**apgd, "n_target_classes": 9}), Stage("fab-t", fab),
+        return [Stage("apgd-ce", apgd), Stage("apgd-t", apgd_t), Stage("fab-t", fab),
                 Stage("square", square)]
     if version == "plus":
         return [Stage("apgd-ce", {**apgd, "restarts": 5}), Stage("apgd-dlr", {**apgd, "restarts": 5}),
                 Stage("fab", {**fab, "restarts": 5}), Stage("square", square),
-                Stage("apgd-t", {**apgd, "n_target_classes": 9}), Stage("fab-t", fab)]
+                Stage("apgd-t", apgd_t), Stage("fab-t", fab)]
     if version == "rand":
         return [Stage("apgd-ce", {**apgd, "eot_iter": 20}), Stage("apgd-dlr", {**apgd, "eot_iter": 20})]
     if version == "quick":
-        return [Stage("apgd-ce", apgd), Stage("apgd-t", {**apgd, "n_target_classes": 3})]
+        return [Stage("apgd-ce", apgd), Stage("apgd-t", {**apgd, "n_target_classes": min(3, n_target_classes)})]
     if version == "custom":
         if not attacks:
             raise ConfigError("AutoAttack version 'custom' needs the list of attacks to run")
         table: dict[str, dict[str, Any]] = {"apgd-ce": apgd, "apgd-dlr": apgd, "fab": fab, "fab-t": fab,
-                                            "apgd-t": {**apgd, "n_target_classes": 9}, "square": square}
+                                            "apgd-t": apgd_t, "square": square}
         return [Stage(a, table.get(a, {})) for a in attacks]
     raise ConfigError(f"unknown AutoAttack version '{version}'; choose one of {', '.join(VERSIONS)} or 'custom'")
 
@@ -100,6 +101,8 @@ class AutoAttackParams(EvasionParams):
     version: Version = Field(default="standard", description="Which ensemble: standard, plus, rand or quick.")
     steps: int = Field(default=100, ge=1, description="Iterations of each gradient stage (APGD, FAB).")
     max_queries: int = Field(default=5000, ge=1, description="Queries per sample of the Square stage.")
+    n_target_classes: int = Field(default=9, ge=1, description="Target classes of the targeted stages "
+                                  "(apgd-t, fab-t); 'quick' uses at most 3.")
 
 
 @dataclass
@@ -158,6 +161,7 @@ def run_autoattack(
     progress: Progress = no_progress,
     steps: int = 100,
     max_queries: int = 5000,
+    n_target_classes: int = 9,
     attacks: Sequence[str] | None = None,
 ) -> AutoAttackOutcome:
     """Run the AutoAttack ensemble ``version`` on ``(x, y)`` at budget ``eps`` in ``norm``.
@@ -171,7 +175,8 @@ def run_autoattack(
     nrm = Norm(norm)
     if eps < 0:
         raise ConfigError(f"eps must be >= 0, got {eps}")
-    plan = _resolve(stages(version, steps=steps, max_queries=max_queries, attacks=attacks), target, nrm, version)
+    plan = _resolve(stages(version, steps=steps, max_queries=max_queries, n_target_classes=n_target_classes,
+                           attacks=attacks), target, nrm, version)
     x = x.detach().float().cpu()
     y = y.long().cpu()
     q0 = target.queries
@@ -235,5 +240,5 @@ class AutoAttack:
         # The driver has seeded the random state for this batch; the stages continue from it.
         res = run_autoattack(target, x, y, eps=params.eps, norm=params.norm, version=params.version,
                              batch_size=max(int(x.shape[0]), 1), seed=None, steps=params.steps,
-                             max_queries=params.max_queries)
+                             max_queries=params.max_queries, n_target_classes=params.n_target_classes)
         return res.x_adv.to(x.device)
