@@ -9,8 +9,9 @@ sex). :meth:`TabularConstraints.project` maps any candidate to a nearby valid po
 the batch (no per-sample loops); :meth:`TabularConstraints.violations` counts what is broken.
 
 **Two spaces.** Constraints are written in the *domain* units of the table (age in years, income in
-euros). Models often see scaled inputs instead: :class:`~aisec.data.table.CsvTable` and the
-built-in tables min-max scale every feature to [0, 1]. ``offset`` and ``scale`` say how:
+euros). Models often see scaled inputs instead: :class:`~aisec.data.table.CsvTable` scales as its
+``scale`` says (min-max to [0, 1], z-scores, or none) and the built-in tables min-max scale every
+feature to [0, 1]. ``offset`` and ``scale`` say how:
 ``domain = model_input * scale + offset`` (default: the identity). Projection happens in domain
 units and the result is mapped back, so "integer" means integer *years*, not integer scaled values.
 Tolerances (``tol``) are in model-input units.
