@@ -110,7 +110,7 @@ def test_no_gradient_path_is_flagged_not_a_crash(digits_model, data):
         run_attack("pgd", target, data.x[:4], data.y[:4], {"eps": 0.1})
     res = _run(target, data, attacks=["fgsm", "pgd"], clever={"samples": 2})
     assert "no_gradient_path" in _flags(res)
-    assert [c.key for c in res.summary.curves] == ["square-linf+no_gradient_path"]
+    assert [c.key for c in res.summary.curves] == ["square-linf+no_gradient_path", "transfer-linf+no_gradient_path"]
     assert any("pgd (linf) skipped" in w for w in res.warnings)
     assert any("CLEVER skipped" in w for w in res.warnings)
     worst = res.measurement("robustness.worst_case_robust_accuracy", norm="linf", eps=0.2)
