@@ -27,7 +27,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aisec.attacks.base import Outcome, run_attack
-from aisec.checks._attack_spec import DEFAULT_EPS, AttackSpec, Eps
+from aisec.checks._attack_spec import ALL, DEFAULT_EPS, AttackSpec, Eps, select_attacks
 from aisec.checks._robustness_summary import (
     CleverSummary,
     CurveSummary,
@@ -82,6 +82,15 @@ class RobustnessParams(BaseModel):
     clever: CleverParams = Field(default_factory=CleverParams)
     examples: int = Field(default=8, ge=0, description="Example images kept for the report.")
     seed: int = 0
+    skip: list[str] = Field(default_factory=list, description="Attacks removed from the selection (e.g. of 'all').")
+    target_label: int | None = Field(
+        default=None, ge=0, description="Targeted run: every sample aims at this class (its own samples are left out)."
+    )
+
+    @field_validator("skip", mode="before")
+    @classmethod
+    def _skip_names(cls, v: Any) -> Any:
+        return [s.strip() for s in v.split(",") if s.strip()] if isinstance(v, str) else v
 
     @field_validator("attacks", mode="before")
     @classmethod
@@ -111,11 +120,15 @@ class RobustnessCheck:
 
     Params = RobustnessParams
     flags: ClassVar[tuple[Flag, ...]] = (
-        Flag("--attacks", "Comma-separated attacks, e.g. pgd,fgsm,cw,deepfool,jsma.", kind="list", short="-a"),
+        Flag("--attacks", "Comma-separated attacks, e.g. pgd,fgsm,cw,deepfool; 'all' = every one the target takes.",
+             kind="list", short="-a"),
+        Flag("--skip", "Attacks to leave out of the selection, e.g. boundary,hopskipjump.", kind="list"),
         Flag("--eps", "Linf eps grid, e.g. 0.05,0.1 or 4/255,8/255.", kind="floats"),
         Flag("--eps-l2", "L2 eps grid for L2 attacks (cw, deepfool, pgd with --norm l2).", kind="floats"),
         Flag("--norm", "Norm for all attacks.", kind="choice", choices=("linf", "l2", "l1", "l0")),
         Flag("--targeted", "Targeted attacks toward a random other class.", kind="switch"),
+        Flag("--target-label", "Targeted attacks toward this one class (samples of that class are left out).",
+             kind="int"),
         Flag("--count", "How many samples to attack (default 500).", kind="int", short="-c"),
         Flag("--steps", "Iterations for iterative attacks.", kind="int"),
         Flag("--batch-size", "Samples per forward pass.", kind="int"),
@@ -129,6 +142,10 @@ class RobustnessCheck:
         """The check's plan entry ``r`` with the given flags (None = not given) applied."""
         if f["attacks"]:
             r["attacks"] = [{"name": a} for a in f["attacks"]]
+        if f.get("skip"):
+            r["skip"] = list(f["skip"])
+        if f.get("target_label") is not None:
+            r["target_label"] = f["target_label"]
         attack_params: dict[str, Any] = {}
         if f["steps"] is not None:
             attack_params["steps"] = f["steps"]
@@ -141,7 +158,7 @@ class RobustnessCheck:
                     a["norm"] = f["norm"]
                 if f["targeted"]:
                     a["targeted"] = True
-                if attack_params and a["name"].lower() in iterative:
+                if attack_params and (a["name"].lower() in iterative or a["name"].lower() == ALL):
                     a["params"] = {**a.get("params", {}), **attack_params}
             r["attacks"] = specs
         if f["eps"] is not None:
@@ -181,7 +198,15 @@ class RobustnessCheck:
             from aisec.checks._text_robustness import run_text_robustness
 
             return run_text_robustness(target, data, params, progress=progress)
-        for a in params.attacks:  # fail fast on names, norms and capabilities before any work
+        if params.target_label is not None and params.target_label >= spec.num_classes:
+            raise ConfigError(f"target_label {params.target_label} is not a class of model '{spec.name}' "
+                              f"({spec.num_classes} classes)")
+        fixed = params.target_label
+        attacks, selection_notes = select_attacks(params.attacks, family="evasion", capabilities=spec.capabilities,
+                                                  skip=params.skip, targeted=fixed is not None)
+        if fixed is not None:
+            attacks = [a.model_copy(update={"targeted": True}) for a in attacks]
+        for a in attacks:  # fail fast on names and norms before any work
             info = get_attack(a.name)
             norm = a.resolved_norm()
             if norm not in info.norms:
@@ -189,8 +214,6 @@ class RobustnessCheck:
                     f"attack '{info.name}' supports norms {sorted(n.value for n in info.norms)}, "
                     f"not '{norm.value}'"
                 )
-            if a.targeted and not info.targeted:
-                raise ConfigError(f"attack '{info.name}' cannot be targeted")
         x, y = take(data, params.samples, device=spec.device)
         check_inputs(spec, x, what=f"dataset '{data.info.name}'")
         n = int(x.shape[0])
@@ -215,12 +238,24 @@ class RobustnessCheck:
         curves: list[CurveSummary] = []
         images: dict[str, dict[str, np.ndarray]] = {}
         gen = torch.Generator().manual_seed(params.seed)
-        for a in params.attacks:
+        warnings += selection_notes
+        # A fixed target class: its own samples cannot be sent to it, so they are left out of every count.
+        inc = torch.ones(n, dtype=torch.bool) if fixed is None else yc != fixed
+        n_a, correct_a = int(inc.sum()), correct & inc
+        k_clean_a = int(correct_a.sum())
+        if n_a == 0:
+            raise ConfigError(f"target_label {fixed}: every one of the {n} samples is of that class; nothing to attack")
+        if fixed is not None:
+            warnings.append(f"targeted at class {fixed}: the {n - n_a} sample(s) labelled {fixed} are left out of "
+                            f"every attack's robust accuracy and success rate ({n_a} of {n} counted)")
+        for a in attacks:
             info = get_attack(a.name)
             norm = a.resolved_norm()
             grid = params.grid(a, norm)
             tl = None
-            if a.targeted:
+            if fixed is not None:
+                tl = torch.full_like(yc, fixed)
+            elif a.targeted:
                 offset = torch.randint(1, spec.num_classes, (n,), generator=gen)
                 tl = (yc + offset) % spec.num_classes
             key = f"{info.name}-{norm.value}" + ("-targeted" if a.targeted else "")
@@ -235,28 +270,30 @@ class RobustnessCheck:
             points: list[PointSummary] = []
             for point, fooled, dist in zip(curve["points"], curve["fooled"], curve["distances"], strict=True):
                 eps = point["eps"]
+                fooled = fooled & inc
                 pp = {"attack": info.name, "norm": norm.value, "eps": eps, "targeted": a.targeted,
-                      "quantize": params.quantize, **a.params}
-                robust = correct & ~fooled
+                      "quantize": params.quantize, **a.params,
+                      **({"target_label": fixed} if fixed is not None else {})}
+                robust = correct_a & ~fooled
                 k_rob = int(robust.sum())
-                k_fool = int((fooled & correct).sum())
-                delta = k_clean - k_rob
-                d_succ = dist[(fooled & correct).numpy()]
+                k_fool = int((fooled & correct_a).sum())
+                delta = k_clean_a - k_rob
+                d_succ = dist[(fooled & correct_a).numpy()]
                 med = float(np.median(d_succ)) if d_succ.size else float("nan")
                 points.append(PointSummary(
-                    eps=eps, raw_robust_accuracy=point["raw_robust_accuracy"], robust_accuracy=k_rob / n,
-                    ci=IntervalSummary.from_interval(wilson(k_rob, n)), success_rate=k_fool / max(k_clean, 1),
-                    safair_delta=delta / n, median_distance=med,
+                    eps=eps, raw_robust_accuracy=point["raw_robust_accuracy"], robust_accuracy=k_rob / n_a,
+                    ci=IntervalSummary.from_interval(wilson(k_rob, n_a)), success_rate=k_fool / max(k_clean_a, 1),
+                    safair_delta=delta / n_a, median_distance=med,
                 ))
                 measurements += [
-                    Measurement(metric="robustness.robust_accuracy", value=k_rob / n, unit="fraction",
-                                higher_is_better=True, interval=wilson(k_rob, n), sample_count=n,
+                    Measurement(metric="robustness.robust_accuracy", value=k_rob / n_a, unit="fraction",
+                                higher_is_better=True, interval=wilson(k_rob, n_a), sample_count=n_a,
                                 parameters=pp, raw_key="samples"),
-                    Measurement(metric="robustness.attack_success_rate", value=k_fool / max(k_clean, 1),
-                                unit="fraction", higher_is_better=False, interval=wilson(k_fool, k_clean),
-                                sample_count=k_clean, parameters=pp, raw_key="samples"),
-                    Measurement(metric="robustness.safair_delta", value=delta / n, unit="fraction",
-                                higher_is_better=False, interval=wilson(delta, n), sample_count=n,
+                    Measurement(metric="robustness.attack_success_rate", value=k_fool / max(k_clean_a, 1),
+                                unit="fraction", higher_is_better=False, interval=wilson(k_fool, k_clean_a),
+                                sample_count=k_clean_a, parameters=pp, raw_key="samples"),
+                    Measurement(metric="robustness.safair_delta", value=delta / n_a, unit="fraction",
+                                higher_is_better=False, interval=wilson(delta, n_a), sample_count=n_a,
                                 parameters=pp, raw_key="samples"),
                 ]
                 if d_succ.size:  # no successful attack: there is no perturbation to take the median of
