@@ -343,6 +343,7 @@ class RobustnessCheck:
             out = run_attack(name, target, x, y, {"norm": norm, **spec.params}, target_labels=tl,
                              batch_size=params.batch_size, quantize=params.quantize,
                              seed=params.seed, progress=progress, pred_clean=pred_clean)
+            warnings += [f"{name} ({norm.value}): {t}" for t in out.notes]
             fooled_any = out.pred_adv != y_cpu
             for eps in grid:
                 fooled = fooled_any & (out.distance <= eps + 1e-6)
