@@ -69,6 +69,9 @@ class Outcome:
     #: attacks that report it with :func:`trace_loss`; empty for the others. Read by
     #: :func:`still_improving` (the "not converged" reliability flag).
     loss_trace: list[float] = field(default_factory=list)
+    #: What the attack itself reported about samples it could not handle (from :func:`report_note`),
+    #: e.g. C&W's samples that never succeeded, and why; one line each, deduplicated across batches.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def clean_correct(self) -> torch.Tensor:
@@ -188,6 +191,30 @@ def trace_margin(logits: torch.Tensor, labels: torch.Tensor, *, targeted: bool =
         trace_loss(-(m if targeted else -m).clamp_min(0))
 
 
+_NOTES: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("aisec_attack_notes", default=None)
+
+
+def report_note(text: str) -> None:
+    """Report something the caller should know about this batch's result (a no-op outside :func:`run_attack`).
+
+    For what a success rate alone hides: why samples failed (C&W: the trade-off constant never got
+    large enough), so the robustness check can show it next to the attack's numbers.
+    """
+    sink = _NOTES.get()
+    if sink is not None:
+        sink.append(text)
+
+
+@contextmanager
+def _noting() -> Iterator[list[str]]:
+    sink: list[str] = []
+    token = _NOTES.set(sink)
+    try:
+        yield sink
+    finally:
+        _NOTES.reset(token)
+
+
 @contextmanager
 def _tracing() -> Iterator[list[torch.Tensor]]:
     sink: list[torch.Tensor] = []
@@ -293,6 +320,7 @@ def run_attack(
     dists: list[torch.Tensor] = []
     step_sums: list[float] = []  # per step: the objective summed over every sample of every batch
     step_counts: list[int] = []
+    notes: list[str] = []
     gen = torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [])
     with gen:
         if seed is not None:
@@ -307,8 +335,9 @@ def run_attack(
                   else target.predict(xb).argmax(1))
             ball = (p.eps, p.norm) if info.kind is AttackKind.FIXED_EPS else (None, None)
             with bind_constraints(constraints, xb, eps=ball[0], norm=ball[1], value_range=spec.value_range), \
-                    _tracing() as sink:
+                    _tracing() as sink, _noting() as batch_notes:
                 xa = impl.run(target, xb, yb, p, target_labels=tb).detach()
+            notes += [t for t in batch_notes if t not in notes]
             for t, v in enumerate(torch.stack(sink).cpu().tolist() if sink else []):
                 if t == len(step_sums):
                     step_sums.append(0.0)
@@ -356,6 +385,7 @@ def run_attack(
         queries=target.queries - q0,
         target_labels=target_labels.cpu() if target_labels is not None else None,
         loss_trace=[s / c for s, c in zip(step_sums, step_counts, strict=True)],
+        notes=notes,
     )
 
 

@@ -6,13 +6,13 @@ Shared by the image and the text paths of the robustness check (:mod:`aisec.chec
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aisec.core.errors import ConfigError
-from aisec.core.registry import get_attack
-from aisec.core.types import Norm
+from aisec.core.registry import AttackInfo, get, get_attack, names
+from aisec.core.types import Capability, Norm
 
 DEFAULT_EPS: dict[Norm, list[float]] = {
     Norm.LINF: [2 / 255, 4 / 255, 8 / 255, 16 / 255, 32 / 255],
@@ -45,6 +45,8 @@ class AttackSpec(BaseModel):
     def _params(self) -> AttackSpec:
         """Check ``params`` against the attack's own ``Params`` now, before any output is written
         (an unknown attack name is reported by the check, with the known names)."""
+        if self.name.lower() == ALL:
+            return self
         try:
             info = get_attack(self.name)
         except ConfigError:
@@ -58,3 +60,68 @@ class AttackSpec(BaseModel):
         if self.norm is not None:
             return self.norm
         return get_attack(self.name).natural_norm
+
+
+#: The attack name that stands for every registered attack of the family the target can take.
+ALL = "all"
+
+
+def select_attacks(
+    specs: list[AttackSpec],
+    *,
+    family: str,
+    capabilities: frozenset[Capability],
+    skip: list[str],
+    targeted: bool = False,
+) -> tuple[list[AttackSpec], list[str]]:
+    """The attacks to run, and a note for each one left out.
+
+    A spec named :data:`ALL` expands to every registered attack of ``family`` (sorted by name) that
+    the target can take: its required capabilities are in ``capabilities``, the spec's norm (else
+    the attack's natural norm) is one it supports, and it can be targeted when the spec (or the
+    whole run, ``targeted``) is. The spec's ``params`` go to each expanded attack that declares
+    them. An attack named explicitly stays (and later fails loudly if the target cannot take it),
+    except that in a targeted run an untargetable one is skipped with a note instead of stopping
+    the run. Names in ``skip`` are removed from the selection; an unknown name there, or a
+    selection left empty, is a :class:`ConfigError`.
+    """
+    known = names(family)
+    every = sorted({*names("evasion"), *names("text")})
+    unknown = sorted({s.lower() for s in skip} - set(every))
+    if unknown:
+        raise ConfigError(f"cannot skip unknown attack(s) {unknown}; known attacks: {', '.join(every)}")
+    skipped = {s.lower() for s in skip}
+    out: list[AttackSpec] = []
+    notes: list[str] = []
+    for spec in specs:
+        want_targeted = spec.targeted or targeted
+        if spec.name.lower() != ALL:
+            info = get_attack(spec.name)
+            if info.name in skipped:
+                continue
+            if want_targeted and not info.targeted:
+                notes.append(f"attack '{info.name}' skipped: it cannot be targeted")
+                continue
+            out.append(spec)
+            continue
+        for name in known:
+            if name in skipped:
+                continue
+            info = cast(AttackInfo, get(family, name))
+            missing = sorted(c.value for c in info.requires - capabilities)
+            norm = spec.norm if spec.norm is not None else info.natural_norm
+            if missing:
+                notes.append(f"attack '{name}' skipped: the target lacks {', '.join(missing)}")
+            elif norm not in info.norms:
+                notes.append(f"attack '{name}' skipped: it supports norms "
+                             f"{sorted(n.value for n in info.norms)}, not '{norm.value}'")
+            elif want_targeted and not info.targeted:
+                notes.append(f"attack '{name}' skipped: it cannot be targeted")
+            else:
+                fields = info.cls.Params.model_fields
+                params = {k: v for k, v in spec.params.items() if k in fields}
+                out.append(spec.model_copy(update={"name": name, "params": params}))
+    if not out:
+        raise ConfigError("no attack left to run" + (": " + "; ".join(notes) if notes else
+                                                      " (every selected attack is in 'skip')"))
+    return out, notes

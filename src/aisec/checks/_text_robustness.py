@@ -35,7 +35,7 @@ from aisec.attacks.text.base import (
     text_attack_info,
     to_token_ids,
 )
-from aisec.checks._attack_spec import AttackSpec
+from aisec.checks._attack_spec import AttackSpec, select_attacks
 from aisec.checks._robustness_summary import PointSummary, TextCurveSummary, TextRobustnessSummary
 from aisec.core.check import IntervalSummary, Result
 from aisec.core.dataset import Dataset, take
@@ -91,6 +91,10 @@ def run_text_robustness(target: Target, data: Dataset, params: Any, *, progress:
     tt = as_text_target(target, what="the robustness check on text")
     spec = tt.spec
     attacks = params.attacks if "attacks" in params.model_fields_set else default_text_attacks()
+    if getattr(params, "target_label", None) is not None:
+        raise ConfigError("target_label is not supported on text targets (their attacks are untargeted)")
+    attacks, notes = select_attacks(attacks, family="text", capabilities=spec.capabilities,
+                                    skip=list(getattr(params, "skip", [])))
     plan = []
     for a in attacks:  # fail fast on names, norms and budgets before any work
         info = text_attack_info(a.name)
@@ -118,7 +122,7 @@ def run_text_robustness(target: Target, data: Dataset, params: Any, *, progress:
         "index": np.arange(n), "label": y.numpy(), "pred_clean": pred_clean.numpy(), "clean_correct": correct.numpy(),
         "text": np.array(decode(tt, ids), dtype=object),
     }
-    warnings: list[str] = []
+    warnings: list[str] = list(notes)
     curves: list[TextCurveSummary] = []
     examples: dict[str, list[dict[str, Any]]] = {}
     gen = torch.Generator().manual_seed(params.seed)

@@ -41,7 +41,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from aisec.attacks.base import Outcome, run_attack
-from aisec.checks._attack_spec import DEFAULT_EPS, AttackSpec, Eps
+from aisec.checks._attack_spec import ALL, DEFAULT_EPS, AttackSpec, Eps, select_attacks
 from aisec.checks._reliability import (
     ESCALATION,
     CurveRecord,
@@ -116,6 +116,15 @@ class RobustnessParams(BaseModel):
     examples: int = Field(default=8, ge=0, description="Example images kept for the report.")
     seed: int = 0
     reliability: ReliabilityParams = Field(default_factory=ReliabilityParams)
+    skip: list[str] = Field(default_factory=list, description="Attacks removed from the selection (e.g. of 'all').")
+    target_label: int | None = Field(
+        default=None, ge=0, description="Targeted run: every sample aims at this class (its own samples are left out)."
+    )
+
+    @field_validator("skip", mode="before")
+    @classmethod
+    def _skip_names(cls, v: Any) -> Any:
+        return [s.strip() for s in v.split(",") if s.strip()] if isinstance(v, str) else v
 
     @field_validator("attacks", mode="before")
     @classmethod
@@ -145,11 +154,15 @@ class RobustnessCheck:
 
     Params = RobustnessParams
     flags: ClassVar[tuple[Flag, ...]] = (
-        Flag("--attacks", "Comma-separated attacks, e.g. pgd,fgsm,cw,deepfool,jsma.", kind="list", short="-a"),
+        Flag("--attacks", "Comma-separated attacks, e.g. pgd,fgsm,cw,deepfool; 'all' = every one the target takes.",
+             kind="list", short="-a"),
+        Flag("--skip", "Attacks to leave out of the selection, e.g. boundary,hopskipjump.", kind="list"),
         Flag("--eps", "Linf eps grid, e.g. 0.05,0.1 or 4/255,8/255.", kind="floats"),
         Flag("--eps-l2", "L2 eps grid for L2 attacks (cw, deepfool, pgd with --norm l2).", kind="floats"),
         Flag("--norm", "Norm for all attacks.", kind="choice", choices=("linf", "l2", "l1", "l0")),
         Flag("--targeted", "Targeted attacks toward a random other class.", kind="switch"),
+        Flag("--target-label", "Targeted attacks toward this one class (samples of that class are left out).",
+             kind="int"),
         Flag("--count", "How many samples to attack (default 500).", kind="int", short="-c"),
         Flag("--steps", "Iterations for iterative attacks.", kind="int"),
         Flag("--batch-size", "Samples per forward pass.", kind="int"),
@@ -163,6 +176,10 @@ class RobustnessCheck:
         """The check's plan entry ``r`` with the given flags (None = not given) applied."""
         if f["attacks"]:
             r["attacks"] = [{"name": a} for a in f["attacks"]]
+        if f.get("skip"):
+            r["skip"] = list(f["skip"])
+        if f.get("target_label") is not None:
+            r["target_label"] = f["target_label"]
         attack_params: dict[str, Any] = {}
         if f["steps"] is not None:
             attack_params["steps"] = f["steps"]
@@ -175,7 +192,7 @@ class RobustnessCheck:
                     a["norm"] = f["norm"]
                 if f["targeted"]:
                     a["targeted"] = True
-                if attack_params and a["name"].lower() in iterative:
+                if attack_params and (a["name"].lower() in iterative or a["name"].lower() == ALL):
                     a["params"] = {**a.get("params", {}), **attack_params}
             r["attacks"] = specs
         if f["eps"] is not None:
@@ -215,7 +232,15 @@ class RobustnessCheck:
             from aisec.checks._text_robustness import run_text_robustness
 
             return run_text_robustness(target, data, params, progress=progress)
-        for a in params.attacks:  # fail fast on names, norms and capabilities before any work
+        if params.target_label is not None and params.target_label >= spec.num_classes:
+            raise ConfigError(f"target_label {params.target_label} is not a class of model '{spec.name}' "
+                              f"({spec.num_classes} classes)")
+        fixed = params.target_label
+        attacks, selection_notes = select_attacks(params.attacks, family="evasion", capabilities=spec.capabilities,
+                                                  skip=params.skip, targeted=fixed is not None)
+        if fixed is not None:
+            attacks = [a.model_copy(update={"targeted": True}) for a in attacks]
+        for a in attacks:  # fail fast on names and norms before any work
             info = get_attack(a.name)
             norm = a.resolved_norm()
             if norm not in info.norms:
@@ -223,8 +248,6 @@ class RobustnessCheck:
                     f"attack '{info.name}' supports norms {sorted(n.value for n in info.norms)}, "
                     f"not '{norm.value}'"
                 )
-            if a.targeted and not info.targeted:
-                raise ConfigError(f"attack '{info.name}' cannot be targeted")
         x, y = take(data, params.samples, device=spec.device)
         check_inputs(spec, x, what=f"dataset '{data.info.name}'")
         n = int(x.shape[0])
@@ -247,8 +270,6 @@ class RobustnessCheck:
             "clean_correct": correct.numpy(),
         }
         warnings: list[str] = []
-        st = _State(x=x, y=y, yc=yc, correct=correct, pred_clean=pred_clean, n=n, measurements=measurements,
-                    table=table, warnings=warnings)
         rp = params.reliability
         flags: list[ReliabilityFlag] = []
         probes: dict[str, str] = {}
@@ -259,11 +280,25 @@ class RobustnessCheck:
                 flags.append(chance)
         no_path = any(f.id == "no_gradient_path" for f in flags)
         gen = torch.Generator().manual_seed(params.seed)
-        for a in params.attacks:
+        warnings += selection_notes
+        # A fixed target class: its own samples cannot be sent to it, so they are left out of every count.
+        inc = torch.ones(n, dtype=torch.bool) if fixed is None else yc != fixed
+        n_a, correct_a = int(inc.sum()), correct & inc
+        if n_a == 0:
+            raise ConfigError(f"target_label {fixed}: every one of the {n} samples is of that class; nothing to attack")
+        if fixed is not None:
+            warnings.append(f"targeted at class {fixed}: the {n - n_a} sample(s) labelled {fixed} are left out of "
+                            f"every attack's robust accuracy and success rate ({n_a} of {n} counted)")
+        # the attacks are scored over the counted samples only: ``correct``/``n`` of the state are theirs
+        st = _State(x=x, y=y, yc=yc, correct=correct_a, pred_clean=pred_clean, n=n_a, measurements=measurements,
+                    table=table, warnings=warnings, inc=inc, fixed=fixed)
+        for a in attacks:
             info = get_attack(a.name)
             norm = a.resolved_norm()
             tl = None
-            if a.targeted:
+            if fixed is not None:
+                tl = torch.full_like(yc, fixed)
+            elif a.targeted:
                 offset = torch.randint(1, spec.num_classes, (n,), generator=gen)
                 tl = (yc + offset) % spec.num_classes
             if no_path and Capability.GRADIENTS in info.requires:
@@ -286,10 +321,10 @@ class RobustnessCheck:
                                 "attacks run instead.")
         escalations: list[EscalationSummary] = []
         if rp.enabled:
-            flags += curve_flags(st.records, n)
+            flags += curve_flags(st.records, st.n)
             if rp.escalate:
                 escalations = self._escalate(target, st, flags, params, progress)
-                flags += curve_flags(st.records, n)
+                flags += curve_flags(st.records, st.n)
             flags = list({(f.id, f.curve, f.norm, f.eps): f for f in flags}.values())
             warnings += [f.message() for f in flags if f.id not in ("rising_with_eps", "fgsm_beats_pgd")]
         warnings += _masking_warnings(st.curves)
@@ -346,8 +381,10 @@ class RobustnessCheck:
         robust_counts: list[int] = []
         for point, fooled, dist in zip(curve["points"], curve["fooled"], curve["distances"], strict=True):
             eps = point["eps"]
+            fooled = fooled & st.inc
             pp = {"attack": info.name, "norm": norm.value, "eps": eps, "targeted": a.targeted,
-                  "quantize": params.quantize, **a.params}
+                  "quantize": params.quantize, **a.params,
+                  **({"target_label": st.fixed} if st.fixed is not None and tl is not None else {})}
             if escalation is not None:
                 pp["escalation"] = escalation
             robust = correct & ~fooled
@@ -498,6 +535,7 @@ class RobustnessCheck:
             out = run_attack(name, target, x, y, {"norm": norm, **spec.params}, target_labels=tl,
                              batch_size=params.batch_size, quantize=params.quantize,
                              seed=params.seed, progress=progress, pred_clean=pred_clean)
+            warnings += [f"{name} ({norm.value}): {t}" for t in out.notes]
             fooled_any = out.pred_adv != y_cpu
             traces = [list(out.loss_trace) for _ in grid]
             for eps in grid:
@@ -596,6 +634,9 @@ class _State:
     measurements: list[Measurement]
     table: dict[str, np.ndarray]
     warnings: list[str]
+    #: the samples counted (all, or those not of the fixed target class) and that class
+    inc: torch.Tensor
+    fixed: int | None = None
     curves: list[CurveSummary] = field(default_factory=list)
     records: list[CurveRecord] = field(default_factory=list)
     images: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
