@@ -6,12 +6,12 @@ Shared by the image and the text paths of the robustness check (:mod:`aisec.chec
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aisec.core.errors import ConfigError
-from aisec.core.registry import get, get_attack, names
+from aisec.core.registry import AttackInfo, get, get_attack, names
 from aisec.core.types import Capability, Norm
 
 DEFAULT_EPS: dict[Norm, list[float]] = {
@@ -104,7 +104,7 @@ def select_attacks(
         for name in known:
             if name in skipped:
                 continue
-            info = get(family, name)  # type: ignore[arg-type]
+            info = cast(AttackInfo, get(family, name))
             missing = sorted(c.value for c in info.requires - capabilities)
             norm = spec.norm if spec.norm is not None else info.natural_norm
             if missing:
