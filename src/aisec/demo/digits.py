@@ -27,7 +27,9 @@ def demo_plan(samples: int = 300) -> Plan:
                     {"name": "pgd", "params": {"steps": 20}},
                     {"name": "pgd", "norm": "l2", "params": {"steps": 20}},
                     {"name": "deepfool", "norm": "l2"},
-                    {"name": "cw", "params": {"steps": 50, "binary_search_steps": 4}},
+                    # C&W's defaults (5 rounds x 50 steps, warm start): 100 % success at 0.995 x DeepFool's median
+                    # L2 on these 300 samples, 17.8 s CPU; 4 x 50 gave 1.053 x in 13.5 s (the old code: 51 %, 13.7 s).
+                    {"name": "cw"},
                 ],
                 "clever": {"samples": 20, "norms": ["l2", "linf"]},
             },
