@@ -291,7 +291,7 @@ class RobustnessCheck:
                             f"every attack's robust accuracy and success rate ({n_a} of {n} counted)")
         # the attacks are scored over the counted samples only: ``correct``/``n`` of the state are theirs
         st = _State(x=x, y=y, yc=yc, correct=correct_a, pred_clean=pred_clean, n=n_a, measurements=measurements,
-                    table=table, warnings=warnings, inc=inc, fixed=fixed)
+                    table=table, warnings=warnings, inc=inc, fixed=fixed, attacks=attacks)
         for a in attacks:
             info = get_attack(a.name)
             norm = a.resolved_norm()
@@ -447,7 +447,7 @@ class RobustnessCheck:
         """Run the remedy (:data:`ESCALATION`) of every flag raised, once each; say what ran and what was skipped."""
         rp = params.reliability
         out: list[EscalationSummary] = []
-        asked = sorted({a.resolved_norm() for a in params.attacks}, key=lambda m: m.value)
+        asked = sorted({a.resolved_norm() for a in st.attacks}, key=lambda m: m.value)
         for flag in list(flags):
             record = next((r for r in st.records if r.key == flag.curve), None)
             if record is not None and record.escalated_from is not None and flag.id == "not_converged":
@@ -637,6 +637,8 @@ class _State:
     #: the samples counted (all, or those not of the fixed target class) and that class
     inc: torch.Tensor
     fixed: int | None = None
+    #: the attacks selected to run (``all`` expanded, ``skip`` applied)
+    attacks: list[AttackSpec] = field(default_factory=list)
     curves: list[CurveSummary] = field(default_factory=list)
     records: list[CurveRecord] = field(default_factory=list)
     images: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
@@ -692,7 +694,7 @@ def _worst_case(st: _State, params: RobustnessParams) -> list[WorstCaseSummary]:
             ))
             summaries.append(WorstPointSummary(eps=p.eps, robust_accuracy=p.robust / st.n,
                                                ci=IntervalSummary.from_interval(iv), attacks=list(p.attacks)))
-            fooled = np.zeros(st.n, dtype=bool)
+            fooled = np.zeros(correct.shape[0], dtype=bool)  # per sample (st.n counts only the scored ones)
             for r in st.records:
                 if r.norm == norm and r.key in p.attacks:
                     i = max(j for j, e in enumerate(r.eps) if e <= p.eps + 1e-12)

@@ -159,7 +159,8 @@ def _constraints(src: str | None, dataset: Any) -> Any:
 def _grid(attacks: str | None, budget: int, eps: list[float], grid_file: str | None,
           caps: frozenset[Any] | None = None) -> dict[str, dict[str, Any]]:
     """The attack grid. By default every black-box attack the target can serve: those needing at most
-    probabilities, or — for a label-only target (``caps`` without probabilities) — the decision-based ones."""
+    probabilities, or — for a label-only target (``caps`` without probabilities) — the decision-based ones
+    (not the noise baselines nor ``transfer``, which run when named)."""
     from aisec.core.registry import ATTACKS, AttackKind, get_attack, load_plugins
     from aisec.core.types import Capability
 
@@ -168,7 +169,8 @@ def _grid(attacks: str | None, budget: int, eps: list[float], grid_file: str | N
     else:
         load_plugins()
         black = {Capability.PROBABILITIES} if caps is None else {Capability.PROBABILITIES} & caps
-        names = sorted(n for n, a in ATTACKS.items() if a.requires <= black)
+        # the random-noise baselines and surrogate (transfer) attacks run only when named
+        names = sorted(n for n, a in ATTACKS.items() if a.requires <= black and not a.baseline and not a.surrogate)
     extra: dict[str, Any] = {}
     if grid_file:
         extra = _read_mapping(grid_file)

@@ -160,6 +160,8 @@ class AttackInfo(MethodInfo):
         baseline: a random-noise baseline (``gaussian-noise``, ``uniform-noise``): any gradient attack
             at the same norm and budget should be at least as strong, so one that is weaker points to
             gradient masking rather than robustness.
+        surrogate: it crafts its examples on a surrogate model (``transfer``), whose training is its
+            main cost; a scan's default grid leaves it and the baselines out (name them to run them).
     """
 
     norms: frozenset[Norm]
@@ -173,6 +175,7 @@ class AttackInfo(MethodInfo):
     default_eps: tuple[float, ...] = ()
     real_text: bool = True
     baseline: bool = False
+    surrogate: bool = False
 
     @classmethod
     def complete(cls, facts: dict[str, Any]) -> dict[str, Any]:

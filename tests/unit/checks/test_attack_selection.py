@@ -74,7 +74,8 @@ def test_skip_errors_are_specific():
 
 
 def test_all_on_a_black_box_runs_and_notes_the_skipped(logreg, tiny):
-    params = _fast(attacks=[{"name": "all", "params": {"max_queries": 20}}], skip="boundary,hopskipjump,simba")
+    params = _fast(attacks=[{"name": "all", "params": {"max_queries": 20}}],
+                   skip="boundary,hopskipjump,simba,gaussian-noise,uniform-noise,transfer")
     res = RobustnessCheck().run(logreg, tiny, params)
     ran = {c["attack"] for c in res.summary["curves"]}
     assert ran == {"square"}
@@ -94,8 +95,8 @@ def test_fixed_target_label_leaves_its_class_out(digits_target, tiny):
     k = 3
     params = _fast(attacks=[{"name": "pgd", "params": {"steps": 5}}, "deepfool"], target_label=k)
     res = RobustnessCheck().run(digits_target, tiny, params)
-    # deepfool cannot be targeted: skipped with a note, the run goes on
-    assert [c["attack"] for c in res.summary["curves"]] == ["pgd"]
+    # deepfool cannot be targeted: skipped with a note, the run goes on (a reliability rerun may follow)
+    assert [c["attack"] for c in res.summary["curves"] if c["escalation"] is None] == ["pgd"]
     assert any("'deepfool' skipped: it cannot be targeted" in w for w in res.warnings)
     y = tiny.y[:16]
     own = int((y == k).sum())

@@ -82,6 +82,7 @@ def test_plugins_lists_every_attack_with_needs(runner):
     names = {a["name"] for a in data["attacks"]}
     assert {"fgsm", "bim", "pgd", "cw", "deepfool", "jsma"} <= names
     assert all(a["requires"] or a["labels_only"] for a in data["attacks"])
-    assert {a["name"] for a in data["attacks"] if a["labels_only"]} == {"boundary", "hopskipjump", "transfer"}
+    assert {a["name"] for a in data["attacks"] if a["labels_only"]} == {"boundary", "gaussian-noise", "hopskipjump",
+                                                                              "transfer", "uniform-noise"}
     assert "robustness" in {c["name"] for c in data["checks"]}
     assert data["errors"] == {}

@@ -56,7 +56,8 @@ def test_assess_a_hf_folder_on_a_csv_of_reviews(bert_folder, tmp_path):
     assert metrics >= {"robustness.clean_accuracy", "robustness.robust_accuracy",
                        "explainability.faithfulness_deletion"}
     plan = yaml.safe_load((out / "plan.yaml").read_text())
-    assert plan["data"] == {"source": str(data), "options": {"text_column": "text", "label_column": "label"}}
+    assert plan["data"] == {"source": str(data), "options": {"text_column": "text", "label_column": "label"},
+                            "scale": "auto"}
     assert (out / "report.html").stat().st_size > 5_000 and (out / "report.md").exists()
 
 

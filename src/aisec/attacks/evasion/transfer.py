@@ -80,6 +80,7 @@ def using_surrogate(surrogate: Target | nn.Module) -> Iterator[None]:
     kind=AttackKind.FIXED_EPS,
     paper="https://arxiv.org/abs/1605.07277",
     iterative=True,
+    surrogate=True,
 )
 class Transfer:
     """Transfer attack: PGD on a white-box surrogate (given or extracted), replayed on the victim."""
