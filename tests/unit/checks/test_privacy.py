@@ -65,6 +65,21 @@ def test_builtin_split_gets_its_complement_and_metrics_are_consistent(threshold_
     json.dumps(r.params)
 
 
+def test_report_says_what_ran_and_headlines_members_at_risk(threshold_result, digits_target, members):
+    """Without a recipe only threshold attacks run: the report must not claim shadow/LiRA/RMIA models were
+    trained, must name them as not run and why, and must headline the members at risk, not SHAPr's mean (which
+    equals the K-NN accuracy on non-members by construction)."""
+    from aisec.core.run import Run
+    from aisec.report.sections.privacy import privacy_section
+
+    html = privacy_section(threshold_result, Run(run_id="r", plan=None, target=digits_target, data=members))
+    assert "Attacks run: <b>loss, confidence, gap</b>" in html
+    assert "not run: <b>lira, rmia, shadow</b>" in html and "no training recipe" in html
+    assert "reference models" not in html and "shadow models" not in html
+    shapr = threshold_result.summary.shapr
+    assert f"{100 * shapr.at_risk_fraction:.1f}%</b><span>members at membership risk" in html
+
+
 def test_members_that_were_never_seen_do_not_leak(digits_target):
     from aisec.data.builtin import digits
 
@@ -146,6 +161,8 @@ def test_full_run_with_recipe_writes_evidence_and_report(mlp_setup, tmp_path):
     assert len(csv) == 1 + 100 + 300
     html = (tmp_path / "report.html").read_text()
     assert "Privacy — does the model leak" in html and "Per-class AUC" in html
+    # what ran is said, with the models the recipe-based attacks actually trained
+    assert "shadow: 2 shadow models" in html and "lira: 4 reference models" in html and "not run:" not in html
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved["checks"]["privacy"]["summary"]["members"] == 100
     assert r.params["nonmembers"]["dataset"] == "digits-test[:300]"

@@ -29,6 +29,23 @@ def _per_class(attacks: list[MembershipAttackSummary]) -> dict[str, Any]:
     return {"keys": [a.key for a in attacks], "rows": [rows[c] for c in sorted(rows)]}
 
 
+def _what_ran(attacks: list[MembershipAttackSummary], params: dict[str, Any]) -> dict[str, Any]:
+    """Which attacks ran, which model-training attacks did not (and why), and the models those that ran trained."""
+    from aisec.core.registry import methods
+
+    ran = [a.attack for a in attacks]
+    training = {m.name for m in methods("inference") if getattr(m, "needs_recipe", False)}
+    trained = []
+    for name in ran:
+        if name in training:
+            key = "shadow_models" if name == "shadow" else "reference_models"
+            trained.append(f"{name}: {params.get(key)} {'shadow' if name == 'shadow' else 'reference'} models")
+    missing = sorted(set(training) - set(ran))
+    why = ("no training recipe was given (plan: `privacy: {recipe: ...}`), so no model like the target could be "
+           "trained" if params.get("recipe") is None else "not selected or not possible for this target")
+    return {"ran": ran, "trained": trained, "not_run": missing, "not_run_why": why}
+
+
 @register_section("privacy")
 def privacy_section(result: Result, run: Run) -> str:
     s = summary_of(result, PrivacySummary)
@@ -49,5 +66,6 @@ def privacy_section(result: Result, run: Run) -> str:
         "per_class": _per_class(attacks),
         "shapr_fig": shapr_fig,
         "riskiest_fig": figures_privacy.riskiest_grid(riskiest, classes) if riskiest is not None else None,
+        "what_ran": _what_ran(attacks, result.params),
     }
     return render_template("privacy.html.j2", r=r)
