@@ -84,6 +84,19 @@ class PropertySpec:
     sources: tuple[Source, ...] = field(default_factory=tuple)
 
 
+#: What each Clouditor property means, in plain words (the reports show these beside the property id).
+PLAIN_TITLES: dict[str, str] = {
+    "adversarialRobustnessScore": "Accuracy under the strongest attack at the reference budget",
+    "evasionEfficacyLevel": "Share of correct predictions an evasion attack can flip (%)",
+    "membershipInferenceResilience": "How well an attacker tells training records from others (AUC advantage)",
+    "poisoningResilienceLevel": "Success rate of a backdoor planted through poisoned training data",
+    "poisonedDataLevel": "Share of training data flagged as poisoned",
+    "modelStealResilience": "How closely a stolen copy agrees with the model",
+    "modelFileVulnerabilities": "Dangerous code found in the model file",
+    "explainabilityEnabled": "An explainability check ran",
+    "explainability": "How faithful the explanations are",
+}
+
 PROPERTIES: dict[str, PropertySpec] = {p.name: p for p in (
     PropertySpec("adversarialRobustnessScore", "AdversarialRobustness", ">=", 0.5, "[0, 1]", True, (
         Source("robustness.worst_case_robust_accuracy", "min", pick="reference_eps"),

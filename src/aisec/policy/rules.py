@@ -186,6 +186,8 @@ class RuleResult(BaseModel):
     evidence_ids: tuple[str, ...]
     reason: str
     requirements: tuple[str, ...]
+    title: str = ""
+    """What the rule's metric means, in plain words (empty when the catalogue has nothing better than its id)."""
 
 
 class RequirementResult(BaseModel):
@@ -228,7 +230,8 @@ class PolicyReport(BaseModel):
                  "| requirement | verdict | rules |", "|---|---|---|"]
         lines += [f"| {q.id} {q.title} | {q.status} | {'; '.join(q.reasons)} |" for q in self.requirements]
         lines += ["", "| rule | status | value | reason |", "|---|---|---|---|"]
-        lines += [f"| {r.rule} | {r.status} | {_fmt(r.value)} | {r.reason} |" for r in self.rules]
+        lines += [f"| {r.title + ' (`' + r.rule + '`)' if r.title else r.rule} | {r.status} | {_fmt(r.value)} | "
+                  f"{r.reason} |" for r in self.rules]
         return "\n".join(lines)
 
 
@@ -270,12 +273,23 @@ def _requirements(rule: Rule) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _plain_title(metric: str) -> str:
+    """A metric's meaning in plain words: the property's title, else the catalogue's one-line summary."""
+    from aisec.policy.properties import PLAIN_TITLES
+
+    if metric in PLAIN_TITLES:
+        return PLAIN_TITLES[metric]
+    entry = load_catalogue().metric(metric)
+    return entry.summary.split(". ")[0].rstrip(".") if entry is not None else ""
+
+
 def _evaluate(rule: Rule, evidence: Sequence[Evidence], policy: Policy, ref: Reference) -> RuleResult:
     reqs = _requirements(rule)
 
     def result(status: Status, value: float | bool | None, ids: Sequence[str], reason: str) -> RuleResult:
         return RuleResult(rule=rule.label, metric=rule.metric, operator=rule.operator, target=rule.target,
-                          status=status, value=value, evidence_ids=tuple(ids), reason=reason, requirements=reqs)
+                          status=status, value=value, evidence_ids=tuple(ids), reason=reason, requirements=reqs,
+                          title=_plain_title(rule.metric))
 
     required = policy.missing == "fail" if rule.required is None else rule.required
     if rule.is_property:

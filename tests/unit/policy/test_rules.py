@@ -160,3 +160,27 @@ def test_robustness_score_quotes_the_worst_case_over_attacks():
     report = evaluate_policy(ev)
     ars = next(r for r in report.rules if r.metric == "adversarialRobustnessScore")
     assert ars.value == pytest.approx(0.55) and "worst_case" in ars.reason
+
+
+def test_every_rule_has_plain_words_beside_its_id():
+    """People read the verdict: each rule has a plain-words title, shown with the Clouditor/metric id beside it."""
+    from aisec.policy.properties import PLAIN_TITLES, PROPERTIES
+
+    assert set(PLAIN_TITLES) == set(PROPERTIES)
+    report = evaluate_policy(_curve([0.3], [0.6], [8 / 255]))
+    for r in report.rules:
+        assert r.title and not any(c.isupper() for c in r.title.split()[0][1:]), r  # words, not camelCase
+    score = next(r for r in report.rules if r.metric == "adversarialRobustnessScore")
+    assert score.title == "Accuracy under the strongest attack at the reference budget"
+    assert f"| {score.title} (`{score.rule}`) |" in report.markdown()
+
+
+def test_report_templates_never_mention_the_seed_projects():
+    """Reports are for the model's owners and auditors, not a history of how aisec started."""
+    from pathlib import Path
+
+    import aisec.report
+
+    templates = Path(aisec.report.__file__).parent / "templates"
+    for t in templates.glob("*.j2"):
+        assert "AI-SEC" not in t.read_text(encoding="utf-8"), t.name
