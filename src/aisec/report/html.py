@@ -96,5 +96,6 @@ def write_report(run: Run, path: str | Path) -> Path:
 
 
 def _params(p: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in p.items()
-                     if k not in ("quantize", "input_scaling") and v not in (False, None))
+    from aisec.report.words import params_words
+
+    return params_words(p)

@@ -59,4 +59,6 @@ def write_markdown(run: Run, path: str | Path) -> Path:
 
 
 def _params(p: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in p.items() if v not in (False, None, "")).replace("|", "/")
+    from aisec.report.words import params_words
+
+    return params_words(p).replace("|", "/")

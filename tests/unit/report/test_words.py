@@ -1,0 +1,20 @@
+"""Parameters are shown to people in words, never as Python reprs (issue 18, item 4)."""
+
+from __future__ import annotations
+
+from aisec.report.words import params_words
+
+
+def test_nested_parameters_read_as_words() -> None:
+    p = {"attack": "badnets", "trigger": {"kind": "patch", "size": 3, "position": "bottom-right"},
+         "eps": 8 / 255, "targeted": False, "quantize": True, "input_scaling": {"method": "minmax"},
+         "classes": [0, 7], "poison_rate": 0.1}
+    text = params_words(p)
+    assert text == ("attack badnets · trigger: kind patch, size 3, position bottom-right · eps 0.03137 · "
+                    "classes 0, 7 · poison rate 0.1")
+    for raw in ("{", "}", "'", "=", "[", "True", "False"):
+        assert raw not in text, raw
+
+
+def test_empty_and_off_values_are_left_out() -> None:
+    assert params_words({"targeted": False, "note": "", "extra": {}, "steps": 10}) == "steps 10"
