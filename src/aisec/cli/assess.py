@@ -131,7 +131,8 @@ def _with_check_flags(cmd: Callable[..., Any]) -> Callable[..., Any]:
               help="CSV tables: the feature scaling the model was trained on: minmax (to [0, 1]), standard "
               "(z-scores) or none (raw values). Default auto: none for .pkl/.onnx/HTTP models, minmax for torch "
               "models. eps and distances are in the units it gives; the statistics go into the evidence.")
-@click.option("-t", "--checks", default=None, help="Comma-separated checks (default: robustness).")
+@click.option("-t", "--checks", default=None,
+              help="Comma-separated checks (default: robustness); the seed tools' names work too (poison, explain).")
 @click.option("--seed", type=int, help="Random seed (default 0).")
 @click.option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--input-shape", help="Per-sample input shape, e.g. 1,28,28 (default: the data's).")
@@ -269,6 +270,10 @@ def _check_writable(out: str) -> None:
         raise ConfigError(f"-o {out}: '{parent}' is not writable; choose a folder you can write to")
 
 
+#: the seed tools' check names (AI-SEC's ``-t poison``, ``-t explain``) as aliases of aisec's
+CHECK_ALIASES: dict[str, str] = {"poison": "poisoning", "explain": "explainability", "evasion": "robustness",
+                                 "membership": "privacy", "steal": "extraction"}
+
 #: plan fields the assess flags set, for naming the flag in a validation error
 _FIELD_FLAGS: dict[tuple[str, ...], tuple[str, str]] = {
     ("model", "path"): ("--model", "model"), ("model", "arch"): ("--arch", "arch"),
@@ -354,7 +359,8 @@ def _plan_from(plan_file: str | None, f: dict[str, Any]) -> Plan:
         raise click.UsageError("give --data (e.g. digits, fashion-mnist, a folder) or a --plan")
     checks: dict[str, dict[str, Any]] = dict(raw.get("checks", {}) or {})
     if f["checks"]:
-        checks = {c: checks.get(c, {}) for c in csv_list(f["checks"]) or []}
+        names = [CHECK_ALIASES.get(c.lower(), c) for c in csv_list(f["checks"]) or []]
+        checks = {c: checks.get(c, {}) for c in names}
     if not checks:
         checks = {"robustness": {}}
     for name in list(checks):

@@ -86,3 +86,14 @@ def test_plugins_lists_every_attack_with_needs(runner):
                                                                               "transfer", "uniform-noise"}
     assert "robustness" in {c["name"] for c in data["checks"]}
     assert data["errors"] == {}
+
+
+def test_seed_tool_check_names_are_aliases():
+    """AI-SEC's ``-t poison`` / ``-t explain`` select aisec's poisoning and explainability checks."""
+    from aisec.cli.assess import _plan_from, assess
+
+    ctx = assess.make_context("assess", ["-m", "digits-cnn", "-d", "digits", "-t", "poison,explain,robustness"])
+    named = {"plan_file", "as_json", "quiet", "out", "policy_file", "store_url", "no_store", "allow_module",
+             "allow_outside_paths", "resume_dir", "overwrite"}
+    plan = _plan_from(None, {k: v for k, v in ctx.params.items() if k not in named})
+    assert list(plan.checks) == ["poisoning", "explainability", "robustness"]
