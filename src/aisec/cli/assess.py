@@ -185,6 +185,8 @@ def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, p
         raise click.UsageError("--store and --no-store contradict each other; give one")
     with allow_modules(allow_module):  # recipes are resolved while the plan is validated
         plan = _plan_from(plan_file, flags)
+    for w in _data_warnings(plan):
+        click.echo(f"warning: {w}", err=True)
     out_dir = out or "aisec-report"
     _check_writable(out_dir)
     existing: Existing = "resume" if resume_dir is not None else "overwrite" if overwrite else "refuse"
@@ -254,6 +256,20 @@ def _mark_aborted(out: Path, run_id: str, gate: Any) -> None:
         # stopped before its first check ended: nothing was stored, there is no run to mark
         with contextlib.suppress(EvidenceNotFound):
             gate.store.finish_run(run_id, status="aborted", error="stopped before its checks ended")
+
+
+#: built-in datasets whose whole set includes the training split of aisec's built-in models
+_SPLIT_DATASETS = frozenset({"digits"})
+
+
+def _data_warnings(plan: Plan) -> list[str]:
+    """Things about the data a user should know before the numbers arrive (nothing here stops the run)."""
+    src = str(plan.data.source)
+    if src in _SPLIT_DATASETS and not plan.data.options.get("split"):
+        return [f"-d {src} without --split uses every record, including the training split of aisec's built-in "
+                f"{src} models: their accuracy and robustness are then partly measured on data they were trained on. "
+                "Give --split test to measure on unseen data."]
+    return []
 
 
 def _check_writable(out: str) -> None:

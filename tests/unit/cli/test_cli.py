@@ -97,3 +97,18 @@ def test_seed_tool_check_names_are_aliases():
              "allow_outside_paths", "resume_dir", "overwrite"}
     plan = _plan_from(None, {k: v for k, v in ctx.params.items() if k not in named})
     assert list(plan.checks) == ["poisoning", "explainability", "robustness"]
+
+
+def test_digits_without_split_warns_that_it_includes_training_data():
+    from aisec.cli.assess import _data_warnings, _plan_from, assess
+
+    named = {"plan_file", "as_json", "quiet", "out", "policy_file", "store_url", "no_store", "allow_module",
+             "allow_outside_paths", "resume_dir", "overwrite"}
+
+    def plan(*args: str):
+        ctx = assess.make_context("assess", ["-m", "digits-cnn", "-d", "digits", *args])
+        return _plan_from(None, {k: v for k, v in ctx.params.items() if k not in named})
+
+    (w,) = _data_warnings(plan())
+    assert "--split test" in w and "trained on" in w
+    assert _data_warnings(plan("--split", "test")) == []
