@@ -326,8 +326,7 @@ def run_attack(
         if seed is not None:
             torch.manual_seed(seed)
         n = x.shape[0]
-        total = math.ceil(n / batch_size)
-        for b, i in enumerate(range(0, n, batch_size)):
+        for i in range(0, n, batch_size):
             xb = x[i : i + batch_size].to(dev).float()
             yb = y[i : i + batch_size].to(dev)
             tb = target_labels[i : i + batch_size].to(dev).long() if target_labels is not None else None
@@ -366,7 +365,7 @@ def run_attack(
             outs.append(xa.cpu())
             preds_clean.append(pc.cpu())
             preds_adv.append(pa.cpu())
-            progress(f"{info.name}", b + 1, total)
+            progress(f"{info.name}", min(i + batch_size, n), n)  # samples, not batches
     x_adv = torch.cat(outs)
     pred_clean = torch.cat(preds_clean)
     pred_adv = torch.cat(preds_adv)
