@@ -19,6 +19,16 @@ if TYPE_CHECKING:
     from aisec.core.check import Result
 
 
+
+def eps_words(eps: float) -> str:
+    """An eps as people give it: ``0.2`` when that is short, else ``8/255`` for a multiple of 1/255 (the 8-bit
+    pixel grid), else ``0.0123``."""
+    plain = f"{eps:g}"
+    k = eps * 255
+    if len(plain.lstrip("0.")) > 3 and eps > 0 and abs(k - round(k)) < 1e-6 * max(1.0, k):
+        return f"{round(k)}/255"
+    return plain
+
 class PointSummary(Summary):
     """One eps (or word budget) of a curve: worst-case robust accuracy over the grid up to here, with CI."""
 
@@ -156,7 +166,7 @@ class RobustnessSummary(Summary):
             verdict += [f"  escalation for {e.flag}: {e.remedy} {e.status}" + (f" ({e.note})" if e.note else "")
                         for e in r.escalations]
         rows = tuple(
-            (c.attack + (" (t)" if c.targeted else ""), c.norm, f"{p.eps:g}", f"{p.robust_accuracy:.3f}",
+            (c.attack + (" (t)" if c.targeted else ""), c.norm, eps_words(p.eps), f"{p.robust_accuracy:.3f}",
              f"{p.ci.low:.3f}–{p.ci.high:.3f}", f"{p.success_rate:.3f}", f"{p.safair_delta:.3f}",
              f"{p.median_distance:.4g}")
             for c in self.curves for p in c.points
@@ -168,7 +178,7 @@ class RobustnessSummary(Summary):
             ConsoleTable("robustness", ("attack", "norm", "eps", "robust acc", "95% CI", "success", "SAFAIR Δ",
                                         "median ‖δ‖"), rows),
         ]
-        worst = tuple((w.norm, f"{p.eps:g}", f"{p.robust_accuracy:.3f}", f"{p.ci.low:.3f}–{p.ci.high:.3f}",
+        worst = tuple((w.norm, eps_words(p.eps), f"{p.robust_accuracy:.3f}", f"{p.ci.low:.3f}–{p.ci.high:.3f}",
                        ", ".join(p.attacks)) for w in self.worst_case for p in w.points)
         if worst:
             lines.append(ConsoleTable("worst case over attacks (per sample)",

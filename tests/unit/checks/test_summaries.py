@@ -252,3 +252,10 @@ def test_text_robustness_summary_extends_the_image_one(tmp_path):
                        "text_examples", "lower_bound_note"]
     assert list(w["curves"][0]) == ["key", "attack", "norm", "kind", "targeted", "params", "points", "warnings",
                                     "seconds", "queries", "real_text", "note", "example_eps"]
+
+
+def test_console_shows_eps_as_people_give_them():
+    from aisec.checks._robustness_summary import eps_words
+
+    assert [eps_words(e) for e in (8 / 255, 2 / 255, 16 / 255)] == ["8/255", "2/255", "16/255"]
+    assert [eps_words(e) for e in (0.2, 0.1, 0.05, 0.5, 1.0, 0.0123)] == ["0.2", "0.1", "0.05", "0.5", "1", "0.0123"]
