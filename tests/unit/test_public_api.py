@@ -41,6 +41,10 @@ def test_assess_takes_a_torch_module_and_a_dataset(aisec_cache: object) -> None:
     assert run.target.spec.num_classes == 10
     m = run.results[0].measurement("robustness.robust_accuracy", attack="fgsm", eps=0.1)
     assert 0.0 <= m.value <= 1.0 and m.sample_count == 40
+    # a notebook shows the run as a table of its measurements, escaped
+    html = run._repr_html_()
+    assert html.startswith(f"<p><b>aisec run {run.run_id}</b>") and "robustness.robust_accuracy" in html
+    assert html.count("<tr>") == 1 + len(run.evidence) and "{" not in html
 
 
 def test_assess_takes_names(aisec_cache: object) -> None:

@@ -58,5 +58,32 @@ class Run:
             **({"related": [r.summary() for r in self.related]} if self.related else {}),
         }
 
+    def _repr_html_(self) -> str:
+        """A notebook cell's view of the run: the verdict, each check's warnings count and its measurements."""
+        from html import escape
+
+        rows = []
+        for e in self.evidence:
+            ci = f"{e.interval.low:.3g}–{e.interval.high:.3g}" if e.interval is not None else ""
+            params = ", ".join(f"{k} {v}" for k, v in e.parameters.items()
+                               if k not in ("input_scaling", "quantize") and v not in (None, False, "")
+                               and not isinstance(v, dict | list))
+            rows.append(f"<tr><td>{escape(e.check)}</td><td>{escape(e.metric)}</td><td>{escape(params)}</td>"
+                        f"<td>{e.value:.4g}</td><td>{ci}</td></tr>")
+        verdict = ""
+        if self.verdict is not None:
+            passed = bool(getattr(self.verdict, "passed", False))
+            verdict = (f"<p><b style='color:{'#1e8449' if passed else '#c0392b'}'>policy "
+                       f"{'PASS' if passed else 'FAIL'}</b></p>")
+        warn = sum(len(r.warnings) for r in self.results)
+        head = (f"<p><b>aisec run {escape(self.run_id)}</b>: model {escape(self.target.spec.name)}, data "
+                f"{escape(self.data.info.name)}, checks {escape(', '.join(r.check for r in self.results))}"
+                f"{f', {warn} warning(s)' if warn else ''}{f', report in {escape(str(self.out))}' if self.out else ''}"
+                "</p>")
+        table = ("<table><tr><th>check</th><th>metric</th><th>parameters</th><th>value</th><th>95% CI</th></tr>"
+                 + "".join(rows) + "</table>") if rows else "<p>no measurements</p>"
+        errors = "".join(f"<p style='color:#c0392b'>error: {escape(x)}</p>" for x in self.errors)
+        return head + verdict + errors + table
+
 
 __all__ = ["Run", "jsonable"]
