@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from aisec.cli.params import csv_list, float_list
 from aisec.cli.summary import print_summary
-from aisec.core.errors import ConfigError
+from aisec.core.errors import AisecError, ConfigError
 from aisec.core.flags import Flag
 from aisec.core.plan import Plan
 from aisec.core.registry import CHECKS, get_check, load_plugins
@@ -192,7 +192,8 @@ def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, p
     existing: Existing = "resume" if resume_dir is not None else "overwrite" if overwrite else "refuse"
     run_id = (previous_run_id(Path(out_dir)) if resume_dir is not None else None) or str(uuid.uuid4())
     gate = None
-    if not no_store and not store_url:
+    defaulted = not no_store and not store_url
+    if defaulted:
         from aisec.store.paths import default_store_url
 
         store_url = default_store_url()  # every run is evidence: `aisec evidence list` and `reproduce` find it
@@ -201,7 +202,15 @@ def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, p
     if policy_file or store_url:
         from aisec.policy.gate import Gate
 
-        gate = Gate.open(policy=policy_file, store=store_url)  # fails fast on a bad policy or store
+        try:
+            gate = Gate.open(policy=policy_file, store=store_url)  # fails fast on a bad policy or store
+        except (AisecError, OSError) as exc:
+            if not defaulted:
+                raise  # a store the user named must work
+            # the default store is a convenience: a read-only home must not stop an assessment
+            click.echo(f"warning: the default evidence store could not be opened ({exc}); the evidence stays in "
+                       "the report folder (`aisec evidence import` adds it later; --no-store silences this)", err=True)
+            gate = Gate.open(policy=policy_file, store=None) if policy_file else None
     # SIGTERM ends the run like Ctrl-C (kept, marked aborted); only the main thread may set a handler
     # (the command also runs inside threads: tests, a future web worker)
     in_main = threading.current_thread() is threading.main_thread()

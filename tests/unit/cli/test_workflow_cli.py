@@ -97,3 +97,17 @@ def test_demo_stores_its_run_and_its_privacy_runs(home: Path, tmp_path: Path, mo
         listed = CliRunner().invoke(main, ["evidence", "list", "--run", run_id, "--json"])
         assert listed.exit_code == 0 and listed.stdout.strip(), listed.output
     assert CliRunner().invoke(main, ["demo", "-q", "--no-store", "-o", str(tmp_path / "d2")]).exit_code == 0
+
+
+def test_an_unusable_default_store_warns_and_the_run_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             aisec_cache: str) -> None:
+    blocker = tmp_path / "home-is-a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("AISEC_HOME", str(blocker))  # the default store cannot be created under a file
+    monkeypatch.delenv("AISEC_STORE_URL", raising=False)
+    res = _assess(tmp_path / "r")
+    assert res.exit_code == 0, res.output
+    assert "default evidence store could not be opened" in res.output
+    assert (tmp_path / "r" / "evidence.jsonl").is_file()
+    named = _assess(tmp_path / "r2", "--store", str(blocker / "x.db"))  # a store the user names must work
+    assert named.exit_code != 0
