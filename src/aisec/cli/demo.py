@@ -31,9 +31,16 @@ def demo(out: str, count: int, privacy: bool, privacy_full: bool, store_url: str
 
     store = None
     if not no_store:
+        from aisec.core.errors import AisecError
         from aisec.store import open_store
 
-        store = open_store(store_url)  # before the work: a bad store URL fails now, not after the attacks
+        try:
+            store = open_store(store_url)  # before the work: a bad store URL fails now, not after the attacks
+        except (AisecError, OSError) as exc:
+            if store_url:
+                raise  # a store the user named must work
+            click.echo(f"warning: the default evidence store could not be opened ({exc}); the evidence stays in "
+                       f"{out} (--no-store silences this)", err=True)
     with RichProgress(enabled=not quiet and not as_json) as progress:
         run = run_demo(out=out, samples=count, privacy=privacy or privacy_full, privacy_full=privacy_full,
                        progress=progress)
