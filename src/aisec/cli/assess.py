@@ -185,8 +185,7 @@ def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, p
         raise click.UsageError("--store and --no-store contradict each other; give one")
     with allow_modules(allow_module):  # recipes are resolved while the plan is validated
         plan = _plan_from(plan_file, flags)
-    for w in _data_warnings(plan):
-        click.echo(f"warning: {w}", err=True)
+    data_warnings = _data_warnings(plan)  # said once the run has worked (an error stays one clear line)
     out_dir = out or "aisec-report"
     _check_writable(out_dir)
     existing: Existing = "resume" if resume_dir is not None else "overwrite" if overwrite else "refuse"
@@ -207,10 +206,11 @@ def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, p
         except (AisecError, OSError) as exc:
             if not defaulted:
                 raise  # a store the user named must work
-            # the default store is a convenience: a read-only home must not stop an assessment
+            # the default store is a convenience: a read-only home must not stop an assessment (a bad policy
+            # still does: it fails here again, on its own, as the one error line)
+            gate = Gate.open(policy=policy_file, store=None) if policy_file else None
             click.echo(f"warning: the default evidence store could not be opened ({exc}); the evidence stays in "
                        "the report folder (`aisec evidence import` adds it later; --no-store silences this)", err=True)
-            gate = Gate.open(policy=policy_file, store=None) if policy_file else None
     # SIGTERM ends the run like Ctrl-C (kept, marked aborted); only the main thread may set a handler
     # (the command also runs inside threads: tests, a future web worker)
     in_main = threading.current_thread() is threading.main_thread()
@@ -228,6 +228,8 @@ def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, p
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
+    for w in data_warnings:
+        click.echo(f"warning: {w}", err=True)
     outcome = gate.finish(run) if gate else None
     if as_json:
         click.echo(json.dumps(run.summary(), default=str))
