@@ -34,7 +34,6 @@ smaller eps lies inside the bigger ball); an attack whose grid starts above eps 
 from __future__ import annotations
 
 import bisect
-import importlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -347,7 +346,7 @@ class Remedy:
     """An attack the check runs when a flag fires: a registered attack name and parameters.
 
     ``attack=None`` means the flagged curve's own attack; ``steps_factor`` multiplies its ``steps``;
-    ``wrap`` names a target wrapper as ``module:Class`` built with ``wrap_args`` (EOT). A remedy whose
+    ``wrap`` names a target wrapper of :func:`load_wrapper`'s table, built with ``wrap_args`` (EOT). A remedy whose
     attack, parameters or wrapper this build does not have is skipped with a note, so the ones other
     branches add (``apgd-dlr``, ``transfer``, PGD's ``loss``, ``EOTTarget``) plug in when merged.
     """
@@ -378,7 +377,7 @@ ESCALATION: dict[str, tuple[Remedy, ...]] = {
     "zero_gradients": _BLACK_BOX,
     "no_gradient_path": _BLACK_BOX,
     "blackbox_beats_whitebox": _BLACK_BOX,
-    "randomized": (Remedy("pgd", wrap="aisec.attacks.adaptive.eot:EOTTarget", wrap_args={"draws": 0}),),
+    "randomized": (Remedy("pgd", wrap="EOTTarget", wrap_args={"draws": 0}),),
     "probability_outputs": (Remedy("pgd", {"loss": "dlr"}), Remedy("apgd-dlr")),
     "not_converged": (_MORE_STEPS,),
     "rising_with_eps": (_MORE_STEPS, Remedy("square")),
@@ -387,10 +386,11 @@ ESCALATION: dict[str, tuple[Remedy, ...]] = {
 }
 
 
-def load_wrapper(ref: str) -> Any:
-    """The class ``module:Class`` names, or raise ImportError/AttributeError."""
-    mod, _, cls = ref.partition(":")
-    return getattr(importlib.import_module(mod), cls)
+def load_wrapper(name: str) -> Any:
+    """The target wrapper a remedy names (a static table: plans and flags never name code); KeyError if unknown."""
+    from aisec.attacks.adaptive.eot import EOTTarget
+
+    return {"EOTTarget": EOTTarget}[name]
 
 
 __all__ = ["BLACKBOX_KINDS_NOTE", "ESCALATION", "FLAGS", "RANDOM_TOL", "VANISHING_RATIO", "CurveRecord",

@@ -500,7 +500,7 @@ class RobustnessCheck:
         if rem.wrap is not None:
             try:
                 wrapper = load_wrapper(rem.wrap)
-            except (ImportError, AttributeError):
+            except KeyError:
                 return result("skipped", f"the wrapper {rem.wrap} is not available in this build")
             args = {k: (rp.eot_draws if v == 0 and k == "draws" else v) for k, v in rem.wrap_args.items()}
             tgt = wrapper(target, **args)
