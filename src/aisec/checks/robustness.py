@@ -422,10 +422,9 @@ class RobustnessCheck:
             d_succ = dist[(fooled & correct).numpy()]
             med = float(np.median(d_succ)) if d_succ.size else float("nan")
             tags = curve.get("tags", [None] * len(grid))[grid.index(eps)]
-            stage_robust = None
+            stage_robust, broken = None, None
             if tags is not None:
                 broken = _broken_by(tags, fooled & correct, correct)
-                st.table[f"{key}@{eps:g}:broken_by"] = broken
                 stage_robust = _stage_robust(broken, correct, curve.get("tag_order", []))
                 pp["stage_robust"] = stage_robust
             points.append(PointSummary(
@@ -456,6 +455,8 @@ class RobustnessCheck:
             st.table[f"{key}@{eps:g}:pred"] = curve["preds"][grid.index(eps)].numpy()
             st.table[f"{key}@{eps:g}:fooled"] = success
             st.table[f"{key}@{eps:g}:distance"] = np.where(success, dist, np.nan)
+            if broken is not None:
+                st.table[f"{key}@{eps:g}:broken_by"] = broken
         if system_clean is not None:
             st.table[f"{key}:pred_clean"] = system_clean.numpy()
             st.warnings.append(
@@ -837,7 +838,8 @@ def _masking_warnings(curves: Sequence[CurveSummary | Mapping[str, Any]]) -> lis
     same eps (a gradient-masking sign)."""
     warnings = []
     # read by key: the check passes its CurveSummary models, which answer c["attack"] as well as c.attack
-    by = {(c["attack"], c["norm"], c["targeted"]): c for c in curves}
+    # a curve through a BPDA / EOT wrapper is not the plain attack (BPDA: not even the same model)
+    by = {(c["attack"], c["norm"], c["targeted"]): c for c in curves if c.get("wrapper") is None}
     for multi in names("evasion", iterative=True, kind=AttackKind.FIXED_EPS):
         for nrm in ("linf", "l2"):
             f, m = by.get(("fgsm", nrm, False)), by.get((multi, nrm, False))

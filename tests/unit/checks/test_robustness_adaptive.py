@@ -128,9 +128,10 @@ def test_a_bad_bpda_or_eot_is_one_clear_error():
 
 
 def test_bpda_on_a_black_box_target_fails_before_any_attack(data):
+    from sklearn.linear_model import LogisticRegression
+
     from aisec.core.errors import ConfigError
     from aisec.targets.sklearn import ProbaTarget
-    from sklearn.linear_model import LogisticRegression
 
     x, y = take(data, N)
     clf = LogisticRegression(max_iter=200).fit(x.reshape(N, -1).numpy(), y.numpy())
