@@ -1,11 +1,12 @@
 """Adaptive attacks named in a plan (``bpda:``, ``eot:``, ``--bpda``/``--eot``) and the ``autoattack``
 ensemble's per-sample ``broken_by`` in the robustness check.
 
-BPDA setting (as tests/reference/test_bpda_reference.py): the digits CNN ``g`` behind 3-bit depth
-reduction ``h`` is the deployed system ``f = g(h(x))``. ``h`` rounds, so ``df/dx = 0``: plain PGD on ``f``
-finds almost nothing. A plan that gives ``g`` as the model and ``bpda: bit-depth:3`` attacks ``f``
-through ``h`` straight-through, and must score that curve on ``f`` (its clean predictions, its
-adversarial predictions), never on ``g``.
+BPDA setting (as tests/reference/test_bpda_reference.py, with 1 bit so that ``h`` changes some clean
+predictions: the digits are already on a 17-level grid, which 3 bits keep): the digits CNN ``g``
+behind 1-bit depth reduction ``h`` is the deployed system ``f = g(h(x))``. ``h`` rounds, so
+``df/dx = 0``: plain PGD on ``f`` finds little. A plan that gives ``g`` as the model and
+``bpda: bit-depth:1`` attacks ``f`` through ``h`` straight-through, and must score that curve on ``f``
+(its clean predictions, its adversarial predictions), never on ``g``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from aisec.core.check import ConsoleTable
 from aisec.core.dataset import take
 from aisec.targets.torch import TorchTarget
 
-BITS, EPS, N = 3, 0.1, 64
+BITS, EPS, N = 1, 0.1, 64
 OFF = {"clever": {"enabled": False}, "examples": 8}
 
 
@@ -95,12 +96,13 @@ def test_bpda_in_a_plan_breaks_the_quantiser_and_is_scored_on_the_defended_model
     key = f"pgd-linf+bpda-bit-depth-{BITS}"
     curve, plain_curve = _curve(res, key), _curve(plain, "pgd-linf")
     r_bpda, r_plain = curve["points"][0]["robust_accuracy"], plain_curve["points"][0]["robust_accuracy"]
-    # measured: plain 0.94, BPDA 0.30 (clean 0.97 on the defended model)
-    assert r_bpda <= r_plain - 0.4, (r_bpda, r_plain)
+    # measured: plain 0.81, BPDA 0.56 (at 3 bits: 0.92 and 0.28)
+    assert r_bpda <= r_plain - 0.15, (r_bpda, r_plain)
     # scored on the defended model: its clean predictions and clean accuracy, not the classifier's
     table = res.tables["samples"]
     np.testing.assert_array_equal(table[f"{key}:pred_clean"], plain.tables["samples"]["pred_clean"])
-    assert curve["clean_accuracy"] == pytest.approx(plain.summary["clean_accuracy"])
+    assert curve["clean_accuracy"] == pytest.approx(plain.summary["clean_accuracy"])  # measured 0.875
+    assert curve["clean_accuracy"] < res.summary["clean_accuracy"] - 0.05  # the classifier alone: 0.953
     fooled = table[f"{key}@{EPS:g}:fooled"].astype(bool)
     assert not (fooled & (table[f"{key}:pred_clean"] != table["label"])).any()
     assert np.mean((table[f"{key}:pred_clean"] == table["label"]) & ~fooled) == pytest.approx(r_bpda)
