@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, cast
@@ -72,6 +72,11 @@ class Outcome:
     #: What the attack itself reported about samples it could not handle (from :func:`report_note`),
     #: e.g. C&W's samples that never succeeded, and why; one line each, deduplicated across batches.
     notes: list[str] = field(default_factory=list)
+    #: Per sample, a word the attack said about it (from :func:`report_sample_tags`; an ensemble: the
+    #: stage that broke it, None for the others), or empty when the attack says nothing per sample.
+    tags: list[str | None] = field(default_factory=list)
+    #: The order of the tags' values the attack gave (an ensemble: its stages in run order).
+    tag_order: list[str] = field(default_factory=list)
 
     @property
     def clean_correct(self) -> torch.Tensor:
@@ -205,6 +210,32 @@ def report_note(text: str) -> None:
         sink.append(text)
 
 
+_TAGS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("aisec_sample_tags", default=None)
+
+
+def report_sample_tags(tags: Sequence[str | None], order: Sequence[str] = ()) -> None:
+    """Report one word per sample of this batch (a no-op outside :func:`run_attack`), in batch order.
+
+    For an ensemble, the stage that broke each sample (None: no stage did), with ``order`` its stages
+    in run order; the driver concatenates the batches into :attr:`Outcome.tags` and
+    :attr:`Outcome.tag_order`, so the robustness check can say which stage broke which sample.
+    """
+    sink = _TAGS.get()
+    if sink is not None:
+        sink["tags"] = list(tags)
+        sink["order"] = list(order)
+
+
+@contextmanager
+def _tagging() -> Iterator[dict[str, Any]]:
+    sink: dict[str, Any] = {}
+    token = _TAGS.set(sink)
+    try:
+        yield sink
+    finally:
+        _TAGS.reset(token)
+
+
 @contextmanager
 def _noting() -> Iterator[list[str]]:
     sink: list[str] = []
@@ -321,6 +352,8 @@ def run_attack(
     step_sums: list[float] = []  # per step: the objective summed over every sample of every batch
     step_counts: list[int] = []
     notes: list[str] = []
+    tags: list[str | None] = []
+    tag_order: list[str] = []
     gen = torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [])
     with gen:
         if seed is not None:
@@ -334,9 +367,12 @@ def run_attack(
                   else target.predict(xb).argmax(1))
             ball = (p.eps, p.norm) if info.kind is AttackKind.FIXED_EPS else (None, None)
             with bind_constraints(constraints, xb, eps=ball[0], norm=ball[1], value_range=spec.value_range), \
-                    _tracing() as sink, _noting() as batch_notes:
+                    _tracing() as sink, _noting() as batch_notes, _tagging() as batch_tags:
                 xa = impl.run(target, xb, yb, p, target_labels=tb).detach()
             notes += [t for t in batch_notes if t not in notes]
+            if "tags" in batch_tags and len(batch_tags["tags"]) == xb.shape[0] and len(tags) == i:
+                tags += batch_tags["tags"]
+                tag_order += [t for t in batch_tags["order"] if t not in tag_order]
             for t, v in enumerate(torch.stack(sink).cpu().tolist() if sink else []):
                 if t == len(step_sums):
                     step_sums.append(0.0)
@@ -385,6 +421,8 @@ def run_attack(
         target_labels=target_labels.cpu() if target_labels is not None else None,
         loss_trace=[s / c for s, c in zip(step_sums, step_counts, strict=True)],
         notes=notes,
+        tags=tags if len(tags) == x_adv.shape[0] else [],
+        tag_order=tag_order if len(tags) == x_adv.shape[0] else [],
     )
 
 

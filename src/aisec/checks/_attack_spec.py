@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, cast
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aisec.core.errors import ConfigError
 from aisec.core.registry import AttackInfo, get, get_attack, names
@@ -40,6 +40,36 @@ class AttackSpec(BaseModel):
     )
     targeted: bool = Field(default=False, description="Aim at a random other class per sample.")
     params: dict[str, Any] = Field(default_factory=dict)
+    bpda: str | None = Field(
+        default=None, description="A registered preprocessing the deployed system applies in front of the model "
+        "(e.g. 'bit-depth:4'): this attack runs on model(preprocessing(x)) with gradients straight through the "
+        "preprocessing (BPDA) and is scored on that system, clean accuracy included.")
+    eot: int | None = Field(default=None, ge=1, le=1000, description="Average this many stochastic forwards per "
+                            "gradient (EOT), for a randomised model.")
+
+    @field_validator("bpda")
+    @classmethod
+    def _bpda(cls, v: str | None) -> str | None:
+        """A known preprocessing with a valid argument, now (the message lists the known names)."""
+        if v is None:
+            return v
+        from aisec.attacks.adaptive.preprocess import preprocessing
+
+        try:
+            preprocessing(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return v.strip()
+
+    def wrapper_label(self) -> str | None:
+        """How the attack reaches the model, in words (``BPDA through bit-depth:4, EOT over 16 draws``), or None."""
+        bits = ([f"BPDA through {self.bpda}"] if self.bpda else []) + (
+            [f"EOT over {self.eot} draws"] if self.eot else [])
+        return ", ".join(bits) or None
+
+    def key_suffix(self) -> str:
+        """What the wrappers add to the curve's key (``+bpda-bit-depth-4+eot16``): table columns stay ``key@eps:x``."""
+        return (f"+bpda-{self.bpda.replace(':', '-')}" if self.bpda else "") + (f"+eot{self.eot}" if self.eot else "")
 
     @model_validator(mode="after")
     def _params(self) -> AttackSpec:

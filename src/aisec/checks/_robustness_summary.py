@@ -42,6 +42,9 @@ class PointSummary(Summary):
     safair_delta: float
     median_distance: float
     """Median perturbation of the successful attacks (NaN, written as null, when none succeeded)."""
+    stage_robust: dict[str, int] | None = Field(default=None, exclude_if=lambda v: v is None)
+    """An ensemble (``autoattack``): samples still robust after each stage, in run order (cumulative; the last
+    is the robust count). Absent for other attacks."""
 
 
 class CurveSummary(Summary):
@@ -67,6 +70,17 @@ class CurveSummary(Summary):
     """Ids of the reliability flags raised on this curve."""
     escalation: str | None = None
     """The flag whose remedy this curve is (None: an attack the plan asked for)."""
+    wrapper: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    """How the plan asked the attack to reach the model (``BPDA through bit-depth:4``, ``EOT over 16 draws``);
+    absent for a plain attack."""
+    clean_accuracy: float | None = Field(default=None, exclude_if=lambda v: v is None)
+    """Under BPDA: the clean accuracy of the system attacked (the model behind its preprocessing), which the
+    curve is scored on; absent otherwise (the check's clean accuracy applies)."""
+
+    @property
+    def label(self) -> str:
+        """The attack as the console and the report name it: ``pgd (t) (BPDA through bit-depth:4)``."""
+        return self.attack + (" (t)" if self.targeted else "") + (f" ({self.wrapper})" if self.wrapper else "")
 
 
 class CleverSummary(Summary):
@@ -166,7 +180,7 @@ class RobustnessSummary(Summary):
             verdict += [f"  escalation for {e.flag}: {e.remedy} {e.status}" + (f" ({e.note})" if e.note else "")
                         for e in r.escalations]
         rows = tuple(
-            (c.attack + (" (t)" if c.targeted else ""), c.norm, eps_words(p.eps), f"{p.robust_accuracy:.3f}",
+            (c.label, c.norm, eps_words(p.eps), f"{p.robust_accuracy:.3f}",
              f"{p.ci.low:.3f}–{p.ci.high:.3f}", f"{p.success_rate:.3f}", f"{p.safair_delta:.3f}",
              f"{p.median_distance:.4g}")
             for c in self.curves for p in c.points
@@ -180,6 +194,11 @@ class RobustnessSummary(Summary):
         ]
         worst = tuple((w.norm, eps_words(p.eps), f"{p.robust_accuracy:.3f}", f"{p.ci.low:.3f}–{p.ci.high:.3f}",
                        ", ".join(p.attacks)) for w in self.worst_case for p in w.points)
+        stages = tuple((c.label, c.norm, eps_words(p.eps), " → ".join(f"{k} {v}" for k, v in p.stage_robust.items()))
+                       for c in self.curves for p in c.points if p.stage_robust)
+        if stages:
+            lines.append(ConsoleTable("ensemble stages (samples still robust after each)",
+                                      ("attack", "norm", "eps", "robust after"), stages))
         if worst:
             lines.append(ConsoleTable("worst case over attacks (per sample)",
                                       ("norm", "eps", "robust acc", "95% CI", "attacks"), worst))

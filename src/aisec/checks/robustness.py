@@ -40,7 +40,9 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from aisec.attacks.adaptive import adaptive_target
 from aisec.attacks.base import Outcome, run_attack
+from aisec.attacks.evasion.autoattack import CLEAN
 from aisec.checks._attack_spec import ALL, DEFAULT_EPS, AttackSpec, Eps, select_attacks
 from aisec.checks._reliability import (
     ESCALATION,
@@ -169,6 +171,10 @@ class RobustnessCheck:
         Flag("--quantize", "Round adversarial images to 8-bit (SAFAIR rule).", kind="switch"),
         Flag("--clever-samples", "Samples that get a CLEVER score (0 = skip).", kind="int"),
         Flag("--clever-norms", "CLEVER norms, e.g. l2,linf,l1.", kind="list"),
+        Flag("--bpda", "The deployed system's non-differentiable front end in front of the model, e.g. bit-depth:4: "
+             "the attacks run through it with straight-through gradients (BPDA), scored on the system.", kind="text"),
+        Flag("--eot", "Average this many stochastic forwards per gradient (EOT) in the attacks (a randomised model).",
+             kind="int"),
     )
 
     @staticmethod
@@ -183,7 +189,8 @@ class RobustnessCheck:
         attack_params: dict[str, Any] = {}
         if f["steps"] is not None:
             attack_params["steps"] = f["steps"]
-        if f["norm"] or f["targeted"] or attack_params:
+        bpda, eot = f.get("bpda"), f.get("eot")
+        if f["norm"] or f["targeted"] or attack_params or bpda or eot is not None:
             specs = [a if isinstance(a, dict) else {"name": a} for a in r.get("attacks", ["fgsm", "pgd"])]
             # --steps goes to the attacks that declare they are iterative (they take ``steps``)
             iterative = set(names("evasion", iterative=True)) | set(names("text", iterative=True))
@@ -192,6 +199,10 @@ class RobustnessCheck:
                     a["norm"] = f["norm"]
                 if f["targeted"]:
                     a["targeted"] = True
+                if bpda:
+                    a["bpda"] = bpda
+                if eot is not None:
+                    a["eot"] = eot
                 if attack_params and (a["name"].lower() in iterative or a["name"].lower() == ALL):
                     a["params"] = {**a.get("params", {}), **attack_params}
             r["attacks"] = specs
@@ -248,13 +259,12 @@ class RobustnessCheck:
                     f"attack '{info.name}' supports norms {sorted(n.value for n in info.norms)}, "
                     f"not '{norm.value}'"
                 )
+        # an attack's own BPDA / EOT wrappers, built now so a target they cannot wrap fails before any work
+        wrapped = [adaptive_target(target, bpda=a.bpda, eot=a.eot) for a in attacks]
         x, y = take(data, params.samples, device=spec.device)
         check_inputs(spec, x, what=f"dataset '{data.info.name}'")
         n = int(x.shape[0])
-        with torch.no_grad():
-            pred_clean = torch.cat(
-                [target.predict(x[i : i + params.batch_size]).argmax(1) for i in range(0, n, params.batch_size)]
-            ).cpu()
+        pred_clean = _predictions(target, x, params.batch_size)
         yc = y.cpu()
         correct = pred_clean == yc
         k_clean = int(correct.sum())
@@ -292,7 +302,7 @@ class RobustnessCheck:
         # the attacks are scored over the counted samples only: ``correct``/``n`` of the state are theirs
         st = _State(x=x, y=y, yc=yc, correct=correct_a, pred_clean=pred_clean, n=n_a, measurements=measurements,
                     table=table, warnings=warnings, inc=inc, fixed=fixed, attacks=attacks)
-        for a in attacks:
+        for a, tgt in zip(attacks, wrapped, strict=True):
             info = get_attack(a.name)
             norm = a.resolved_norm()
             tl = None
@@ -305,9 +315,12 @@ class RobustnessCheck:
                 warnings.append(f"{info.name} ({norm.value}) skipped: the target has no gradient path "
                                 "(see the no_gradient_path flag); black-box attacks run instead.")
                 continue
-            key = f"{info.name}-{norm.value}" + ("-targeted" if a.targeted else "")
+            key = f"{info.name}-{norm.value}" + ("-targeted" if a.targeted else "") + a.key_suffix()
+            # Under BPDA the attacked system is model(preprocessing(x)): its own clean predictions decide which
+            # samples count and what success is (never the model without its front end, the approximation).
+            system_clean = None if a.bpda is None else _predictions(tgt, x, params.batch_size)
             try:
-                self._attack(target, st, info, a, norm, key, tl, params, progress)
+                self._attack(tgt, st, info, a, norm, key, tl, params, progress, system_clean=system_clean)
             except RuntimeError:
                 if Capability.GRADIENTS not in info.requires:
                     raise
@@ -365,8 +378,15 @@ class RobustnessCheck:
     def _attack(
         self, target: Target, st: _State, info: AttackInfo, a: AttackSpec, norm: Norm, key: str,
         tl: torch.Tensor | None, params: RobustnessParams, progress: Progress, escalation: str | None = None,
+        system_clean: torch.Tensor | None = None,
     ) -> None:
-        """Run (or restore from its checkpoint step) one attack's curve and score it into ``st``."""
+        """Run (or restore from its checkpoint step) one attack's curve and score it into ``st``.
+
+        ``system_clean``: the clean predictions of the system ``target`` stands for when it is not the model
+        as given (BPDA: the model behind its preprocessing); the curve is then scored on the samples that
+        system gets right, and kept out of the worst case and the curve flags, which are over the model as given.
+        """
+        pred_clean = st.pred_clean if system_clean is None else system_clean
         grid = params.grid(a, norm)
         step = f"{len(st.curves):02d}-{key}"  # a run killed after this attack resumes after it
         kept = load_step(step)
@@ -374,9 +394,11 @@ class RobustnessCheck:
             curve = _curve_from_step(*kept)
         else:
             curve = self._curve(target, st.x, st.y, tl, info.name, info.kind, norm, grid, a, params, progress,
-                                st.pred_clean)
+                                pred_clean)
             save_step(step, *_curve_to_step(curve))
-        n, correct, k_clean = st.n, st.correct, int(st.correct.sum())
+        correct = st.correct if system_clean is None else (system_clean == st.yc) & st.inc
+        n, k_clean = st.n, int(correct.sum())
+        wrapper = a.wrapper_label()
         points: list[PointSummary] = []
         robust_counts: list[int] = []
         for point, fooled, dist in zip(curve["points"], curve["fooled"], curve["distances"], strict=True):
@@ -387,6 +409,11 @@ class RobustnessCheck:
                   **({"target_label": st.fixed} if st.fixed is not None and tl is not None else {})}
             if escalation is not None:
                 pp["escalation"] = escalation
+            if wrapper is not None:
+                pp.update({"wrapper": wrapper, **({"bpda": a.bpda} if a.bpda else {}),
+                           **({"eot": a.eot} if a.eot else {})})
+            if system_clean is not None:
+                pp["clean_accuracy_of_system"] = k_clean / n
             robust = correct & ~fooled
             k_rob = int(robust.sum())
             robust_counts.append(k_rob)
@@ -394,10 +421,16 @@ class RobustnessCheck:
             delta = k_clean - k_rob
             d_succ = dist[(fooled & correct).numpy()]
             med = float(np.median(d_succ)) if d_succ.size else float("nan")
+            tags = curve.get("tags", [None] * len(grid))[grid.index(eps)]
+            stage_robust, broken = None, None
+            if tags is not None:
+                broken = _broken_by(tags, fooled & correct, correct)
+                stage_robust = _stage_robust(broken, correct, curve.get("tag_order", []))
+                pp["stage_robust"] = stage_robust
             points.append(PointSummary(
                 eps=eps, raw_robust_accuracy=point["raw_robust_accuracy"], robust_accuracy=k_rob / n,
                 ci=IntervalSummary.from_interval(wilson(k_rob, n)), success_rate=k_fool / max(k_clean, 1),
-                safair_delta=delta / n, median_distance=med,
+                safair_delta=delta / n, median_distance=med, stage_robust=stage_robust,
             ))
             st.measurements += [
                 Measurement(metric="robustness.robust_accuracy", value=k_rob / n, unit="fraction",
@@ -422,6 +455,14 @@ class RobustnessCheck:
             st.table[f"{key}@{eps:g}:pred"] = curve["preds"][grid.index(eps)].numpy()
             st.table[f"{key}@{eps:g}:fooled"] = success
             st.table[f"{key}@{eps:g}:distance"] = np.where(success, dist, np.nan)
+            if broken is not None:
+                st.table[f"{key}@{eps:g}:broken_by"] = broken
+        if system_clean is not None:
+            st.table[f"{key}:pred_clean"] = system_clean.numpy()
+            st.warnings.append(
+                f"{info.name} ({norm.value}, {wrapper}) is scored on the model behind {a.bpda}: clean accuracy "
+                f"{k_clean / n:.3f} there (vs {int(st.correct.sum()) / n:.3f} for the model as given); it is left out "
+                "of the worst case over attacks and the curve flags, which are over the model as given")
         st.warnings += curve["warnings"]
         if params.examples and "example" in curve:
             st.images[key] = curve["example"]
@@ -430,8 +471,13 @@ class RobustnessCheck:
             attack=curve["attack"], norm=curve["norm"], kind=curve["kind"], targeted=curve["targeted"],
             params=curve["params"], points=points, warnings=curve["warnings"], seconds=curve["seconds"],
             queries=curve["queries"], example_eps=curve["example_eps"], key=key, loss_traces=traces,
-            escalation=escalation,
+            escalation=escalation, wrapper=wrapper,
+            clean_accuracy=k_clean / n if system_clean is not None else None,
         ))
+        if a.eot is not None:  # the randomness flag's remedy (PGD through EOT) is this run
+            st.ran.add(_identity(info.name, norm.value, "EOTTarget", a.params))
+        if system_clean is not None:
+            return
         st.records.append(CurveRecord(
             key=key, attack=info.name, norm=norm.value, targeted=a.targeted,
             blackbox=Capability.GRADIENTS not in info.requires, iterative=info.iterative, eps=list(grid),
@@ -530,6 +576,8 @@ class RobustnessCheck:
         warnings: list[str] = []
         example: dict[str, np.ndarray] | None = None
         traces: list[list[float]] = []
+        tags_list: list[list[str | None]] = []  # per eps, what the attack said per sample (an ensemble: its stage)
+        tag_order: list[str] = []
         y_cpu = y.cpu()
         if kind is AttackKind.MIN_NORM:
             out = run_attack(name, target, x, y, {"norm": norm, **spec.params}, target_labels=tl,
@@ -538,6 +586,9 @@ class RobustnessCheck:
             warnings += [f"{name} ({norm.value}): {t}" for t in out.notes]
             fooled_any = out.pred_adv != y_cpu
             traces = [list(out.loss_trace) for _ in grid]
+            if out.tags:
+                tags_list = [list(out.tags) for _ in grid]
+                tag_order = list(out.tag_order)
             for eps in grid:
                 fooled = fooled_any & (out.distance <= eps + 1e-6)
                 points.append({"eps": eps, "raw_robust_accuracy": None})
@@ -567,6 +618,10 @@ class RobustnessCheck:
                     )
                 prev_raw = raw_acc
                 new = fooled_now & ~best_fooled
+                if out.tags:  # a sample fooled at a smaller eps keeps that eps's tag
+                    prev = tags_list[-1] if tags_list else [None] * len(out.tags)
+                    tags_list.append([t if nw else p for t, p, nw in zip(out.tags, prev, new.tolist(), strict=True)])
+                    tag_order += [t for t in out.tag_order if t not in tag_order]
                 best_dist = torch.where(new, out.distance, best_dist)
                 best_pred = out.pred_adv if best_pred is None else torch.where(best_fooled, best_pred, out.pred_adv)
                 best_fooled = best_fooled | fooled_now
@@ -582,6 +637,7 @@ class RobustnessCheck:
             "preds": preds, "warnings": warnings, "seconds": time.perf_counter() - t0, "loss_traces": traces,
             "queries": target.queries - q0, **({"example": example} if example is not None else {}),
             "example_eps": (grid[len(grid) // 2] if kind is AttackKind.FIXED_EPS else None),
+            **({"tags": tags_list, "tag_order": tag_order} if len(tags_list) == len(grid) else {}),
         }
 
     def _clever(
@@ -643,6 +699,35 @@ class _State:
     records: list[CurveRecord] = field(default_factory=list)
     images: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     ran: set[str] = field(default_factory=set)
+
+
+def _predictions(target: Target, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``target``'s predicted classes on ``x``, on the CPU."""
+    with torch.no_grad():
+        return torch.cat([target.predict(x[i : i + batch_size]).argmax(1).cpu()
+                          for i in range(0, int(x.shape[0]), batch_size)])
+
+
+def _broken_by(tags: Sequence[str | None], success: torch.Tensor, correct: torch.Tensor) -> np.ndarray:
+    """Per sample, the stage (tag) that broke it: ``clean`` when misclassified unattacked, empty when robust,
+    ``unattributed`` when it was fooled only after the attack returned (e.g. by 8-bit rounding)."""
+    out = np.full(len(tags), "", dtype=object)
+    for i, (t, ok, hit) in enumerate(zip(tags, correct.tolist(), success.tolist(), strict=True)):
+        if not ok:
+            out[i] = CLEAN
+        elif hit:
+            out[i] = t if t is not None and t != CLEAN else "unattributed"
+    return out
+
+
+def _stage_robust(broken: np.ndarray, correct: torch.Tensor, order: Sequence[str]) -> dict[str, int]:
+    """Samples still robust after each stage (run order, cumulative) from the per-sample ``broken_by``."""
+    left, out = int(correct.sum()), {}
+    for stage in order:
+        if stage != CLEAN:
+            left -= int((broken == stage).sum())
+            out[stage] = left
+    return out
 
 
 def _identity(name: str, norm: str, wrap: str | None, attack_params: Mapping[str, Any]) -> str:
@@ -707,8 +792,9 @@ def _worst_case(st: _State, params: RobustnessParams) -> list[WorstCaseSummary]:
 
 def _curve_to_step(curve: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """One attack's curve as a checkpoint step: its JSON facts and its per-sample arrays."""
-    doc = {k: curve[k] for k in ("attack", "norm", "kind", "targeted", "params", "points", "warnings", "seconds",
-                                 "queries", "example_eps", "loss_traces")}
+    keys = ("attack", "norm", "kind", "targeted", "params", "points", "warnings", "seconds", "queries", "example_eps",
+            "loss_traces", "tags", "tag_order")
+    doc: dict[str, Any] = {k: curve[k] for k in keys if k in curve}
     doc["example_keys"] = sorted(curve.get("example", {}) or {})
     arrays: dict[str, np.ndarray] = {}
     for i, (f, d, p) in enumerate(zip(curve["fooled"], curve["distances"], curve["preds"], strict=True)):
@@ -752,7 +838,8 @@ def _masking_warnings(curves: Sequence[CurveSummary | Mapping[str, Any]]) -> lis
     same eps (a gradient-masking sign)."""
     warnings = []
     # read by key: the check passes its CurveSummary models, which answer c["attack"] as well as c.attack
-    by = {(c["attack"], c["norm"], c["targeted"]): c for c in curves}
+    # a curve through a BPDA / EOT wrapper is not the plain attack (BPDA: not even the same model)
+    by = {(c["attack"], c["norm"], c["targeted"]): c for c in curves if c.get("wrapper") is None}
     for multi in names("evasion", iterative=True, kind=AttackKind.FIXED_EPS):
         for nrm in ("linf", "l2"):
             f, m = by.get(("fgsm", nrm, False)), by.get((multi, nrm, False))

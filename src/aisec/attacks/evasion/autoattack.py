@@ -241,4 +241,9 @@ class AutoAttack:
         res = run_autoattack(target, x, y, eps=params.eps, norm=params.norm, version=params.version,
                              batch_size=max(int(x.shape[0]), 1), seed=None, steps=params.steps,
                              max_queries=params.max_queries, n_target_classes=params.n_target_classes)
+        # which stage broke each sample, for Outcome.tags (the robustness check's broken_by column);
+        # imported here to keep this edit apart from the module's imports
+        from aisec.attacks.base import report_sample_tags
+
+        report_sample_tags(res.broken_by, order=[CLEAN, *res.stage_robust])
         return res.x_adv.to(x.device)
