@@ -195,7 +195,7 @@ def at_reference_eps(records: Sequence[Evidence], ref: Reference) -> tuple[list[
         norm = str(e.parameters.get("norm", ""))
         if norm not in ref.eps or "eps" not in e.parameters:
             continue
-        key = (e.parameters.get("attack"), norm, bool(e.parameters.get("targeted", False)))
+        key = (e.parameters.get("attack") or "worst case", norm, bool(e.parameters.get("targeted", False)))
         curves.setdefault(key, []).append(e)
     chosen: list[Evidence] = []
     notes: list[str] = []
