@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from aisec.core.run import Run
 
 
-def render_markdown(run: Run) -> str:
+def render_markdown(run: Run, banner: str | None = None) -> str:
     from aisec.report.html import input_note
 
     spec = run.target.spec
@@ -20,6 +20,7 @@ def render_markdown(run: Run) -> str:
         f"Run `{run.run_id}` · model sha256 `{spec.digest}` · dataset digest `{run.data.info.digest}`",
         "",
         *([f"Inputs: {note}", ""] if (note := input_note(run)) else []),
+        *([f"> {banner}", ""] if banner else []),
         "## Executive summary",
         "",
     ]
@@ -65,10 +66,10 @@ def render_markdown(run: Run) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(run: Run, path: str | Path) -> Path:
+def write_markdown(run: Run, path: str | Path, *, banner: str | None = None) -> Path:
     p = Path(path)
     tmp = p.with_suffix(".tmp")
-    tmp.write_text(render_markdown(run), encoding="utf-8")
+    tmp.write_text(render_markdown(run, banner), encoding="utf-8")
     tmp.replace(p)
     return p
 
