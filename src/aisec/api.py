@@ -11,7 +11,7 @@ import json
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -250,6 +250,7 @@ def assess(
     resolved = []
     for name, raw in checks.items():  # validate every check's params before running any
         info = get_check(name)
+        raw = _with_reference_eps(raw, info.cls.Params.model_fields, policy)
         try:
             params = info.cls.Params(**{"seed": seed, **raw}) if "seed" in info.cls.Params.model_fields \
                 else info.cls.Params(**raw)
@@ -292,6 +293,15 @@ def assess(
         raise
     run.seconds = time.perf_counter() - t0
     return finish_run(run)
+
+
+def _with_reference_eps(raw: dict[str, Any], fields: Mapping[str, Any], policy: Any) -> dict[str, Any]:
+    """``raw`` with the policy's ``reference_eps`` for a check that measures at reference budgets (robustness),
+    unless the plan sets them: the budgets the verdict reads are then the ones measured."""
+    budgets = getattr(policy, "reference_eps", None)
+    if not budgets or "reference_eps" not in fields or "reference_eps" in raw:
+        return raw
+    return {**raw, "reference_eps": dict(budgets)}
 
 
 def _checkpoint(run: Run, index: int, result: Result) -> int:

@@ -166,6 +166,8 @@ class RobustnessSummary(Summary):
     """Absent from the JSON when no curve ran (the text path has none)."""
     reliability: ReliabilitySummary | None = Field(default=None, exclude_if=lambda v: v is None)
     """Absent when the verdict was switched off (``reliability.enabled: false``) and on the text path."""
+    grid_notes: list[str] = Field(default_factory=list, exclude_if=lambda v: not v)
+    """Reference budgets added to the eps grids (``RobustnessParams.reference_eps``), in words; absent when none."""
 
     def console_lines(self, result: Result, *, model: str, dataset: str) -> list[ConsoleLine]:
         """The reliability verdict and its flags first, the clean accuracy, a table row per attack and eps, the
@@ -237,4 +239,4 @@ class TextRobustnessSummary(RobustnessSummary):
 
 __all__ = ["CleverSummary", "CurveSummary", "EscalationSummary", "FlagSummary", "PointSummary",
            "ReliabilitySummary", "RobustnessSummary", "TextCurveSummary", "TextRobustnessSummary", "WorstCaseSummary",
-           "WorstPointSummary"]
+           "WorstPointSummary", "eps_words"]

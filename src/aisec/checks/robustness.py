@@ -31,6 +31,7 @@ gradients but has no gradient path gets black-box attacks instead of a traceback
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ from aisec.checks._robustness_summary import (
     TextRobustnessSummary,
     WorstCaseSummary,
     WorstPointSummary,
+    eps_words,
 )
 from aisec.core.check import IntervalSummary, Result, require_same_classes
 from aisec.core.checkpoint import load_step, save_step
@@ -81,7 +83,7 @@ from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import AttackInfo, AttackKind, get_attack, names, register_check
 from aisec.core.stats import median_interval, wilson
 from aisec.core.target import Target, check_inputs
-from aisec.core.types import Capability, Modality, Norm, OutputKind
+from aisec.core.types import REFERENCE_EPS, Capability, Modality, Norm, OutputKind
 
 ATLAS_EVASION = ("AML.T0043.000", "AML.T0015")
 
@@ -122,6 +124,12 @@ class RobustnessParams(BaseModel):
     target_label: int | None = Field(
         default=None, ge=0, description="Targeted run: every sample aims at this class (its own samples are left out)."
     )
+    reference_eps: dict[str, float] = Field(
+        default_factory=lambda: dict(REFERENCE_EPS),
+        description="Per norm, the budget a verdict reads robustness at (the policy's reference_eps; default "
+        "Linf 8/255, L2 0.5): each is added to its norm's grid, so the number quoted is measured, not the "
+        "nearest grid point's. {} keeps the grids as given.",
+    )
 
     @field_validator("skip", mode="before")
     @classmethod
@@ -138,6 +146,18 @@ class RobustnessParams(BaseModel):
         return v
 
     def grid(self, spec: AttackSpec, norm: Norm) -> list[float]:
+        """The eps an attack runs at: its own grid, the norm's or the default, plus the reference budget."""
+        return sorted(set(self.given_grid(spec, norm)) | set(self.reference_added(spec, norm)))
+
+    def reference_added(self, spec: AttackSpec, norm: Norm) -> list[float]:
+        """The norm's reference eps when the given grid lacks it (within 0.1 %, as the policy reads it)."""
+        ref = self.reference_eps.get(norm.value)
+        if ref is None or ref <= 0 or any(math.isclose(e, ref, rel_tol=1e-3) for e in self.given_grid(spec, norm)):
+            return []
+        return [float(ref)]
+
+    def given_grid(self, spec: AttackSpec, norm: Norm) -> list[float]:
+        """The eps grid the plan gives the attack (its own, the norm's, else the default), sorted."""
         if spec.eps is not None:
             eps = spec.eps
         else:
@@ -367,7 +387,7 @@ class RobustnessCheck:
         summary = RobustnessSummary(
             samples=n, clean_accuracy=k_clean / n, clean_ci=IntervalSummary.from_interval(wilson(k_clean, n)),
             curves=curves, clever=clever_summary, classes=list(data.info.classes), worst_case=worst,
-            reliability=reliability,
+            reliability=reliability, grid_notes=_reference_notes(st),
         )
         return Result(
             check="robustness", measurements=measurements, params=params.model_dump(mode="json"),
@@ -387,7 +407,12 @@ class RobustnessCheck:
         system gets right, and kept out of the worst case and the curve flags, which are over the model as given.
         """
         pred_clean = st.pred_clean if system_clean is None else system_clean
-        grid = params.grid(a, norm)
+        if escalation is not None and a.eps is not None:
+            grid = params.given_grid(a, norm)  # a remedy re-runs a flagged curve's own eps only
+        else:
+            grid = params.grid(a, norm)
+            for eps in params.reference_added(a, norm):
+                st.reference_added.setdefault((norm.value, eps), []).append(key)
         step = f"{len(st.curves):02d}-{key}"  # a run killed after this attack resumes after it
         kept = load_step(step)
         if kept is not None:
@@ -699,6 +724,8 @@ class _State:
     records: list[CurveRecord] = field(default_factory=list)
     images: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     ran: set[str] = field(default_factory=set)
+    #: (norm, eps) of each reference budget added to a grid, and the curves it was added to
+    reference_added: dict[tuple[str, float], list[str]] = field(default_factory=dict)
 
 
 def _predictions(target: Target, x: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -761,6 +788,12 @@ def _probe(target: Target, x: torch.Tensor, y: torch.Tensor,
         if probs:
             flags.append(ReliabilityFlag("probability_outputs", text))
     return flags, probes
+
+
+def _reference_notes(st: _State) -> list[str]:
+    """One line per reference budget the check added to a grid, naming the curves it was added to."""
+    return [f"{eps_words(eps)} added to the {norm} eps grid ({', '.join(keys)}): it is the reference budget "
+            "the verdict reads robustness at" for (norm, eps), keys in sorted(st.reference_added.items())]
 
 
 def _worst_case(st: _State, params: RobustnessParams) -> list[WorstCaseSummary]:
@@ -858,4 +891,4 @@ def _masking_warnings(curves: Sequence[CurveSummary | Mapping[str, Any]]) -> lis
 
 
 __all__ = ["ATLAS_EVASION", "CleverParams", "CleverSummary", "CurveSummary", "PointSummary", "RobustnessCheck",
-           "RobustnessParams", "RobustnessSummary", "TextCurveSummary", "TextRobustnessSummary"]
+           "RobustnessParams", "RobustnessSummary", "TextCurveSummary", "TextRobustnessSummary", "eps_words"]

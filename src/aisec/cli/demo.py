@@ -18,16 +18,22 @@ from aisec.cli.summary import print_summary
               "a few seconds once the models are cached).")
 @click.option("--privacy-full", is_flag=True,
               help="Run every membership attack with the check's default model counts (minutes on a CPU).")
+@click.option("--poison-rates", default=None, metavar="R1,R2,...",
+              help="Shares of a copy's training data the poisoning check poisons on purpose (default 0.01,0.03,0.1: "
+              "at 10 % the planted backdoor always succeeds, so the poisoning rule fails by design).")
 @click.option("--store", "store_url", envvar="AISEC_STORE_URL", show_envvar=True,
               help="Evidence store URL; default: evidence.db in the aisec data folder ($AISEC_HOME).")
 @click.option("--no-store", is_flag=True, help="Keep the evidence only in the report folder.")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("-q", "--quiet", is_flag=True)
-def demo(out: str, count: int, privacy: bool, privacy_full: bool, store_url: str | None, no_store: bool,
-         as_json: bool, quiet: bool) -> None:
+def demo(out: str, count: int, privacy: bool, privacy_full: bool, poison_rates: str | None, store_url: str | None,
+         no_store: bool, as_json: bool, quiet: bool) -> None:
     """Train (cached) small CNNs on digits, assess them, write one report (and store its evidence)."""
     from aisec.cli.progress import RichProgress
-    from aisec.demo.digits import run_demo
+    from aisec.demo.digits import POISON_RATES, demo_plan, run_demo
+
+    rates = _rates(poison_rates) if poison_rates is not None else POISON_RATES
+    demo_plan(count, rates)  # a bad rate is one error line now, before any work
 
     store = None
     if not no_store:
@@ -43,7 +49,7 @@ def demo(out: str, count: int, privacy: bool, privacy_full: bool, store_url: str
                        f"{out} (--no-store silences this)", err=True)
     with RichProgress(enabled=not quiet and not as_json) as progress:
         run = run_demo(out=out, samples=count, privacy=privacy or privacy_full, privacy_full=privacy_full,
-                       progress=progress)
+                       poison_rates=rates, progress=progress)
     stored = ""
     if store is not None:
         for r in [run, *run.related]:  # the privacy sub-runs are runs of their own, stored next to the main one
@@ -59,3 +65,20 @@ def demo(out: str, count: int, privacy: bool, privacy_full: bool, store_url: str
         if stored:
             click.echo(stored)
         click.echo(f"open {Path(out) / 'report.html'} in a browser")
+
+
+def _rates(text: str) -> tuple[float, ...]:
+    """``0.01,0.03`` (or ``1%,3%``) as rates; anything else is a ConfigError naming the flag."""
+    from aisec.core.errors import ConfigError
+
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            out.append(float(part[:-1]) / 100 if part.endswith("%") else float(part))
+        except ValueError:
+            raise ConfigError(f"--poison-rates: '{part}' is not a number (give e.g. 0.01,0.03)") from None
+    if not out:
+        raise ConfigError("--poison-rates: no rate given (give e.g. 0.01,0.03)")
+    return tuple(out)

@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "evidence": "aisec.cli.evidence:evidence",
     "graph": "aisec.cli.graph:graph",
     "reproduce": "aisec.cli.reproduce:reproduce",
+    "report": "aisec.cli.report:report",
     "plugins": "aisec.cli.plugins:plugins",
 }
 
@@ -43,6 +44,7 @@ _SUMMARIES: dict[str, str] = {
     "evidence": "Query, export, verify and push stored evidence.",
     "graph": "Link stored evidence to models, runs, requirements and threats.",
     "reproduce": "Re-run the plan behind a stored evidence record and compare.",
+    "report": "Re-render a run folder's report from its result.json (another policy, a newer aisec).",
     "plugins": "List every attack, method and check with what it needs.",
 }
 

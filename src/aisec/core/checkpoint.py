@@ -118,7 +118,9 @@ def save_checkpoint(out_dir: Path, index: int, result: Result, rng: dict[str, An
     return folder / f"{stem}.json"
 
 
-def _summary_class(ref: str) -> type[Summary]:
+def summary_class(ref: str) -> type[Summary]:
+    """The aisec :class:`Summary` type named ``module:qualname`` (a checkpoint's ``summary_type``); another
+    package's name, or a name that is not a summary type, is a :class:`DataError` (nothing else is imported)."""
     module, _, name = ref.partition(":")
     if module != "aisec" and not module.startswith("aisec."):
         raise DataError(f"checkpoint names summary type '{ref}', which is not aisec's; refusing to import it")
@@ -155,7 +157,7 @@ def load_checkpoints(out_dir: Path) -> list[Checkpoint]:
             doc = json.loads(path.read_text(encoding="utf-8"))
             if doc.get("format") != FORMAT:
                 raise DataError(f"checkpoint format {doc.get('format')!r}, expected {FORMAT}")
-            summary = _summary_class(doc["summary_type"]).model_validate(doc["summary"])
+            summary = summary_class(doc["summary_type"]).model_validate(doc["summary"])
             with np.load(npz_path, allow_pickle=False) as npz:
                 tables, images = _unarrays(npz, "tables"), _unarrays(npz, "images")
             result = Result(

@@ -41,6 +41,9 @@ class Run:
     # ``verdict_error`` why it could not be applied (then ``verdict`` stays None)
     judged: bool = False
     verdict_error: str | None = None
+    #: per metric or Clouditor property id, a sentence the report prints next to that verdict line (why the
+    #: number is what it is: e.g. the demo poisons its training data on purpose); kept in ``result.json``
+    notes: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -55,6 +58,7 @@ class Run:
             "errors": self.errors,
             **({"input_scaling": scaling()} if (scaling := getattr(self.data, "scaling_record", None)) else {}),
             **({"verdict": self.verdict.model_dump(mode="json")} if self.verdict is not None else {}),
+            **({"notes": dict(self.notes)} if self.notes else {}),
             **({"related": [r.summary() for r in self.related]} if self.related else {}),
         }
 

@@ -70,3 +70,9 @@ class Norm(StrEnum):
         if self not in duals:
             raise ValueError(f"'{self.value}' is not an Lp norm and has no dual norm")
         return duals[self]
+
+
+#: The conventional RobustBench budgets for inputs in [0, 1], per norm: the eps at which robustness is read
+#: for a verdict (:class:`aisec.policy.properties.Reference`'s default) and which the robustness check
+#: therefore always measures (it adds each to the grid of its norm).
+REFERENCE_EPS: dict[str, float] = {"linf": 8 / 255, "l2": 0.5}

@@ -22,9 +22,12 @@ explainability             [0, 1]    higher       (none)          mean deletion/
 ========================== ========= ============ =============== ==================================================
 
 Reference eps (``Reference``): the conventional RobustBench budgets, Linf 8/255 and L2 0.5, for
-inputs in [0, 1]. From each attack curve the point at the largest recorded eps not above the
-reference is used; if every recorded eps is above it, the smallest one (a stronger attack than
-asked, so the score errs on the safe side). Policies may set other budgets (``reference_eps``).
+inputs in [0, 1]. The robustness check measures each of them (it adds the reference eps to the grid of
+its norm; ``aisec assess --policy`` passes the policy's budgets), so the point used is the reference's
+own. From a curve recorded without it (older evidence, ``reference_eps: {}``) the point at the largest
+recorded eps not above the reference (within 0.1 %) is used; if every recorded eps is above it, the
+smallest one (a stronger attack than asked, so the score errs on the safe side). Policies may set other
+budgets (``reference_eps``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from aisec.core.evidence import Evidence
+from aisec.core.types import REFERENCE_EPS
 
 
 class Reference(BaseModel):
@@ -44,7 +48,7 @@ class Reference(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    eps: dict[str, float] = Field(default_factory=lambda: {"linf": 8 / 255, "l2": 0.5})
+    eps: dict[str, float] = Field(default_factory=lambda: dict(REFERENCE_EPS))
 
 
 class Derived(BaseModel):
@@ -191,13 +195,13 @@ def at_reference_eps(records: Sequence[Evidence], ref: Reference) -> tuple[list[
         norm = str(e.parameters.get("norm", ""))
         if norm not in ref.eps or "eps" not in e.parameters:
             continue
-        key = (e.parameters.get("attack"), norm, bool(e.parameters.get("targeted", False)))
+        key = (e.parameters.get("attack") or "worst case", norm, bool(e.parameters.get("targeted", False)))
         curves.setdefault(key, []).append(e)
     chosen: list[Evidence] = []
     notes: list[str] = []
     for (attack, norm, targeted), curve in sorted(curves.items(), key=lambda kv: str(kv[0])):
         budget = ref.eps[norm]
-        below = [e for e in curve if float(e.parameters["eps"]) <= budget * (1 + 1e-9)]
+        below = [e for e in curve if float(e.parameters["eps"]) <= budget * (1 + 1e-3)]
         pick = max(below, key=lambda e: float(e.parameters["eps"])) if below else \
             min(curve, key=lambda e: float(e.parameters["eps"]))
         chosen.append(pick)

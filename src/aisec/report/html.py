@@ -13,10 +13,16 @@ from typing import TYPE_CHECKING, Any
 from markupsafe import escape
 
 from aisec.core import registry
+from aisec.core.check import DictSummary
 from aisec.report.sections import SECTIONS, render_template
 
 if TYPE_CHECKING:
     from aisec.core.run import Run
+
+
+#: checks whose section reads a typed summary (aisec's own; a plugin's section may read a dict)
+_TYPED_CHECKS = frozenset({"robustness", "explainability", "poisoning", "backdoor", "privacy", "extraction",
+                           "model-scan"})
 
 
 def _load_sections() -> None:
@@ -24,9 +30,11 @@ def _load_sections() -> None:
     registry.load("section")
 
 
-def render(run: Run) -> str:
+def render(run: Run, banner: str | None = None) -> str:
+    """The page; ``banner`` (e.g. "re-rendered from result.json ...") heads it when given."""
     _load_sections()
-    parts = [executive_summary(run), *_sections_of(run)]
+    head = [f'<div class="warn banner" id="rerendered">{escape(banner)}</div>'] if banner else []
+    parts = [*head, executive_summary(run), *_sections_of(run)]
     for other in run.related:  # e.g. the demo's over-fitted and regularised privacy models, side by side
         folder = other.out.relative_to(run.out) if other.out and run.out else None
         link = f' · <a href="{folder}/report.html">its own report</a>' if folder else ""
@@ -62,15 +70,18 @@ def input_note(run: Run) -> str | None:
 
 
 def executive_summary(run: Run) -> str:
-    """Verdict per requirement, failed rules, then every check's warnings: the riskiest first."""
-    warnings = [f"{r.check}: {w}" for r in run.results for w in r.warnings]
-    for other in run.related:
-        warnings += [f"{other.target.spec.name} {r.check}: {w}" for r in other.results for w in r.warnings]
+    """The verdict rule by rule in plain words (:mod:`aisec.report.verdict`): failed rules and findings first,
+    then every line with its metric id, then the caveats (how far to trust the numbers) in a list of their own."""
     from aisec.policy.sanity import alerts
+    from aisec.report.verdict import overall, split_warnings, verdict_lines
 
+    findings, caveats = split_warnings(run)
+    lines = verdict_lines(run)
+    passed, n_failed, n_measured = overall(lines)
     policy_name = "policy" if run.policy is not None else "default policy (Clouditor AISecurity thresholds)"
     return render_template(
-        "summary.html.j2", verdict=run.verdict, warnings=warnings, errors=run.errors, alerts=alerts(run.evidence),
+        "summary.html.j2", verdict=run.verdict, lines=lines, passed=passed, n_failed=n_failed,
+        n_measured=n_measured, findings=findings, caveats=caveats, errors=run.errors, alerts=alerts(run.evidence),
         checks=[r.check for r in run.results], n_evidence=len(run.evidence), policy_name=policy_name,
     )
 
@@ -79,7 +90,8 @@ def _sections_of(run: Run) -> list[str]:
     parts = []
     for r in run.results:
         renderer = SECTIONS.get(r.check)
-        if renderer is not None:
+        # a summary read back untyped (``aisec report`` on a result.json this aisec cannot type) gets the table
+        if renderer is not None and not (isinstance(r.summary, DictSummary) and r.check in _TYPED_CHECKS):
             parts.append(renderer(r, run))
         else:
             parts.append(render_template("generic.html.j2", check=r.check, warnings=r.warnings,
@@ -87,10 +99,10 @@ def _sections_of(run: Run) -> list[str]:
     return parts
 
 
-def write_report(run: Run, path: str | Path) -> Path:
+def write_report(run: Run, path: str | Path, *, banner: str | None = None) -> Path:
     p = Path(path)
     tmp = p.with_suffix(".tmp")
-    tmp.write_text(render(run), encoding="utf-8")
+    tmp.write_text(render(run, banner), encoding="utf-8")
     tmp.replace(p)
     return p
 

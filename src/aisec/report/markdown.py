@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from aisec.core.run import Run
 
 
-def render_markdown(run: Run) -> str:
+def render_markdown(run: Run, banner: str | None = None) -> str:
     from aisec.report.html import input_note
 
     spec = run.target.spec
@@ -20,18 +20,33 @@ def render_markdown(run: Run) -> str:
         f"Run `{run.run_id}` · model sha256 `{spec.digest}` · dataset digest `{run.data.info.digest}`",
         "",
         *([f"Inputs: {note}", ""] if (note := input_note(run)) else []),
+        *([f"> {banner}", ""] if banner else []),
         "## Executive summary",
         "",
     ]
     from aisec.policy.sanity import alerts
+    from aisec.report.verdict import overall, split_warnings, verdict_lines
 
     lines += [f"> **Warning: useless model?** {a}" for a in alerts(run.evidence)]
+    findings, caveats = split_warnings(run)
+    verdict = verdict_lines(run)
     if run.verdict is not None:
-        lines += ["", run.verdict.markdown(), ""]
-    for e in run.errors:
-        lines.append(f"- **error:** {e}")
-    for r in run.results:
-        lines += [f"- **{r.check}:** {w}" for w in r.warnings]
+        passed, n_failed, n_measured = overall(verdict)
+        lines += ["", f"**{'PASS' if passed else 'FAIL'}**: {n_failed} of {n_measured} measured rules failed.", ""]
+    failed = [v for v in verdict if v.status == "fail"]
+    if failed or findings or run.errors:
+        lines += ["### Riskiest findings first", ""]
+        lines += [f"- {v.text()}" for v in failed]
+        lines += [f"- **error:** {e}" for e in run.errors]
+        lines += [f"- {w}" for w in findings]
+        lines.append("")
+    if verdict:
+        lines += ["### The verdict, line by line", "", *[f"- {v.text()}" for v in verdict], ""]
+    if caveats:
+        lines += ["### Caveats", "", "How far to trust the numbers: none of these is a finding by itself.", "",
+                  *[f"- {w}" for w in caveats], ""]
+    if run.verdict is not None:
+        lines += ["### Per requirement and rule", "", run.verdict.markdown(), ""]
     for other in [run, *run.related]:
         if other is not run:
             lines += ["", f"# {other.target.spec.name} on {other.data.info.name}", ""]
@@ -42,6 +57,7 @@ def render_markdown(run: Run) -> str:
                 ids = ", ".join(dict.fromkeys(f["id"] for f in rel["flags"]))
                 lines += [f"**Reliability:** {'no flag raised' if rel['reliable'] else 'NOT RELIABLE (' + ids + ')'}",
                           *[f"- `{f['id']}`: {f['detail']} What to do: {f['next_step']}." for f in rel["flags"]], ""]
+            lines += [f"{note}." for note in (r.summary.get("grid_notes") or [])]
             lines += ["| metric | parameters | value | 95% CI | n |", "|---|---|---|---|---|"]
             for m in r.measurements:
                 ci = f"{m.interval.low:.4g}–{m.interval.high:.4g}" if m.interval else ""
@@ -50,10 +66,10 @@ def render_markdown(run: Run) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(run: Run, path: str | Path) -> Path:
+def write_markdown(run: Run, path: str | Path, *, banner: str | None = None) -> Path:
     p = Path(path)
     tmp = p.with_suffix(".tmp")
-    tmp.write_text(render_markdown(run), encoding="utf-8")
+    tmp.write_text(render_markdown(run, banner), encoding="utf-8")
     tmp.replace(p)
     return p
 

@@ -80,7 +80,7 @@ def test_targeted_attack_reports_success_toward_targets(digits_target, small_dat
     params = RobustnessParams(attacks=[{"name": "pgd", "targeted": True, "params": {"steps": 20}}],
                               eps=[0.3], samples=48, clever={"enabled": False})
     res = RobustnessCheck().run(digits_target, small_data, params)
-    asr = res.measurement("robustness.attack_success_rate", attack="pgd", targeted=True)
+    asr = res.measurement("robustness.attack_success_rate", attack="pgd", targeted=True, eps=0.3)
     assert asr.value > 0.5
 
 

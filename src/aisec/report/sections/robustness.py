@@ -4,6 +4,7 @@ adversarial texts with the changed words marked (text), CLEVER histogram."""
 from __future__ import annotations
 
 import difflib
+import math
 from typing import TYPE_CHECKING, Any
 
 from aisec.checks.robustness import RobustnessSummary, TextRobustnessSummary
@@ -33,8 +34,20 @@ def robustness_section(result: Result, run: Run) -> str:
         "curve_figs": figures.robustness_curves(s), "example_figs": example_figs,
         "clever_fig": figures.clever_histogram(s.clever) if s.clever else None,
         "text_examples": {k: [_marked(ex, classes) for ex in rows] for k, rows in text_examples.items()},
+        "quote": _quoted(s, result.params.get("reference_eps") or {}),
     }
     return render_template("robustness.html.j2", r=r)
+
+
+def _quoted(s: RobustnessSummary, reference: dict[str, float]) -> dict[str, Any]:
+    """Per norm, the worst-case point at the reference budget (the tile "the number to quote"), if measured."""
+    out: dict[str, Any] = {}
+    for w in s.worst_case:
+        ref = reference.get(w.norm)
+        hit = [p for p in w.points if ref is not None and math.isclose(p.eps, ref, rel_tol=1e-3)]
+        if hit:
+            out[w.norm] = hit[0]
+    return out
 
 
 def _marked(ex: dict[str, Any], classes: list[str]) -> dict[str, Any]:
