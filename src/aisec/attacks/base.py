@@ -72,6 +72,9 @@ class Outcome:
     #: What the attack itself reported about samples it could not handle (from :func:`report_note`),
     #: e.g. C&W's samples that never succeeded, and why; one line each, deduplicated across batches.
     notes: list[str] = field(default_factory=list)
+    #: The target's probability of ``pred_adv`` on ``x_adv`` (its confidence in the adversarial prediction),
+    #: from the forward pass that gave ``pred_adv`` (no extra query); None where an Outcome was built without it.
+    conf_adv: torch.Tensor | None = None
 
     @property
     def clean_correct(self) -> torch.Tensor:
@@ -321,6 +324,7 @@ def run_attack(
     step_sums: list[float] = []  # per step: the objective summed over every sample of every batch
     step_counts: list[int] = []
     notes: list[str] = []
+    confs_adv: list[torch.Tensor] = []
     gen = torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [])
     with gen:
         if seed is not None:
@@ -361,10 +365,13 @@ def run_attack(
                     xa = torch.where(over.view(-1, *([1] * (xa.ndim - 1))), xb, xa)
                     db = torch.where(over, torch.zeros_like(db), db)
                 dists.append(db.cpu().float())
-            pa = target.predict(xa).argmax(1)
+            probs = target.predict(xa)
+            pa = probs.argmax(1)
+            ca = probs.gather(1, pa[:, None]).squeeze(1)
             outs.append(xa.cpu())
             preds_clean.append(pc.cpu())
             preds_adv.append(pa.cpu())
+            confs_adv.append(ca.detach().cpu().float())
             progress(f"{info.name}", min(i + batch_size, n), n)  # samples, not batches
     x_adv = torch.cat(outs)
     pred_clean = torch.cat(preds_clean)
@@ -385,6 +392,7 @@ def run_attack(
         target_labels=target_labels.cpu() if target_labels is not None else None,
         loss_trace=[s / c for s, c in zip(step_sums, step_counts, strict=True)],
         notes=notes,
+        conf_adv=torch.cat(confs_adv) if confs_adv else torch.zeros(0),
     )
 
 

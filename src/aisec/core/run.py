@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aisec.core.artefacts import ArtefactRef
 from aisec.core.check import Result, jsonable
 from aisec.core.dataset import Dataset
 from aisec.core.evidence import Evidence
@@ -41,6 +42,8 @@ class Run:
     # ``verdict_error`` why it could not be applied (then ``verdict`` stays None)
     judged: bool = False
     verdict_error: str | None = None
+    #: the files the checks wrote under ``out/artefacts/``, each with its sha256 (listed in result.json)
+    artefacts: list[ArtefactRef] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -53,6 +56,7 @@ class Run:
                                  "summary": r.summary.to_json()} for r in self.results},
             "evidence": [e.model_dump(mode="json") for e in self.evidence],
             "errors": self.errors,
+            **({"artefacts": [a.model_dump() for a in self.artefacts]} if self.artefacts else {}),
             **({"input_scaling": scaling()} if (scaling := getattr(self.data, "scaling_record", None)) else {}),
             **({"verdict": self.verdict.model_dump(mode="json")} if self.verdict is not None else {}),
             **({"related": [r.summary() for r in self.related]} if self.related else {}),
