@@ -82,7 +82,7 @@ def saved_at_eps(x: torch.Tensor, y: torch.Tensor, outs: Sequence[Outcome], grid
         "y_true": y[idx].numpy(), "y_pred_clean": outs[j].pred_clean[idx].numpy(), "y_pred_adv": take("pred_adv"),
         "confidence_adv": np.array([float(c[int(i)]) if c is not None and c.numel() else np.nan
                                     for c, i in zip(conf, idx, strict=True)], dtype=np.float32),
-        "distance": take("distance"), "fooled": success[idx].numpy(), "eps": np.float64(grid[j]),
+        "distance": take("distance"), "fooled": success[idx].numpy(), "eps": np.asarray(grid[j], dtype=np.float64),
         "eps_found": np.array([grid[int(t)] for t in at], dtype=np.float64),
     }
 
@@ -100,7 +100,8 @@ def saved_minimal(x: torch.Tensor, out: Outcome, k: int) -> dict[str, np.ndarray
         "y_pred_adv": out.pred_adv[idx].numpy(),
         "confidence_adv": conf[idx].numpy() if conf is not None and conf.numel() else
         np.full(idx.shape[0], np.nan, dtype=np.float32),
-        "distance": out.distance[idx].numpy(), "fooled": out.success[idx].numpy(), "eps": np.float64(np.nan),
+        "distance": out.distance[idx].numpy(), "fooled": out.success[idx].numpy(),
+        "eps": np.asarray(np.nan, dtype=np.float64),
     }
 
 

@@ -41,6 +41,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from aisec.attacks.base import Outcome, run_attack
+from aisec.checks._artefacts import adversarial_artefacts, saved_at_eps, saved_eps_index, saved_minimal
 from aisec.checks._attack_spec import ALL, DEFAULT_EPS, AttackSpec, Eps, select_attacks
 from aisec.checks._reliability import (
     ESCALATION,
@@ -69,7 +70,6 @@ from aisec.checks._robustness_summary import (
     WorstCaseSummary,
     WorstPointSummary,
 )
-from aisec.checks._artefacts import adversarial_artefacts, saved_at_eps, saved_eps_index, saved_minimal
 from aisec.core.artefacts import Artefact
 from aisec.core.check import IntervalSummary, Result, require_same_classes
 from aisec.core.checkpoint import load_step, save_step
