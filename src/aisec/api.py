@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from aisec.core.artefacts import ARTEFACTS, ArtefactRef, write_artefacts
 from aisec.core.check import Result
 from aisec.core.checkpoint import (
     CHECKPOINTS,
@@ -355,6 +356,21 @@ def _reuse(run: Run, done: list[Checkpoint]) -> None:
         run.results.append(c.result)
         run.seconds += c.result.seconds
     run.evidence += records
+    if run.out is not None:
+        run.artefacts += kept_artefacts(run.out, {c.result.check for c in done})
+
+
+def kept_artefacts(out_dir: Path, checks: set[str]) -> list[ArtefactRef]:
+    """The artefacts the run in ``out_dir`` listed in its ``result.json`` for ``checks`` whose files are still
+    there with the listed sha256 (what a resumed run keeps: the artefacts are not in the checkpoints)."""
+    path = out_dir / "result.json"
+    try:
+        listed = json.loads(path.read_text(encoding="utf-8")).get("artefacts") or [] if path.is_file() else []
+        refs = [ArtefactRef.model_validate(a) for a in listed]
+    except (ValueError, OSError, AttributeError):
+        return []
+    return [r for r in refs if r.check in checks and (out_dir / r.path).is_file()
+            and file_sha256(out_dir / r.path) == r.sha256]
 
 
 def start_run(
@@ -405,7 +421,7 @@ def start_run(
 #: What aisec writes into a run folder; ``existing="overwrite"`` removes exactly these.
 RUN_FILES = ("evidence.jsonl", "result.json", "report.html", "report.md", "plan.yaml", "policy.json", "policy.md",
              "scan.json", "constraints.yaml")
-RUN_FOLDERS = ("samples", CHECKPOINTS)
+RUN_FOLDERS = ("samples", ARTEFACTS, CHECKPOINTS)
 
 
 def previous_run_id(out_dir: Path) -> str | None:
@@ -481,6 +497,10 @@ def record_result(
     records += _accuracy_skill(run, records)
     run.evidence += records
     if run.out is not None:
+        if result.artefacts:  # the files first: result.json lists them with their sha256
+            refs = write_artefacts(run.out, result.check, result.artefacts)
+            new = {r.path for r in refs}
+            run.artefacts = [a for a in run.artefacts if a.path not in new] + refs
         write_jsonl(records, run.out / "evidence.jsonl")
         _write_result(run.out, run)
     if on_evidence is not None:

@@ -77,6 +77,9 @@ class Outcome:
     tags: list[str | None] = field(default_factory=list)
     #: The order of the tags' values the attack gave (an ensemble: its stages in run order).
     tag_order: list[str] = field(default_factory=list)
+    #: The target's probability of ``pred_adv`` on ``x_adv`` (its confidence in the adversarial prediction),
+    #: from the forward pass that gave ``pred_adv`` (no extra query); None where an Outcome was built without it.
+    conf_adv: torch.Tensor | None = None
 
     @property
     def clean_correct(self) -> torch.Tensor:
@@ -354,6 +357,7 @@ def run_attack(
     notes: list[str] = []
     tags: list[str | None] = []
     tag_order: list[str] = []
+    confs_adv: list[torch.Tensor] = []
     gen = torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [])
     with gen:
         if seed is not None:
@@ -397,10 +401,13 @@ def run_attack(
                     xa = torch.where(over.view(-1, *([1] * (xa.ndim - 1))), xb, xa)
                     db = torch.where(over, torch.zeros_like(db), db)
                 dists.append(db.cpu().float())
-            pa = target.predict(xa).argmax(1)
+            probs = target.predict(xa)
+            pa = probs.argmax(1)
+            ca = probs.gather(1, pa[:, None]).squeeze(1)
             outs.append(xa.cpu())
             preds_clean.append(pc.cpu())
             preds_adv.append(pa.cpu())
+            confs_adv.append(ca.detach().cpu().float())
             progress(f"{info.name}", min(i + batch_size, n), n)  # samples, not batches
     x_adv = torch.cat(outs)
     pred_clean = torch.cat(preds_clean)
@@ -423,6 +430,7 @@ def run_attack(
         notes=notes,
         tags=tags if len(tags) == x_adv.shape[0] else [],
         tag_order=tag_order if len(tags) == x_adv.shape[0] else [],
+        conf_adv=torch.cat(confs_adv) if confs_adv else torch.zeros(0),
     )
 
 

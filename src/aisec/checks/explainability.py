@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from aisec.checks._artefacts import explanation_artefacts
+from aisec.core.artefacts import Artefact, is_image
 from aisec.core.check import ConsoleLine, IntervalSummary, Result, Summary, require_same_classes
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError
@@ -70,6 +72,9 @@ class ExplainabilityParams(BaseModel):
     area_features: int = Field(default=5, ge=1, description="Explained area: how many top features (the seed used 5).")
     control: bool = Field(default=True, description="Also score a random attribution (must come out ≈ 0.5).")
     examples: int = Field(default=6, ge=0, description="Explanations kept for the report.")
+    save_images: int | None = Field(
+        default=None, ge=0, description="Image inputs: explained samples written as PNGs (input | attribution) to "
+        "artefacts/explanations/ (default: every explained sample; 0 = none).")
     batch_size: int = Field(default=4096, ge=1, description="Inputs per forward pass.")
     options: dict[str, Any] = Field(default_factory=dict, description="Extra explainer options, e.g. kernel_width.")
     seed: int = 0
@@ -295,6 +300,13 @@ class ExplainabilityCheck:
                                           [spec.class_name(c) for c in range(spec.num_classes)], probs[:k].numpy())
             else:
                 examples = _tabular_examples(attr, x, y, pred_class, table["probability"], k)
+        artefacts: list[Artefact] = []
+        saving = n if params.save_images is None else min(params.save_images, n)
+        if saving and spec.modality is Modality.IMAGE and is_image(tuple(x.shape[1:])):
+            artefacts = explanation_artefacts(name, {
+                "index": np.arange(saving), "x": x[:saving].numpy(), "attribution": attr.values[:saving].numpy(),
+                "label": y[:saving].numpy(), "pred": pred_class[:saving], "explained": attr.label[:saving].numpy(),
+            }, spec.value_range)
         summary = ExplainabilitySummary(
             explainer=name, modality=spec.modality.value, samples=n, classes=list(data.info.classes),
             explainer_params=_jsonable_params(attr.params), seconds_explain=attr.seconds,
@@ -310,7 +322,7 @@ class ExplainabilityCheck:
         )
         return Result(
             check="explainability", measurements=measurements, params=params.model_dump(mode="json"),
-            summary=summary, tables={"samples": table}, images=images, warnings=warnings,
+            summary=summary, tables={"samples": table}, images=images, artefacts=artefacts, warnings=warnings,
             seconds=time.perf_counter() - t0, threats=(),
         )
 

@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from aisec.attacks.extraction.surrogate import extract, fidelity, transfer_attack
+from aisec.attacks.extraction.surrogate import default_architecture_spec, extract, fidelity, transfer_attack
+from aisec.checks._artefacts import surrogate_artefact
+from aisec.core.artefacts import ARTEFACTS, Artefact
 from aisec.core.check import Result, Summary
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError
@@ -41,6 +43,8 @@ class ExtractionParams(BaseModel):
     norm: Norm = Norm.LINF
     eps: float = Field(default=0.1, gt=0)
     steps: int = Field(default=20, ge=1)
+    save_surrogate: bool = Field(default=True, description="Write the surrogate to artefacts/surrogate.safetensors "
+                                 "(weights and architecture; `aisec assess -m` loads it).")
     seed: int = 0
 
 
@@ -51,6 +55,9 @@ class ExtractionSummary(Summary):
     transfer_success_rate: float
     surrogate_white_box_success_rate: float
     queries: int
+    surrogate_file: str | None = None
+    """The saved surrogate's path in the run folder (``artefacts/surrogate.safetensors``), None if not saved."""
+    surrogate_arch: str | None = None
 
 
 @register_check("extraction")
@@ -95,11 +102,19 @@ class ExtractionCheck:
         ]
         table = {"agree": fid.agree.numpy(), "transfer_fooled": tr.outcome_on_target.numpy(),
                  "y": ye.cpu().numpy().astype(np.int64)}
+        artefacts: list[Artefact] = []
+        arch: str | None = None
+        if p.save_surrogate:
+            arch, kwargs = default_architecture_spec(target.spec.input_shape, target.spec.num_classes)
+            artefacts.append(surrogate_artefact(ex.surrogate.module, arch, kwargs, of=target.spec.name))
         summary = ExtractionSummary(fidelity=fid.agreement, transfer_success_rate=tr.success_rate,
-                                    surrogate_white_box_success_rate=tr.surrogate_success_rate, queries=used)
+                                    surrogate_white_box_success_rate=tr.surrogate_success_rate, queries=used,
+                                    surrogate_file=f"{ARTEFACTS}/{artefacts[0].path}" if artefacts else None,
+                                    surrogate_arch=arch)
         warnings = []
         if tr.eligible == 0:
             warnings.append("the target classifies no held-out sample correctly; transfer success is undefined")
         return Result(check="extraction", measurements=ms, params=p.model_dump(mode="json"), summary=summary,
-                      tables={"samples": table}, warnings=warnings, seconds=time.perf_counter() - t0,
+                      tables={"samples": table}, artefacts=artefacts, warnings=warnings,
+                      seconds=time.perf_counter() - t0,
                       threats=ATLAS_EXTRACTION)

@@ -39,6 +39,8 @@ from aisec.attacks.poisoning.badnets import PatchTrigger, PoisonTask, Trigger, c
 from aisec.attacks.poisoning.blended import BlendTrigger
 from aisec.attacks.poisoning.hidden_trigger import HiddenTriggerParams
 from aisec.attacks.poisoning.sleeper_agent import SleeperAgentParams, recipe_retrainer
+from aisec.checks._artefacts import poisoned_artefact
+from aisec.core.artefacts import ARTEFACTS, Artefact
 from aisec.core.check import ConsoleLine, IntervalSummary, Result, Summary, require_same_classes
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError, DataError
@@ -92,6 +94,10 @@ class PoisoningParams(BaseModel):
     hidden_trigger: HiddenTriggerParams = Field(default_factory=HiddenTriggerParams)
     sleeper_agent: SleeperAgentParams = Field(default_factory=SleeperAgentParams)
     examples: int = Field(default=6, ge=0, description="Clean/poisoned pairs kept for the report.")
+    save_poisoned: bool = Field(default=True, description="Write the poisoned training set of the largest rate to "
+                                "artefacts/poisoned-train.npz.")
+    generate_only: bool = Field(default=False, description="Craft the poisons of the largest rate, write the "
+                                "poisoned training set and stop: no victim is trained, nothing is measured.")
     seed: int = 0
 
     @field_validator("attack")
@@ -167,6 +173,29 @@ class PoisoningSummary(Summary):
                 + f"; clean accuracy {min(acc):.3f}–{max(acc):.3f}"]
 
 
+class PoisonedDataSummary(Summary):
+    """A generate-only poisoning run: the poisoned training set written, no victim trained, nothing measured."""
+
+    generate_only: bool = True
+    attack: str
+    rate: float
+    poisons: int
+    train_samples: int
+    test_samples: int
+    source_class: int | None
+    target_class: int
+    classes: list[str]
+    trigger: dict[str, Any]
+    poison_linf: float | None
+    file: str | None
+    """The poisoned set's path in the run folder (None: ``save_poisoned`` is off)."""
+
+    def console_lines(self, result: Result, *, model: str, dataset: str) -> list[ConsoleLine]:
+        where = f"written to {self.file}" if self.file else "not written (save_poisoned is off)"
+        return [f"poisoning {self.attack} (generate only): {self.poisons} of {self.train_samples} training samples "
+                f"poisoned (rate {self.rate:g}), {where}; no model was trained and nothing was measured"]
+
+
 def default_recipe(target: Target, mode: str = "retrain", **fields: Any) -> TrainingRecipe:
     """Fresh copies of the target's own architecture: Adam lr 3e-3, 8 epochs, batch 64 (retrain);
     or a copy of the target's weights, Adam lr 1e-3, 4 epochs (finetune). ``fields`` override."""
@@ -224,6 +253,8 @@ class PoisoningCheck:
              kind="choice", choices=("retrain", "finetune")),
         Flag("--train-epochs", "Poisoning: training epochs per victim.", kind="int"),
         Flag("--train-lr", "Poisoning: learning rate of the victims' optimiser.", kind="float"),
+        Flag("--generate-only", "Poisoning: write the poisoned training set (largest rate) to artefacts/ and stop; "
+             "no training.", kind="switch"),
     )
 
     @staticmethod
@@ -232,6 +263,8 @@ class PoisoningCheck:
         default one (``architecture: target``: the model's own architecture)."""
         if f["poison_rates"] is not None:
             p["rates"] = f["poison_rates"]
+        if f.get("generate_only"):
+            p["generate_only"] = True
         recipe = dict(p.get("recipe") or {})
         for flag, key in (("train_mode", "mode"), ("train_epochs", "epochs"), ("train_lr", "lr")):
             if f[flag] is not None:
@@ -319,6 +352,9 @@ class PoisoningCheck:
                 f"{what} samples (max rate {cand.numel() / n:.3f}); lower the rates or set source_class=None"
             )
         m_max = max(m_of)
+        if p.generate_only and m_max == 0:
+            raise ConfigError(f"generate_only: the largest rate {rates[-1]:g} poisons no sample of the {n} training "
+                              "samples; give a larger rate (e.g. --poison-rates 0.1)")
         progress("crafting poisons", 0, 1)
         surrogate = module_copy(target)
         if dirty:  # stamp the trigger on source-class samples and relabel them
@@ -343,6 +379,20 @@ class PoisoningCheck:
             if linf > eps + 1e-6:  # an internal guarantee; never expected
                 raise RuntimeError(f"poisons left their eps-ball: {linf} > {eps}")
         progress("crafting poisons", 1, 1)
+        artefacts = [self._poisoned_set(p, xtr, ytr, idx[:m_max], xp, yp, perm[n_test:], trigger)] \
+            if p.save_poisoned else []
+        if p.generate_only:
+            summary_g = PoisonedDataSummary(
+                attack=p.attack, rate=rates[-1], poisons=m_max, train_samples=n, test_samples=n_test,
+                source_class=p.source_class, target_class=p.target_class, classes=list(data.info.classes),
+                trigger=trigger.model_dump(mode="json"),
+                poison_linf=float((xp - xtr[idx]).abs().amax()) if m_max and not dirty else None,
+                file=f"{ARTEFACTS}/{artefacts[0].path}" if artefacts else None)
+            return Result(check="poisoning", measurements=[], params=p.model_dump(mode="json"), summary=summary_g,
+                          tables={"training": {"train_index": perm[n_test:].cpu().numpy(),
+                                               "poisoned": np.isin(np.arange(n), idx.cpu().numpy())}},
+                          artefacts=artefacts, warnings=[], seconds=time.perf_counter() - t0,
+                          threats=ATLAS_POISONING)
 
         # ---- one training set holding every variant; model k keeps its own rows ----
         variants: list[tuple[str, float, int, Trigger]] = [("rate", r, m, trigger) for r, m in zip(rates, m_of,
@@ -463,8 +513,21 @@ class PoisoningCheck:
             poison_linf=float((xp - xtr[idx]).abs().amax()) if m_max and not dirty else None,
         )
         return Result(check="poisoning", measurements=measurements, params=p.model_dump(mode="json"),
-                      summary=summary, tables={"training": table}, images=images, warnings=warnings,
-                      seconds=time.perf_counter() - t0, threats=ATLAS_POISONING)
+                      summary=summary, tables={"training": table}, images=images, artefacts=artefacts,
+                      warnings=warnings, seconds=time.perf_counter() - t0, threats=ATLAS_POISONING)
+
+    @staticmethod
+    def _poisoned_set(p: PoisoningParams, xtr: torch.Tensor, ytr: torch.Tensor, idx: torch.Tensor, xp: torch.Tensor,
+                      yp: torch.Tensor, train_index: torch.Tensor, trigger: Trigger) -> Artefact:
+        """The training set of the largest rate as its victim is trained on: the poisons in place of the
+        samples they were made from (dirty label: relabelled; clean label: perturbed)."""
+        x, y = xtr.clone(), ytr.clone()
+        mask = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        if idx.numel():
+            x[idx], y[idx], mask[idx] = xp.detach().to(x.dtype), yp.to(y.dtype), True
+        return poisoned_artefact(x, y, ytr, mask, train_index, attack=p.attack, rate=p.rates[-1],
+                                 trigger=trigger.model_dump(mode="json"), source_class=p.source_class,
+                                 target_class=p.target_class)
 
     def _train(self, target: Target, recipe: TrainingRecipe, mode: str, x: torch.Tensor, y: torch.Tensor,
                keep: torch.Tensor, k_cls: int, seed: int, progress: Progress, xte: torch.Tensor

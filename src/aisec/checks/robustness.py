@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from aisec.attacks.adaptive import adaptive_target
 from aisec.attacks.base import Outcome, run_attack
 from aisec.attacks.evasion.autoattack import CLEAN
+from aisec.checks._artefacts import adversarial_artefacts, saved_at_eps, saved_eps_index, saved_minimal
 from aisec.checks._attack_spec import ALL, DEFAULT_EPS, AttackSpec, Eps, select_attacks
 from aisec.checks._reliability import (
     ESCALATION,
@@ -73,6 +74,7 @@ from aisec.checks._robustness_summary import (
     WorstPointSummary,
     eps_words,
 )
+from aisec.core.artefacts import Artefact
 from aisec.core.check import IntervalSummary, Result, require_same_classes
 from aisec.core.checkpoint import load_step, save_step
 from aisec.core.dataset import Dataset, take
@@ -118,6 +120,9 @@ class RobustnessParams(BaseModel):
     quantize: bool = Field(default=False, description="Round adversarials to 8-bit (SAFAIR rule).")
     clever: CleverParams = Field(default_factory=CleverParams)
     examples: int = Field(default=8, ge=0, description="Example images kept for the report.")
+    save_adversarial: int = Field(
+        default=8, ge=0, description="Samples per attack whose adversarial examples are written to "
+        "artefacts/adversarial/ (an .npz per attack at the reference eps, a PNG per sample for images; 0 = none).")
     seed: int = 0
     reliability: ReliabilityParams = Field(default_factory=ReliabilityParams)
     skip: list[str] = Field(default_factory=list, description="Attacks removed from the selection (e.g. of 'all').")
@@ -195,6 +200,8 @@ class RobustnessCheck:
              "the attacks run through it with straight-through gradients (BPDA), scored on the system.", kind="text"),
         Flag("--eot", "Average this many stochastic forwards per gradient (EOT) in the attacks (a randomised model).",
              kind="int"),
+        Flag("--save-adversarial", "Adversarial examples written per attack to artefacts/adversarial/ (default 8; "
+             "0 = none).", kind="int"),
     )
 
     @staticmethod
@@ -246,6 +253,8 @@ class RobustnessCheck:
             clever["norms"] = f["clever_norms"]
         if clever:
             r["clever"] = clever
+        if f.get("save_adversarial") is not None:
+            r["save_adversarial"] = f["save_adversarial"]
         return r
 
     def run(
@@ -284,7 +293,12 @@ class RobustnessCheck:
         x, y = take(data, params.samples, device=spec.device)
         check_inputs(spec, x, what=f"dataset '{data.info.name}'")
         n = int(x.shape[0])
-        pred_clean = _predictions(target, x, params.batch_size)
+        with torch.no_grad():
+            probs_clean = torch.cat(
+                [target.predict(x[i : i + params.batch_size]).cpu() for i in range(0, n, params.batch_size)]
+            )
+        pred_clean = probs_clean.argmax(1)
+        conf_clean = probs_clean.gather(1, pred_clean[:, None]).squeeze(1).float()
         yc = y.cpu()
         correct = pred_clean == yc
         k_clean = int(correct.sum())
@@ -297,7 +311,7 @@ class RobustnessCheck:
         ]
         table: dict[str, np.ndarray] = {
             "index": np.arange(n), "label": yc.numpy(), "pred_clean": pred_clean.numpy(),
-            "clean_correct": correct.numpy(),
+            "confidence_clean": conf_clean.numpy(), "clean_correct": correct.numpy(),
         }
         warnings: list[str] = []
         rp = params.reliability
@@ -321,7 +335,7 @@ class RobustnessCheck:
                             f"every attack's robust accuracy and success rate ({n_a} of {n} counted)")
         # the attacks are scored over the counted samples only: ``correct``/``n`` of the state are theirs
         st = _State(x=x, y=y, yc=yc, correct=correct_a, pred_clean=pred_clean, n=n_a, measurements=measurements,
-                    table=table, warnings=warnings, inc=inc, fixed=fixed, attacks=attacks)
+                    table=table, warnings=warnings, inc=inc, fixed=fixed, attacks=attacks, conf_clean=conf_clean)
         for a, tgt in zip(attacks, wrapped, strict=True):
             info = get_attack(a.name)
             norm = a.resolved_norm()
@@ -391,7 +405,7 @@ class RobustnessCheck:
         )
         return Result(
             check="robustness", measurements=measurements, params=params.model_dump(mode="json"),
-            summary=summary, tables={"samples": table}, images=st.images, warnings=warnings,
+            summary=summary, tables={"samples": table}, images=st.images, artefacts=st.artefacts, warnings=warnings,
             seconds=time.perf_counter() - t0, threats=ATLAS_EVASION,
         )
 
@@ -419,7 +433,7 @@ class RobustnessCheck:
             curve = _curve_from_step(*kept)
         else:
             curve = self._curve(target, st.x, st.y, tl, info.name, info.kind, norm, grid, a, params, progress,
-                                pred_clean)
+                                pred_clean, st.conf_clean)
             save_step(step, *_curve_to_step(curve))
         correct = st.correct if system_clean is None else (system_clean == st.yc) & st.inc
         n, k_clean = st.n, int(correct.sum())
@@ -478,6 +492,9 @@ class RobustnessCheck:
             # sample can be; a clean-misclassified one is neither fooled nor given a distance
             success = (fooled & correct).numpy()
             st.table[f"{key}@{eps:g}:pred"] = curve["preds"][grid.index(eps)].numpy()
+            confs = curve.get("confs")  # absent from a step kept before confidences were
+            st.table[f"{key}@{eps:g}:confidence"] = confs[grid.index(eps)].numpy() if confs else \
+                np.full(st.yc.shape[0], np.nan)
             st.table[f"{key}@{eps:g}:fooled"] = success
             st.table[f"{key}@{eps:g}:distance"] = np.where(success, dist, np.nan)
             if broken is not None:
@@ -491,6 +508,8 @@ class RobustnessCheck:
         st.warnings += curve["warnings"]
         if params.examples and "example" in curve:
             st.images[key] = curve["example"]
+        if params.save_adversarial and curve.get("saved"):
+            st.artefacts += adversarial_artefacts(key, curve["saved"], st.conf_clean, tl, target.spec)
         traces = [list(t) for t in curve.get("loss_traces", [[] for _ in grid])]
         st.curves.append(CurveSummary(
             attack=curve["attack"], norm=curve["norm"], kind=curve["kind"], targeted=curve["targeted"],
@@ -591,6 +610,7 @@ class RobustnessCheck:
         self, target: Target, x: torch.Tensor, y: torch.Tensor, tl: torch.Tensor | None,
         name: str, kind: AttackKind, norm: Norm, grid: list[float], spec: AttackSpec,
         params: RobustnessParams, progress: Progress, pred_clean: torch.Tensor,
+        conf_clean: torch.Tensor | None = None,
     ) -> dict[str, Any]:
         t0 = time.perf_counter()
         q0 = target.queries
@@ -598,8 +618,10 @@ class RobustnessCheck:
         fooled_list: list[torch.Tensor] = []
         dist_list: list[np.ndarray] = []
         preds: list[torch.Tensor] = []
+        confs: list[torch.Tensor] = []
         warnings: list[str] = []
         example: dict[str, np.ndarray] | None = None
+        saved: dict[str, np.ndarray] | None = None
         traces: list[list[float]] = []
         tags_list: list[list[str | None]] = []  # per eps, what the attack said per sample (an ensemble: its stage)
         tag_order: list[str] = []
@@ -620,11 +642,15 @@ class RobustnessCheck:
                 fooled_list.append(fooled)
                 dist_list.append(np.where(fooled.numpy(), out.distance.numpy(), np.nan))
                 preds.append(torch.where(fooled, out.pred_adv, out.pred_clean))
+                if out.conf_adv is not None and conf_clean is not None:
+                    confs.append(torch.where(fooled, out.conf_adv, conf_clean))
             example = _examples(x, out, params.examples)
+            saved = saved_minimal(x, out, params.save_adversarial)
         else:
             best_fooled = torch.zeros_like(y_cpu, dtype=torch.bool)
             best_dist = torch.full((y_cpu.shape[0],), float("nan"))
             best_pred: torch.Tensor | None = None
+            best_conf: torch.Tensor | None = None
             prev_raw: float | None = None
             outs: list[Outcome] = []
             for eps in grid:
@@ -649,18 +675,25 @@ class RobustnessCheck:
                     tag_order += [t for t in out.tag_order if t not in tag_order]
                 best_dist = torch.where(new, out.distance, best_dist)
                 best_pred = out.pred_adv if best_pred is None else torch.where(best_fooled, best_pred, out.pred_adv)
+                if out.conf_adv is not None:
+                    best_conf = out.conf_adv if best_conf is None else torch.where(best_fooled, best_conf,
+                                                                                    out.conf_adv)
                 best_fooled = best_fooled | fooled_now
                 points.append({"eps": eps, "raw_robust_accuracy": raw_acc})
                 fooled_list.append(best_fooled.clone())
                 dist_list.append(best_dist.numpy().copy())
                 preds.append(best_pred.clone())
+                if best_conf is not None:
+                    confs.append(best_conf.clone())
             mid = outs[len(outs) // 2]
             example = _examples(x, mid, params.examples)
+            saved = saved_at_eps(x, y_cpu, outs, grid, saved_eps_index(grid, norm), params.save_adversarial)
         return {
             "attack": name, "norm": norm.value, "kind": kind.value, "targeted": spec.targeted,
             "params": spec.params, "points": points, "fooled": fooled_list, "distances": dist_list,
             "preds": preds, "warnings": warnings, "seconds": time.perf_counter() - t0, "loss_traces": traces,
             "queries": target.queries - q0, **({"example": example} if example is not None else {}),
+            **({"confs": confs} if len(confs) == len(grid) else {}), **({"saved": saved} if saved else {}),
             "example_eps": (grid[len(grid) // 2] if kind is AttackKind.FIXED_EPS else None),
             **({"tags": tags_list, "tag_order": tag_order} if len(tags_list) == len(grid) else {}),
         }
@@ -726,6 +759,9 @@ class _State:
     ran: set[str] = field(default_factory=set)
     #: (norm, eps) of each reference budget added to a grid, and the curves it was added to
     reference_added: dict[tuple[str, float], list[str]] = field(default_factory=dict)
+    #: the target's confidence in its clean prediction, per sample
+    conf_clean: torch.Tensor | None = None
+    artefacts: list[Artefact] = field(default_factory=list)
 
 
 def _predictions(target: Target, x: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -829,24 +865,33 @@ def _curve_to_step(curve: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.
             "loss_traces", "tags", "tag_order")
     doc: dict[str, Any] = {k: curve[k] for k in keys if k in curve}
     doc["example_keys"] = sorted(curve.get("example", {}) or {})
+    doc["saved_keys"] = sorted(curve.get("saved", {}) or {})
     arrays: dict[str, np.ndarray] = {}
     for i, (f, d, p) in enumerate(zip(curve["fooled"], curve["distances"], curve["preds"], strict=True)):
         arrays[f"fooled{i}"], arrays[f"distance{i}"], arrays[f"pred{i}"] = f.numpy(), np.asarray(d), p.numpy()
+    for i, c in enumerate(curve.get("confs", [])):
+        arrays[f"conf{i}"] = c.numpy()
     for k in doc["example_keys"]:
         arrays[f"example:{k}"] = np.asarray(curve["example"][k])
+    for k in doc["saved_keys"]:
+        arrays[f"saved:{k}"] = np.asarray(curve["saved"][k])
     return doc, arrays
 
 
 def _curve_from_step(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     """The curve :func:`_curve_to_step` kept."""
     n = len(doc["points"])
-    curve = {k: v for k, v in doc.items() if k != "example_keys"}
+    curve = {k: v for k, v in doc.items() if k not in ("example_keys", "saved_keys")}
     curve.setdefault("loss_traces", [[] for _ in range(n)])  # a step kept before traces were
     curve["fooled"] = [torch.from_numpy(arrays[f"fooled{i}"]) for i in range(n)]
     curve["distances"] = [arrays[f"distance{i}"] for i in range(n)]
     curve["preds"] = [torch.from_numpy(arrays[f"pred{i}"]) for i in range(n)]
     if doc["example_keys"]:
         curve["example"] = {k: arrays[f"example:{k}"] for k in doc["example_keys"]}
+    if all(f"conf{i}" in arrays for i in range(n)):
+        curve["confs"] = [torch.from_numpy(arrays[f"conf{i}"]) for i in range(n)]
+    if doc.get("saved_keys"):
+        curve["saved"] = {k: arrays[f"saved:{k}"] for k in doc["saved_keys"]}
     return curve
 
 

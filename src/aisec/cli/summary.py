@@ -41,5 +41,34 @@ def print_summary(run: Run) -> None:
                 console.print(item, markup=False)  # plain text: a class name may hold "[...]"
         for w in r.warnings:
             console.print(f"[yellow]warning:[/] {w}")
+    if run.out and run.artefacts:
+        kinds = ", ".join(sorted({a.kind for a in run.artefacts}))
+        console.print(f"artefacts: {len(run.artefacts)} file(s) in {run.out / 'artefacts'} ({kinds}); listed with "
+                      "their sha256 in result.json", markup=False, highlight=False)
+        if cmd := surrogate_command(run):
+            console.print(f"assess the extracted surrogate: {cmd}", markup=False, highlight=False)
     if run.out:
         console.print(f"report: {run.out / 'report.html'}   evidence: {run.out / 'evidence.jsonl'}")
+
+
+def surrogate_command(run: Run) -> str | None:
+    """The ``aisec assess`` command that assesses the run's saved extraction surrogate on the run's data
+    (None without one): the surrogate file records its architecture, so ``-m`` alone loads it."""
+    import shlex
+
+    if run.out is None:
+        return None
+    model = next((a for a in run.artefacts if a.kind == "surrogate-model"), None)
+    if model is None:
+        return None
+    parts = ["aisec", "assess", "-m", str(run.out / model.path)]
+    data = run.plan.data if run.plan is not None else None
+    parts += ["-d", data.source if data is not None else "DATA"]
+    if data is not None:
+        for key, flag in (("split", "--split"), ("text_column", "--text-column"), ("label_column", "--label-column")):
+            if data.options.get(key) is not None:
+                parts += [flag, str(data.options[key])]
+        if data.scale != "auto":
+            parts += ["--scale", data.scale]
+    parts += ["-o", f"{run.out}-surrogate"]
+    return " ".join(shlex.quote(p) for p in parts)

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Protocol, TypeAlias
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from aisec.core.artefacts import Artefact
 from aisec.core.dataset import Dataset
 from aisec.core.errors import ShapeError
 from aisec.core.evidence import Measurement
@@ -174,6 +175,8 @@ class Result:
 
     ``summary`` is a :class:`Summary`; a plain dict given here (a plugin check without a summary model)
     becomes a :class:`DictSummary` with the same keys (type-checked code says ``Summary.of(d)``).
+    ``artefacts`` are the files the check produced (adversarial examples, images, data, a model); the run
+    writes them under ``artefacts/`` of its folder when it records the result (:mod:`aisec.core.artefacts`).
     """
 
     check: str
@@ -182,6 +185,7 @@ class Result:
     summary: Summary = field(default_factory=DictSummary)
     tables: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     images: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    artefacts: list[Artefact] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     threats: tuple[str, ...] = ()

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aisec.core.artefacts import ArtefactRef
 from aisec.core.check import Result, jsonable
 from aisec.core.dataset import Dataset
 from aisec.core.evidence import Evidence
@@ -44,6 +45,8 @@ class Run:
     #: per metric or Clouditor property id, a sentence the report prints next to that verdict line (why the
     #: number is what it is: e.g. the demo poisons its training data on purpose); kept in ``result.json``
     notes: dict[str, str] = field(default_factory=dict)
+    #: the files the checks wrote under ``out/artefacts/``, each with its sha256 (listed in result.json)
+    artefacts: list[ArtefactRef] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -56,6 +59,7 @@ class Run:
                                  "summary": r.summary.to_json()} for r in self.results},
             "evidence": [e.model_dump(mode="json") for e in self.evidence],
             "errors": self.errors,
+            **({"artefacts": [a.model_dump() for a in self.artefacts]} if self.artefacts else {}),
             **({"input_scaling": scaling()} if (scaling := getattr(self.data, "scaling_record", None)) else {}),
             **({"verdict": self.verdict.model_dump(mode="json")} if self.verdict is not None else {}),
             **({"notes": dict(self.notes)} if self.notes else {}),

@@ -67,3 +67,32 @@ class TabularMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.net(x.reshape(x.shape[0], -1))
         return out
+
+
+class SurrogateCNN(nn.Module):
+    """The extraction check's surrogate for images ``(C, H, W)`` with H, W ≥ 4: a small CNN the attacker can
+    pick without knowing the target (two convolutions, 4x4 adaptive pooling, two linear layers)."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(64 * 16, 128), nn.ReLU(), nn.Linear(128, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.net(x)
+        return out
+
+
+class SurrogateMLP(nn.Module):
+    """The extraction check's surrogate for other inputs: flatten, one hidden layer of 256."""
+
+    def __init__(self, in_features: int, num_classes: int = 10, hidden: int = 256) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.net(x)
+        return out

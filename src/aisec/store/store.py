@@ -536,6 +536,10 @@ class EvidenceStore:
         if samples.is_dir():
             paths |= {str(p.relative_to(out_dir)) for p in sorted(samples.iterdir()) if p.is_file()
                       and not p.name.endswith(".tmp")}
+        artefacts = out_dir / "artefacts"  # aisec.core.artefacts.ARTEFACTS: the checks' files, in sub-folders
+        if artefacts.is_dir():
+            paths |= {p.relative_to(out_dir).as_posix() for p in sorted(artefacts.rglob("*")) if p.is_file()
+                      and not p.is_symlink() and not p.name.endswith(".tmp")}
         n = 0
         for rel in sorted(paths):
             f = out_dir / rel

@@ -61,6 +61,8 @@ ZOO_ARCHS: dict[str, str] = {
     "digits-cnn": "aisec.models.zoo:DigitsCNN",
     "lenet5": "aisec.models.zoo:LeNet5",
     "tabular-mlp": "aisec.models.zoo:TabularMLP",
+    "surrogate-cnn": "aisec.models.zoo:SurrogateCNN",
+    "surrogate-mlp": "aisec.models.zoo:SurrogateMLP",
 }
 
 _PICKLE_SUFFIXES = {".pkl", ".pickle", ".joblib"}
@@ -196,7 +198,10 @@ def load_target(
 def _load_file(path: Path, *, arch: str | None, arch_kwargs: dict[str, Any], trust: bool) -> Any:
     suffix = path.suffix.lower()
     if suffix == ".safetensors" or (suffix not in _TORCH_SUFFIXES | _PICKLE_SUFFIXES and _looks_safetensors(path)):
-        return _from_state_dict(_read_safetensors(path), path, arch, arch_kwargs)
+        sd = _read_safetensors(path)
+        if not arch:  # a file aisec wrote (the extraction check's surrogate) names its zoo architecture
+            arch, arch_kwargs = _recorded_arch(path, arch_kwargs)
+        return _from_state_dict(sd, path, arch, arch_kwargs)
     if suffix in _PICKLE_SUFFIXES:
         return _read_pickle(path, trust=trust)
     is_zip = zipfile.is_zipfile(path)
@@ -256,6 +261,38 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path), device="cpu")
     except Exception as exc:  # SafetensorError and friends: the file is not valid safetensors
         raise _corrupt(path, "safetensors", exc) from exc
+
+
+def _recorded_arch(path: Path, arch_kwargs: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """The architecture a safetensors file's metadata records (``aisec.arch``, ``aisec.arch_kwargs``), if any.
+
+    Only a zoo name (:data:`ZOO_ARCHS`) is taken from a file, with integer arguments: a file may not make
+    aisec import a module of its choosing. Arguments given by the caller win over the recorded ones.
+    """
+    import json
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except Exception:  # read before, by load_file: a file without usable metadata simply records nothing
+        return None, arch_kwargs
+    name = meta.get("aisec.arch")
+    if name is None:
+        return None, arch_kwargs
+    if name not in ZOO_ARCHS:
+        raise TargetError(f"{path.name} records architecture {name!r}, which is not one of aisec's "
+                          f"({', '.join(ZOO_ARCHS)}); pass the architecture with --arch")
+    try:
+        recorded = json.loads(meta.get("aisec.arch_kwargs", "{}"))
+    except ValueError:
+        recorded = None
+    if not isinstance(recorded, dict) or not all(isinstance(k, str) and type(v) is int and 0 < v <= 1 << 26
+                                                 for k, v in recorded.items()):
+        raise TargetError(f"{path.name}: its recorded architecture arguments are not a set of positive integers; "
+                          "pass the architecture with --arch")
+    return name, {**recorded, **arch_kwargs}
 
 
 def _read_torchscript(path: Path) -> nn.Module:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import socket
@@ -152,6 +153,34 @@ def test_save_run_keeps_plan_and_artifacts_and_detects_artifact_edits(store, tmp
     report = store.verify()
     assert not report.ok
     assert any("robustness-samples.csv" in i.detail for i in report.issues)
+
+
+def test_save_run_keeps_the_artefacts_and_detects_their_edits(store, tmp_path):
+    """Issue 18 #8: every file the checks wrote under artefacts/ (in sub-folders too) is a stored artifact of
+    the run, so verification covers it."""
+    out, records = _run_dir(tmp_path, "run-art")
+    files = {"artefacts/adversarial/fgsm-linf-8_255.npz": b"npz", "artefacts/adversarial/fgsm-linf-8_255/sample-0.png":
+             b"png", "artefacts/surrogate.safetensors": b"weights"}
+    for rel, data in files.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(data)
+    (out / "artefacts" / "half.npz.tmp").write_bytes(b"partial")  # a write cut short is not an artefact
+    res = store.save_run(_Run("run-art", None, records, out))
+    assert res.artifacts_added == 1 + len(files)
+    stored = {a.path: a.sha256 for a in store.artifacts("run-art")}
+    assert {p: stored[p] for p in files} == {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}
+    assert "artefacts/half.npz.tmp" not in stored
+    assert store.verify().ok
+
+    from sqlalchemy import update
+
+    from aisec.store.tables import ArtifactRow
+
+    with store.engine.begin() as conn:
+        conn.execute(update(ArtifactRow).where(ArtifactRow.path == "artefacts/surrogate.safetensors")
+                     .values(content=b"other weights"))
+    report = store.verify()
+    assert not report.ok and any("surrogate.safetensors" in i.detail for i in report.issues)
 
 
 def test_import_run_folder_and_plain_jsonl_resume(store, tmp_path):

@@ -27,20 +27,23 @@ from aisec.core.errors import ConfigError
 from aisec.core.stats import Interval, wilson
 from aisec.core.target import Target
 from aisec.core.types import Capability
+from aisec.models.zoo import SurrogateCNN, SurrogateMLP
 from aisec.targets.torch import TorchTarget
 
 
 def default_architecture(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """A surrogate the attacker can pick without knowing the target: a small CNN for images
-    ``(C, H, W)`` with H, W >= 4, else a two-layer MLP."""
+    ``(C, H, W)`` with H, W >= 4, else a two-layer MLP (zoo ``surrogate-cnn`` / ``surrogate-mlp``)."""
+    name, kwargs = default_architecture_spec(input_shape, num_classes)
+    return SurrogateCNN(**kwargs) if name == "surrogate-cnn" else SurrogateMLP(**kwargs)
+
+
+def default_architecture_spec(input_shape: tuple[int, ...], num_classes: int) -> tuple[str, dict[str, int]]:
+    """The zoo name and constructor arguments of :func:`default_architecture` for this input (what a saved
+    surrogate records, so ``--arch`` can rebuild it)."""
     if len(input_shape) == 3 and min(input_shape[1:]) >= 4:
-        c = input_shape[0]
-        return nn.Sequential(
-            nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(64 * 16, 128), nn.ReLU(), nn.Linear(128, num_classes),
-        )
-    d = math.prod(input_shape)
-    return nn.Sequential(nn.Flatten(), nn.Linear(d, 256), nn.ReLU(), nn.Linear(256, num_classes))
+        return "surrogate-cnn", {"in_channels": int(input_shape[0]), "num_classes": int(num_classes)}
+    return "surrogate-mlp", {"in_features": int(math.prod(input_shape)), "num_classes": int(num_classes)}
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from aisec.checks.poisoning import PoisoningSummary
+from aisec.checks.poisoning import PoisonedDataSummary, PoisoningSummary
 from aisec.core.check import IntervalSummary
 from aisec.report.figures import _hwc, _mpl, _name, _png
 from aisec.report.sections import register_section, render_template, summary_of
@@ -55,8 +55,22 @@ def pairs_grid(ex: dict[str, np.ndarray], classes: list[str], title: str, top: s
     return _png(fig)
 
 
+def generate_only_section(s: PoisonedDataSummary) -> str:
+    """A generate-only run: what was written, and that nothing was trained or measured."""
+    from html import escape
+
+    where = f"written to <code>{escape(s.file)}</code>" if s.file else "not written (save_poisoned is off)"
+    return ("<section><h2>Poisoning — poisoned training data (generate only)</h2>"
+            f"<p>Attack <b>{escape(s.attack)}</b>: {s.poisons} of {s.train_samples} training samples poisoned "
+            f"(rate {100 * s.rate:.2f}%), source class "
+            f"{s.source_class if s.source_class is not None else 'all but target'} → target class {s.target_class}; "
+            f"the poisoned set is {where}. No model was trained and nothing was measured.</p></section>")
+
+
 @register_section("poisoning")
 def poisoning_section(result: Result, run: Run) -> str:
+    if isinstance(result.summary, PoisonedDataSummary):
+        return generate_only_section(result.summary)
     s = summary_of(result, PoisoningSummary)
     classes = [str(c) for c in s.classes]
     figs = []
