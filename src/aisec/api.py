@@ -55,7 +55,17 @@ Existing = Literal["refuse", "overwrite", "resume"]
 
 
 def load_model(plan_model: Any, data: Dataset) -> Target:
-    """Resolve a plan's model reference (file or built-in name) into a target."""
+    """Resolve a plan's model reference (file or built-in name) into a target, behind its ``defence`` if any."""
+    spec = getattr(plan_model, "defence", None)
+    if spec is None:
+        return _load_model(plan_model, data)
+    from aisec.defences.preprocess import DefendedTarget, parse_defence
+
+    defence = parse_defence(spec)  # a bad name or parameter fails before the model is loaded
+    return DefendedTarget(_load_model(plan_model, data), defence)
+
+
+def _load_model(plan_model: Any, data: Dataset) -> Target:
     from aisec.models.builtin import BUILTIN_MODELS, builtin_model_file
     from aisec.targets.loading import load_target
     from aisec.targets.torch import TorchTarget
@@ -219,8 +229,12 @@ def assess(
     results: Sequence[Result] = (),
     existing: Existing = "refuse",
     run_id: str | None = None,
+    defence: str | None = None,
 ) -> Run:
     """Run checks on a target and dataset; write evidence and a report to ``out`` if given.
+
+    ``defence``: assess ``target`` behind this preprocessing defence (``"jpeg:quality=75"``, see
+    :mod:`aisec.defences.preprocess`); every record then names it.
 
     Each finished check is checkpointed in ``out/checkpoints/``. ``existing="resume"`` continues the
     run already in ``out`` (same run id, model and data digests checked): checks with a checkpoint
@@ -242,6 +256,10 @@ def assess(
     """
     data = as_dataset(data)
     target = as_target(target, data)
+    if defence is not None:
+        from aisec.defences.preprocess import DefendedTarget
+
+        target = DefendedTarget(target, defence)
     if isinstance(checks, str):
         checks = [c.strip() for c in checks.split(",") if c.strip()]
     if isinstance(checks, list):
@@ -560,6 +578,8 @@ def _evidence(result: Result, run: Run, measurements: Sequence[Measurement] | No
         dataset_name=data.info.name, dataset_digest=data.info.digest, dataset_source=data.info.source,
     )
     env = Environment.capture(spec.device)
+    # a model assessed behind a preprocessing defence: every record says which, with its parameters
+    defence = getattr(target, "defence_record", None)
     from aisec.core.version import __version__
 
     # a table's scaling says what unit eps, distances and the value range are in: every record keeps it
@@ -571,7 +591,8 @@ def _evidence(result: Result, run: Run, measurements: Sequence[Measurement] | No
             tool_version=__version__, run_id=run.run_id, check=result.check, metric=m.metric,
             value=m.value, unit=m.unit, higher_is_better=m.higher_is_better, interval=m.interval,
             sample_count=m.sample_count, seed=run.seed, resource=resource,
-            parameters={**m.parameters, "input_scaling": scaling} if scaling is not None else m.parameters,
+            parameters={**m.parameters, **({"defence": defence["spec"]} if defence else {}),
+                        **({"input_scaling": scaling} if scaling is not None else {})},
             environment=env, raw=refs.get(m.raw_key) if m.raw_key else None,
             threats=result.threats, target_of_evaluation_id=toe,
         )

@@ -346,7 +346,8 @@ class Remedy:
     """An attack the check runs when a flag fires: a registered attack name and parameters.
 
     ``attack=None`` means the flagged curve's own attack; ``steps_factor`` multiplies its ``steps``;
-    ``wrap`` names a target wrapper of :func:`load_wrapper`'s table, built with ``wrap_args`` (EOT). A remedy whose
+    ``wrap`` names a target wrapper of :func:`load_wrapper`'s table, built with ``wrap_args`` (EOT; BPDA, which
+    only a target with a declared preprocessing defence can build: any other is skipped with its note). A remedy whose
     attack, parameters or wrapper this build does not have is skipped with a note, so the ones other
     branches add (``apgd-dlr``, ``transfer``, PGD's ``loss``, ``EOTTarget``) plug in when merged.
     """
@@ -370,12 +371,15 @@ class Remedy:
 
 
 _BLACK_BOX = (Remedy("square"), Remedy("transfer"))
+#: PGD through BPDA: a defended target's own non-differentiable preprocessing in the forward pass, the identity
+#: in the backward one (skipped with a note for a target that names no preprocessing, e.g. a plain model file)
+_BPDA = Remedy("pgd", wrap="BPDA")
 _MORE_STEPS = Remedy(None, steps_factor=0, curve_only=True)  # 0: the check's steps_factor
 
 #: Per flag id, the remedies the check runs (in order); near_chance has none (no attack fixes it).
 ESCALATION: dict[str, tuple[Remedy, ...]] = {
-    "zero_gradients": _BLACK_BOX,
-    "no_gradient_path": _BLACK_BOX,
+    "zero_gradients": (_BPDA, *_BLACK_BOX),
+    "no_gradient_path": (_BPDA, *_BLACK_BOX),
     "blackbox_beats_whitebox": _BLACK_BOX,
     "randomized": (Remedy("pgd", wrap="EOTTarget", wrap_args={"draws": 0}),),
     "probability_outputs": (Remedy("pgd", {"loss": "dlr"}), Remedy("apgd-dlr")),
@@ -389,8 +393,9 @@ ESCALATION: dict[str, tuple[Remedy, ...]] = {
 def load_wrapper(name: str) -> Any:
     """The target wrapper a remedy names (a static table: plans and flags never name code); KeyError if unknown."""
     from aisec.attacks.adaptive.eot import EOTTarget
+    from aisec.defences.preprocess.base import bpda_of
 
-    return {"EOTTarget": EOTTarget}[name]
+    return {"EOTTarget": EOTTarget, "BPDA": bpda_of}[name]
 
 
 __all__ = ["BLACKBOX_KINDS_NOTE", "ESCALATION", "FLAGS", "RANDOM_TOL", "VANISHING_RATIO", "CurveRecord",

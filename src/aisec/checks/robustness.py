@@ -593,7 +593,10 @@ class RobustnessCheck:
             except KeyError:
                 return result("skipped", f"the wrapper {rem.wrap} is not available in this build")
             args = {k: (rp.eot_draws if v == 0 and k == "draws" else v) for k, v in rem.wrap_args.items()}
-            tgt = wrapper(target, **args)
+            try:
+                tgt = wrapper(target, **args)
+            except ConfigError as exc:  # e.g. BPDA on a target that declares no preprocessing
+                return result("skipped", str(exc).splitlines()[0])
         if not info.requires <= tgt.spec.capabilities:
             return result("skipped", f"'{name}' needs {', '.join(sorted(c.value for c in info.requires))}, which "
                                      "the target does not offer")

@@ -146,6 +146,9 @@ def _with_check_flags(cmd: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--output-kind", type=click.Choice(["probabilities", "logits", "labels"]),
               help="HTTP/ONNX target: what it returns; 'labels' = label-only.")
 @click.option("--query-log", type=click.Path(dir_okay=False), help="HTTP target: JSONL log of every query.")
+@click.option("--defence", help="Assess the model behind a preprocessing defence (the file is not modified): jpeg, "
+              "bit-depth, median, gaussian-blur, gaussian-noise, tv-min, with parameters as name:key=value,... "
+              "e.g. jpeg:quality=75. See docs/defences.md.")
 @click.option("--trust-model-code", is_flag=True, help="Allow unpickling code from the model file (UNSAFE).")
 @click.option("--allow-module", "allow_module", multiple=True, metavar="PACKAGE",
               help="Let --arch and plan recipes import nn.Module classes from PACKAGE (repeatable). Without it only "
@@ -326,6 +329,16 @@ def _parse_plan(plan: dict[str, Any], f: dict[str, Any], source: str) -> Plan:
     return Plan.parse(plan, source=source)
 
 
+def _check_defence(spec: str, where: str) -> None:
+    """Refuse an unknown defence or a bad parameter before anything loads: one line naming ``where``."""
+    from aisec.defences.preprocess import parse_defence
+
+    try:
+        parse_defence(spec)
+    except ConfigError as exc:
+        raise ConfigError(f"{where} {spec}: {exc}") from None
+
+
 def _ints(text: str, flag: str) -> list[int]:
     """Comma-separated integers for ``flag``; a one-line error otherwise."""
     try:
@@ -355,6 +368,10 @@ def _plan_from(plan_file: str | None, f: dict[str, Any]) -> Plan:
         model["trust_model_code"] = True
     if f["query_budget"] is not None:
         model["query_budget"] = f["query_budget"]
+    if f.get("defence") is not None:
+        model["defence"] = f["defence"]
+    if model.get("defence") is not None:
+        _check_defence(str(model["defence"]), "--defence" if f.get("defence") is not None else "model.defence")
     endpoint = dict(model.get("endpoint", {}))
     for flag, key in (("protocol", "protocol"), ("model_name", "model"), ("timeout", "timeout"),
                       ("query_log", "log_path"), ("output_kind", "output")):

@@ -6,6 +6,7 @@ YAML files and Python calls alike (``extra="forbid"``, so a typo is an error, no
     model:
       path: lenet.pt            # or a built-in: digits-cnn, lenet5-mnist, lenet5-mnist-adv
       arch: lenet5              # import path package.module:Class or a zoo name
+      defence: jpeg:quality=75  # optional: assess the model behind a preprocessing defence
     data: fashion-mnist         # built-in name, folder or file
     seed: 0
     checks:
@@ -70,6 +71,11 @@ class ModelRef(BaseModel):
     query_budget: int | None = Field(
         default=None, description="Hard cap on samples sent to a black-box target (at least 1; omit for no cap)."
     )
+    defence: str | None = Field(
+        default=None, description="A preprocessing defence put in front of the model, name or name:key=value,... "
+        "(jpeg:quality=75, bit-depth:bits=4, median:size=3, gaussian-blur:sigma=1, gaussian-noise:sigma=0.1, "
+        "tv-min:weight=0.1); the model file is not modified.",
+    )
     endpoint: dict[str, Any] = Field(
         default_factory=dict,
         description="HTTP target options: protocol (v2/json), model, timeout (seconds per read), deadline (seconds "
@@ -123,6 +129,13 @@ class ModelRef(BaseModel):
                 f"a query budget of {v} would allow no query at all; give at least 1, or leave it out for no cap"
             )
         return v
+
+    @field_validator("defence")
+    @classmethod
+    def _defence(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("defence must name a defence, e.g. jpeg:quality=75 (leave it out for none)")
+        return v.strip() if v is not None else v
 
     @field_validator("endpoint")
     @classmethod

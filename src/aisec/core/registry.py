@@ -262,7 +262,20 @@ class SectionInfo(MethodInfo):
 
 @dataclass(frozen=True, kw_only=True)
 class DefenceInfo(MethodInfo):
-    """A defence (family ``defence``)."""
+    """A defence (family ``defence``).
+
+    Attributes (for preprocessing defences, :mod:`aisec.defences.preprocess`; they tell the robustness
+    check which adaptive attack evaluates the defended model):
+        differentiable: its input gradient is informative, so gradient attacks go through it exactly.
+        stochastic: each forward draws fresh randomness (evaluated with EOT).
+        piecewise_constant: not differentiable because it quantises (bit-depth, JPEG): its derivative
+            is zero almost everywhere, and the wrapper gives autograd exactly that zero gradient;
+            other non-differentiable defences expose no gradient path. Both are evaluated with BPDA.
+    """
+
+    differentiable: bool = True
+    stochastic: bool = False
+    piecewise_constant: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

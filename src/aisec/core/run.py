@@ -52,6 +52,9 @@ class Run:
         return {
             "run_id": self.run_id,
             "model": self.target.spec.name,
+            # a model behind a preprocessing defence (aisec.defences.preprocess.DefendedTarget): its name,
+            # parameters and declared facts
+            **({"defence": defence} if (defence := getattr(self.target, "defence_record", None)) else {}),
             "dataset": self.data.info.name,
             "out": str(self.out) if self.out else None,
             "seconds": round(self.seconds, 3),
