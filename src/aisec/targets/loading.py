@@ -22,6 +22,9 @@ operators — no imports or arbitrary Python. That is a much smaller surface tha
 none (an operator such as ``aten::from_file`` reads files), so load TorchScript from sources you
 would run a model from anyway.
 
+A safetensors file may name its architecture in its metadata (``aisec.arch``, as ``aisec defend``
+writes it); it is used when no ``arch`` is given, and resolved exactly like one.
+
 Every file target carries ``digest`` = sha256 of the file's bytes, and every target gets one probe
 forward pass on a constant batch so that a wrong input shape or class count fails here, with a
 clear message, instead of deep inside an attack.
@@ -47,7 +50,8 @@ from aisec.core.types import Modality
 from aisec.targets.sklearn import ProbaTarget
 from aisec.targets.torch import TorchTarget
 
-__all__ = ["ZOO_ARCHS", "ArchitectureError", "load_target", "resolve_arch"]
+__all__ = ["META_ARCH", "META_ARCH_KWARGS", "ZOO_ARCHS", "ArchitectureError", "load_target", "resolve_arch",
+           "safetensors_arch"]
 
 
 class ArchitectureError(TargetError, ConfigError):
@@ -196,7 +200,11 @@ def load_target(
 def _load_file(path: Path, *, arch: str | None, arch_kwargs: dict[str, Any], trust: bool) -> Any:
     suffix = path.suffix.lower()
     if suffix == ".safetensors" or (suffix not in _TORCH_SUFFIXES | _PICKLE_SUFFIXES and _looks_safetensors(path)):
-        return _from_state_dict(_read_safetensors(path), path, arch, arch_kwargs)
+        sd = _read_safetensors(path)
+        if not arch:  # a file aisec wrote (aisec defend) names its architecture; a given arch wins
+            arch, meta_kwargs = safetensors_arch(path)
+            arch_kwargs = arch_kwargs or meta_kwargs
+        return _from_state_dict(sd, path, arch, arch_kwargs)
     if suffix in _PICKLE_SUFFIXES:
         return _read_pickle(path, trust=trust)
     is_zip = zipfile.is_zipfile(path)
@@ -221,6 +229,38 @@ def _looks_safetensors(path: Path) -> bool:
     if len(head) < 9 or head[8:9] != b"{":
         return False
     return 0 < int.from_bytes(head[:8], "little") <= path.stat().st_size - 8
+
+
+#: safetensors metadata keys naming the architecture of the weights (written by ``aisec defend``).
+META_ARCH = "aisec.arch"
+META_ARCH_KWARGS = "aisec.arch_kwargs"
+
+
+def safetensors_arch(path: Path) -> tuple[str | None, dict[str, Any]]:
+    """The architecture a safetensors file names in its metadata (:data:`META_ARCH`), and its kwargs.
+
+    Only a name: it is resolved like ``--arch`` (:func:`resolve_arch`: aisec's zoo, the current folder
+    or allowed packages), so a file cannot make aisec import anything a plan could not.
+    """
+    import json
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except Exception as exc:
+        raise _corrupt(path, "safetensors", exc) from exc
+    arch = meta.get(META_ARCH) or None
+    raw = meta.get(META_ARCH_KWARGS) or "{}"
+    try:
+        kwargs = json.loads(raw)
+    except json.JSONDecodeError:
+        kwargs = None
+    if not isinstance(kwargs, dict):
+        raise TargetError(f"{path.name}: metadata {META_ARCH_KWARGS} is not a JSON object ({raw[:80]!r}); "
+                          "pass --arch and arch_kwargs yourself")
+    return arch, kwargs
 
 
 def _is_torchscript(path: Path) -> bool:
