@@ -24,6 +24,7 @@ _EXPORTS: dict[str, str] = {
     "run_plan": "aisec.api",
     "load_model": "aisec.api",
     "load_data": "aisec.api",
+    "defend": "aisec.api",
     "Plan": "aisec.core.plan",
     "Run": "aisec.core.run",
     "Result": "aisec.core.check",
@@ -110,6 +111,7 @@ __all__ = [
     "assess",
     "breast_cancer",
     "clever_u",
+    "defend",
     "digits",
     "evaluate_policy",
     "load_data",
@@ -123,7 +125,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from aisec.api import assess, load_data, load_model, run_plan
+    from aisec.api import assess, defend, load_data, load_model, run_plan
     from aisec.attacks.base import Outcome, run_attack
     from aisec.core.check import Result
     from aisec.core.dataset import Dataset, DatasetInfo, TensorDataset

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -49,6 +49,9 @@ from aisec.core.run import Run
 from aisec.core.target import Target
 from aisec.core.types import Modality
 from aisec.data.table import CsvTable
+
+if TYPE_CHECKING:
+    from aisec.defences.training import DefenceRecipe, DefenceRecord
 
 #: What to do with an output folder that already holds a run (see :func:`start_run`).
 Existing = Literal["refuse", "overwrite", "resume"]
@@ -686,8 +689,57 @@ def _write_result(out_dir: Path, run: Run) -> None:
     tmp.replace(out_dir / "result.json")
 
 
+def defend(
+    model: Target | torch.nn.Module | str | Path,
+    data: Dataset | str | Path,
+    recipe: str | dict[str, Any] | DefenceRecipe,
+    out: str | Path,
+    *,
+    arch: str | None = None,
+    arch_kwargs: dict[str, Any] | None = None,
+    eval_data: Dataset | str | Path | None = None,
+    seed: int = 0,
+    force: bool = False,
+    device: str | None = None,
+    progress: Progress = no_progress,
+) -> DefenceRecord:
+    """Train a defended copy of ``model`` on ``data`` with a training defence and write it to ``out``.
+
+    ``out`` (``*.safetensors``) holds the weights and names the architecture, so ``aisec assess -m out``
+    loads it without running code from it; ``out`` with ``.defence.json`` for ``.safetensors`` holds the
+    returned :class:`~aisec.defences.training.DefenceRecord`. An existing output is refused unless ``force``;
+    the input model file is never overwritten.
+
+    >>> rec = aisec.defend("digits-cnn", aisec.digits(split="train"), "pgd-at:eps=0.1,epochs=5",
+    ...                    "defended.safetensors", eval_data=aisec.digits(split="test"))
+    >>> rec.clean_accuracy_after, rec.epochs_per_minute
+
+    Args:
+        model: a target, a torch module, a built-in name or a model file (weights need ``arch``
+            unless aisec wrote them).
+        recipe: ``pgd-at:eps=0.1,epochs=5``, ``{"name": "trades", "beta": 6}`` or a ``DefenceRecipe``
+            (defences: ``aisec plugins`` lists the ``training`` family).
+        eval_data: held-out data for clean accuracy before and after (default: the training data).
+    """
+    from aisec.core.plan import ModelRef
+    from aisec.defences.training import check_out, parse_recipe, save_defended, train_defended
+
+    r = parse_recipe(recipe)  # a bad recipe or output fails before the model is loaded or trained
+    inputs = (model,) if isinstance(model, (str, Path)) else ()
+    check_out(out, force=force, inputs=inputs)
+    train = as_dataset(data)
+    held = as_dataset(eval_data) if eval_data is not None else None
+    if isinstance(model, (str, Path)):
+        target = load_model(ModelRef(path=str(model), arch=arch, arch_kwargs=arch_kwargs or {}, device=device), train)
+    else:
+        target = as_target(model, train)
+    defended = train_defended(target, train, r, eval_data=held, arch=arch, arch_kwargs=arch_kwargs, seed=seed,
+                              progress=progress)
+    return save_defended(defended, out, force=force, inputs=inputs)
+
+
 __all__ = [
-    "AisecError", "Run", "as_dataset", "as_target", "assess", "default_table_scale", "finish_run", "judge",
+    "AisecError", "Run", "as_dataset", "as_target", "assess", "default_table_scale", "defend", "finish_run", "judge",
     "load_data", "load_model", "plan_data",
     "record_result", "run_plan", "start_run", "write_reports",
 ]

@@ -296,6 +296,18 @@ class PreprocessingInfo(MethodInfo):
     differentiable: bool = False
 
 
+@dataclass(frozen=True, kw_only=True)
+class TrainingDefenceInfo(MethodInfo):
+    """A training defence (family ``training``): a recipe that trains a defended copy of a model
+    (``aisec defend``), such as PGD adversarial training; the model given is never modified.
+
+    Attributes:
+        inner: the attack its inner maximisation runs (``pgd``, ``fgsm``), empty when it has none.
+    """
+
+    inner: str = ""
+
+
 @dataclass(frozen=True)
 class FamilySpec:
     """A family: its info type, the built-in packages imported on first lookup, its label."""
@@ -321,6 +333,7 @@ FAMILIES: dict[str, FamilySpec] = {f.name: f for f in (
     FamilySpec("preprocessing", PreprocessingInfo, ("aisec.attacks.adaptive",), "preprocessing"),
     FamilySpec("check", CheckInfo, ("aisec.checks",), "check"),
     FamilySpec("section", SectionInfo, ("aisec.report.sections",), "report section"),
+    FamilySpec("training", TrainingDefenceInfo, ("aisec.defences.training",), "training defence"),
 )}
 
 _REGISTRY: dict[str, dict[str, MethodInfo]] = {f: {} for f in FAMILIES}
@@ -472,6 +485,8 @@ def get(family: Literal["explainer"], name: str) -> ExplainerInfo: ...
 def get(family: Literal["preprocessing"], name: str) -> PreprocessingInfo: ...
 @overload
 def get(family: Literal["check"], name: str) -> CheckInfo: ...
+@overload
+def get(family: Literal["training"], name: str) -> TrainingDefenceInfo: ...
 @overload
 def get(family: str, name: str) -> MethodInfo: ...
 def get(family: str, name: str) -> MethodInfo:

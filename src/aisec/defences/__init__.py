@@ -4,7 +4,10 @@
   wrappers (:class:`~aisec.defences.preprocess.DefendedTarget`; the model file is never modified):
   JPEG, bit-depth reduction, median and Gaussian smoothing, Gaussian noise, total-variation
   minimisation. ``aisec assess --defence jpeg:quality=75`` assesses a model behind one.
+- :mod:`aisec.defences.training` trains a defended copy of a model (adversarial training, TRADES,
+  noise augmentation) and writes it as a safetensors file that ``aisec assess`` loads without
+  running code from it (``aisec defend``).
 
-Every defence is registered in the registry family ``defence``; its declared facts (differentiable,
-stochastic) tell the robustness check which adaptive attack evaluates it (BPDA, EOT).
+Every preprocessing defence is registered in the registry family ``defence``; its declared facts
+(differentiable, stochastic) tell the robustness check which adaptive attack evaluates it (BPDA, EOT).
 """

@@ -22,6 +22,10 @@ operators — no imports or arbitrary Python. That is a much smaller surface tha
 none (an operator such as ``aten::from_file`` reads files), so load TorchScript from sources you
 would run a model from anyway.
 
+A safetensors file may name its architecture in its metadata (``aisec.arch``, as ``aisec defend``
+writes it, and the extraction check for its surrogate); it is used when no ``arch`` is given, and only
+if it names one of aisec's own architectures (a file may not make aisec import a module of its choosing).
+
 Every file target carries ``digest`` = sha256 of the file's bytes, and every target gets one probe
 forward pass on a constant batch so that a wrong input shape or class count fails here, with a
 clear message, instead of deep inside an attack.
@@ -47,7 +51,7 @@ from aisec.core.types import Modality
 from aisec.targets.sklearn import ProbaTarget
 from aisec.targets.torch import TorchTarget
 
-__all__ = ["ZOO_ARCHS", "ArchitectureError", "load_target", "resolve_arch"]
+__all__ = ["META_ARCH", "META_ARCH_KWARGS", "ZOO_ARCHS", "ArchitectureError", "load_target", "resolve_arch"]
 
 
 class ArchitectureError(TargetError, ConfigError):
@@ -199,7 +203,7 @@ def _load_file(path: Path, *, arch: str | None, arch_kwargs: dict[str, Any], tru
     suffix = path.suffix.lower()
     if suffix == ".safetensors" or (suffix not in _TORCH_SUFFIXES | _PICKLE_SUFFIXES and _looks_safetensors(path)):
         sd = _read_safetensors(path)
-        if not arch:  # a file aisec wrote (the extraction check's surrogate) names its zoo architecture
+        if not arch:  # a file aisec wrote (the extraction check's surrogate, aisec defend) names its zoo architecture
             arch, arch_kwargs = _recorded_arch(path, arch_kwargs)
         return _from_state_dict(sd, path, arch, arch_kwargs)
     if suffix in _PICKLE_SUFFIXES:
@@ -226,6 +230,11 @@ def _looks_safetensors(path: Path) -> bool:
     if len(head) < 9 or head[8:9] != b"{":
         return False
     return 0 < int.from_bytes(head[:8], "little") <= path.stat().st_size - 8
+
+
+#: safetensors metadata keys naming the architecture of the weights (written by ``aisec defend``).
+META_ARCH = "aisec.arch"
+META_ARCH_KWARGS = "aisec.arch_kwargs"
 
 
 def _is_torchscript(path: Path) -> bool:
