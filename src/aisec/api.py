@@ -62,6 +62,11 @@ def load_model(plan_model: Any, data: Dataset) -> Target:
     m = plan_model
     input_shape = tuple(m.input_shape) if m.input_shape else data.info.sample_shape
     num_classes = m.num_classes or data.info.num_classes
+    if m.num_classes is not None and m.num_classes != data.info.num_classes:
+        raise ConfigError(
+            f"--classes {m.num_classes}: dataset '{data.info.name}' has {data.info.num_classes} classes; the model's "
+            "class count must match the data's labels (give the dataset its model's classes, or drop --classes)"
+        )
     # a value range the plan does not state is the data's: (0, 1) for images and min-max scaled tables,
     # the data's extremes for a table in raw units or z-scores (so attacks do not clamp raw rows to [0, 1])
     value_range = m.value_range if m.value_range is not None else (

@@ -136,6 +136,9 @@ def _with_check_flags(cmd: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--seed", type=int, help="Random seed (default 0).")
 @click.option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--input-shape", help="Per-sample input shape, e.g. 1,28,28 (default: the data's).")
+@click.option("--classes", "classes", type=int,
+              help="The model's number of classes (the seed's --classes); checked against the data's labels and "
+              "the model's output (default: the data's).")
 @click.option("--mean", help="Normalisation mean per channel, e.g. 0.4914,0.4822,0.4465.")
 @click.option("--std", help="Normalisation std per channel.")
 @click.option("--query-budget", type=int, help="Hard cap on samples sent to a black-box target.")
@@ -305,7 +308,8 @@ CHECK_ALIASES: dict[str, str] = {"poison": "poisoning", "explain": "explainabili
 _FIELD_FLAGS: dict[tuple[str, ...], tuple[str, str]] = {
     ("model", "path"): ("--model", "model"), ("model", "arch"): ("--arch", "arch"),
     ("model", "device"): ("--device", "device"), ("model", "query_budget"): ("--query-budget", "query_budget"),
-    ("model", "input_shape"): ("--input-shape", "input_shape"), ("model", "normalization"): ("--mean/--std", "std"),
+    ("model", "input_shape"): ("--input-shape", "input_shape"),
+    ("model", "num_classes"): ("--classes", "classes"), ("model", "normalization"): ("--mean/--std", "std"),
     ("model", "endpoint"): ("--timeout", "timeout"), ("seed",): ("--seed", "seed"),
 }
 
@@ -362,6 +366,8 @@ def _plan_from(plan_file: str | None, f: dict[str, Any]) -> Plan:
             endpoint[key] = f[flag]
     if endpoint:
         model["endpoint"] = endpoint
+    if f.get("classes") is not None:
+        model["num_classes"] = f["classes"]
     if f["input_shape"] is not None:
         model["input_shape"] = _ints(f["input_shape"], "--input-shape")
     if f["mean"] or f["std"]:

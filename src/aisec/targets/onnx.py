@@ -171,7 +171,8 @@ class OnnxTarget:
         if z.ndim != 2 or z.shape[0] != n:
             raise OutputError(f"ONNX model '{self._spec.name}' returned shape {z.shape} for {n} samples")
         if z.shape[1] != k:
-            raise ShapeError(f"ONNX model '{self._spec.name}' has {z.shape[1]} outputs but {k} classes were declared")
+            raise ShapeError(f"ONNX model '{self._spec.name}' has {z.shape[1]} outputs but {k} classes were "
+                             "declared (the data's, or --classes)")
         if not np.isfinite(z).all():
             raise OutputError(f"ONNX model '{self._spec.name}' produced NaN/inf outputs")
         return z.astype(np.float32, copy=False)

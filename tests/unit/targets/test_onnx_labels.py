@@ -40,7 +40,8 @@ class Labelled(torch.nn.Module):
 def export(net: torch.nn.Module, path, mode: str = "ok") -> None:
     names = ["label"] if mode == "label_only" else ["label", "probabilities"]
     torch.onnx.export(Labelled(net, mode).eval(), torch.zeros(1, 1, 8, 8), str(path), dynamo=False,
-                      input_names=["x"], output_names=names, dynamic_axes={"x": {0: "n"}, **{o: {0: "n"} for o in names}})
+                      input_names=["x"], output_names=names,
+                      dynamic_axes={"x": {0: "n"}, **{o: {0: "n"} for o in names}})
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +160,8 @@ def _sklearn_like(path, *, zipmap: bool, w: np.ndarray, b: np.ndarray) -> None:
     graph = helper.make_graph(
         nodes, "sk", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["n", w.shape[0]])],
         [helper.make_tensor_value_info("output_label", TensorProto.INT64, ["n"]), prob],
-        initializer=[numpy_helper.from_array(w.astype(np.float32), "W"), numpy_helper.from_array(b.astype(np.float32), "B")])
+        initializer=[numpy_helper.from_array(w.astype(np.float32), "W"),
+                     numpy_helper.from_array(b.astype(np.float32), "B")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("ai.onnx.ml", 1)])
     model.ir_version = 8
     path.write_bytes(model.SerializeToString())

@@ -1,0 +1,106 @@
+"""CLI friction a new user trips over (issue 18 #9): the seed's short flags, plan-only settings as flags,
+errors that name the flag. Most tests build the plan only (``_plan_from``), so they take milliseconds."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from aisec.cli.assess import _plan_from, assess
+from aisec.cli.main import main
+from aisec.core.errors import ConfigError
+
+
+@pytest.fixture()
+def runner(aisec_cache):
+    return CliRunner()
+
+
+def _flags(**over: object) -> dict[str, object]:
+    """Every `aisec assess` option unset (as click passes them), then ``over``."""
+    f: dict[str, object] = {p.name: None for p in assess.params if p.name}
+    f.update({"model": "digits-cnn", "data": "digits", **over})
+    return f
+
+
+def _one_line_error(res, *needles: str) -> None:
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_short_flags_do_not_clash():
+    decls = [d for p in assess.params for d in getattr(p, "opts", []) if not d.startswith("--")]
+    assert len(decls) == len(set(decls)), sorted(decls)
+    assert "-s" in decls
+
+
+def test_s_is_the_patch_size_and_poisoning_settings_have_flags():
+    p = _plan_from(None, _flags(checks="poison", patch_size=4, poison_attack="sleeper-agent", source_class="all",
+                                target_class=3))
+    assert p.checks["poisoning"] == {"attack": "sleeper-agent", "target_class": 3, "source_class": None,
+                                     "trigger": {"kind": "patch", "size": 4}}
+    with pytest.raises(ConfigError, match=r"^-s/--patch-size 2: attack 'blended' uses a blend trigger"):
+        _plan_from(None, _flags(checks="poison", patch_size=2, poison_attack="blended"))
+    with pytest.raises(ConfigError, match=r"^--source-class x: give a class number"):
+        _plan_from(None, _flags(checks="poison", source_class="x"))
+    with pytest.raises(ConfigError, match=r"^--patch-size 0: "):
+        _plan_from(None, _flags(checks="poison", patch_size=0))
+
+
+def test_patch_larger_than_the_image_names_the_flag(runner, tmp_path):
+    res = runner.invoke(main, ["assess", "-m", "digits-cnn", "-d", "digits", "--split", "test", "-t", "poison",
+                               "-s", "9", "-q", "--no-store", "-o", str(tmp_path / "o")])
+    _one_line_error(res, "larger than the 8x8 image", "-s/--patch-size")
+
+
+def test_classes_declares_the_model_class_count(runner, tmp_path):
+    assert _plan_from(None, _flags(classes=10)).model.num_classes == 10
+    with pytest.raises(ConfigError, match=r"^--classes 0: "):
+        _plan_from(None, _flags(classes=0))
+    res = runner.invoke(main, ["assess", "-m", "digits-cnn", "-d", "digits", "--split", "test", "--classes", "5",
+                               "-c", "10", "-q", "--no-store", "-o", str(tmp_path / "o")])
+    _one_line_error(res, "--classes 5: dataset 'digits-test' has 10 classes")
+    res = runner.invoke(main, ["assess", "-m", "digits-cnn", "-d", "digits", "--split", "test", "--classes", "10",
+                               "-a", "fgsm", "--eps", "0.1", "-c", "10", "--clever-samples", "0", "-q", "--no-store",
+                               "-o", str(tmp_path / "ok")])
+    assert res.exit_code == 0, res.output
+
+
+def test_a_model_with_other_outputs_than_declared_names_classes(digits_model):
+    import torch
+
+    from aisec.core.errors import ShapeError
+    from aisec.targets.torch import TorchTarget
+
+    t = TorchTarget(digits_model, input_shape=(1, 8, 8), num_classes=5)
+    with pytest.raises(ShapeError, match=r"10 outputs but 5 classes were declared.*--classes\."):
+        t.predict(torch.zeros(2, 1, 8, 8))
+
+
+def test_privacy_recipe_and_model_counts_have_flags():
+    p = _plan_from(None, _flags(checks="membership", mia_recipe="digits-cnn", mia_epochs=2, mia_lr=0.01,
+                                reference_models=4, shadow_models=2))
+    assert p.checks["privacy"] == {"recipe": {"architecture": "digits-cnn", "epochs": 2, "lr": 0.01},
+                                   "reference_models": 4, "shadow_models": 2}
+    with pytest.raises(ConfigError, match=r"^--mia-epochs needs --mia-recipe"):
+        _plan_from(None, _flags(checks="privacy", mia_epochs=2))
+    with pytest.raises(ConfigError, match=r"^--reference-models 1: "):
+        _plan_from(None, _flags(checks="privacy", reference_models=1))
+    with pytest.raises(ConfigError, match=r"^--mia-recipe nosuch_pkg_xyz:Net: "):
+        _plan_from(None, _flags(checks="privacy", mia_recipe="nosuch_pkg_xyz:Net"))
+
+
+def test_recipe_attack_without_recipe_names_the_flag(runner, tmp_path):
+    res = runner.invoke(main, ["assess", "-m", "digits-cnn", "-d", "digits", "--split", "train", "-t", "privacy",
+                               "--mia-attacks", "lira", "-q", "--no-store", "-o", str(tmp_path / "o")])
+    _one_line_error(res, "--mia-recipe ARCH")
+
+
+def test_extraction_settings_have_flags():
+    p = _plan_from(None, _flags(checks="steal", extract_queries=300, extract_epochs=5))
+    assert p.checks["extraction"] == {"query_budget": 300, "epochs": 5}
+    with pytest.raises(ConfigError, match=r"^--extract-queries 0: "):
+        _plan_from(None, _flags(checks="extraction", extract_queries=0))
