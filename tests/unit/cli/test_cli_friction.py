@@ -104,3 +104,27 @@ def test_extraction_settings_have_flags():
     assert p.checks["extraction"] == {"query_budget": 300, "epochs": 5}
     with pytest.raises(ConfigError, match=r"^--extract-queries 0: "):
         _plan_from(None, _flags(checks="extraction", extract_queries=0))
+
+
+def test_arch_finds_a_module_in_the_current_folder(runner, tmp_path, monkeypatch):
+    """``--arch mynets:Net`` with ``./mynets.py``: the ``aisec`` console script does not put the current folder
+    on the import path (``python -m`` does), so before this the module was 'not in this environment'."""
+    import sys
+
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
+    (tmp_path / "friction_mynets.py").write_text(
+        "from torch import nn\n\n\nclass Net(nn.Module):\n    def __init__(self, num_classes: int = 10):\n"
+        "        super().__init__()\n        self.fc = nn.Linear(64, num_classes)\n\n"
+        "    def forward(self, x):\n        return self.fc(x.flatten(1))\n")
+    torch.save({f"fc.{k}": v for k, v in torch.nn.Linear(64, 10).state_dict().items()}, tmp_path / "w.pt")
+    res = runner.invoke(main, ["assess", "-m", "w.pt", "--arch", "friction_mynets:Net", "-d", "digits", "--split",
+                               "test", "-a", "fgsm", "--eps", "0.1", "-c", "10", "--clever-samples", "0", "-q",
+                               "--no-store", "-o", "r", "--json"])
+    assert res.exit_code == 0, res.output
+    assert str(tmp_path) not in sys.path  # the folder was on the path only while the module was imported
+    res = runner.invoke(main, ["assess", "-m", "w.pt", "--arch", "friction_nosuch:Net", "-d", "digits", "-q",
+                               "--no-store", "-o", "r2"])
+    _one_line_error(res, "no module 'friction_nosuch'", "friction_nosuch.py in the current folder")
