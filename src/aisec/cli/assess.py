@@ -278,12 +278,28 @@ _SPLIT_DATASETS = frozenset({"digits"})
 
 def _data_warnings(plan: Plan) -> list[str]:
     """Things about the data a user should know before the numbers arrive (nothing here stops the run)."""
+    from aisec.data.loading import BUILTIN_NAMES
+    from aisec.models.builtin import BUILTIN_MODELS
+
     src = str(plan.data.source)
+    out = []
     if src in _SPLIT_DATASETS and not plan.data.options.get("split"):
-        return [f"-d {src} without --split uses every record, including the training split of aisec's built-in "
-                f"{src} models: their accuracy and robustness are then partly measured on data they were trained on. "
-                "Give --split test to measure on unseen data."]
-    return []
+        out.append(f"-d {src} without --split uses every record, including the training split of aisec's built-in "
+                   f"{src} models: their accuracy and robustness are then partly measured on data they were trained "
+                   "on. Give --split test to measure on unseen data.")
+    key = src.strip().lower().replace("_", "-")
+    if key in BUILTIN_NAMES and Path(src).exists():
+        out.append(f"-d {src} is aisec's built-in dataset; the {_kind(Path(src))} '{src}' in the current folder "
+                   f"was not read (give -d ./{src} for it)")
+    model = str(plan.model.path)
+    if model in BUILTIN_MODELS and Path(model).exists():
+        out.append(f"-m {model} is aisec's built-in model; the {_kind(Path(model))} '{model}' in the current "
+                   f"folder was not loaded (give -m ./{model} for it)")
+    return out
+
+
+def _kind(p: Path) -> str:
+    return "folder" if p.is_dir() else "file"
 
 
 def _check_writable(out: str) -> None:

@@ -128,3 +128,26 @@ def test_arch_finds_a_module_in_the_current_folder(runner, tmp_path, monkeypatch
     res = runner.invoke(main, ["assess", "-m", "w.pt", "--arch", "friction_nosuch:Net", "-d", "digits", "-q",
                                "--no-store", "-o", "r2"])
     _one_line_error(res, "no module 'friction_nosuch'", "friction_nosuch.py in the current folder")
+
+
+def test_a_folder_named_like_a_built_in_never_shadows_it_silently(runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "digits").mkdir()  # e.g. left over from an export: not a dataset aisec can read
+    (tmp_path / "digits-cnn").write_text("not a model")
+    res = runner.invoke(main, ["assess", "-m", "digits-cnn", "-d", "digits", "--split", "test", "-a", "fgsm",
+                               "--eps", "0.1", "-c", "10", "--clever-samples", "0", "-q", "--no-store", "-o", "r"])
+    assert res.exit_code == 0, res.output  # before: the empty folder was read instead, and failed
+    assert "the folder 'digits' in the current folder was not read (give -d ./digits for it)" in res.stderr
+    assert "the file 'digits-cnn' in the current folder was not loaded (give -m ./digits-cnn for it)" in res.stderr
+    res = runner.invoke(main, ["assess", "-m", "digits-cnn", "-d", "./digits", "-q", "--no-store", "-o", "r2"])
+    _one_line_error(res, "digits")  # ./digits is the folder: its own one-line error, no warning before it
+    assert "warning" not in res.output
+
+
+def test_a_failing_built_in_beside_a_same_named_path_says_how_to_pick_the_path(tmp_path, monkeypatch):
+    from aisec.data.loading import load_dataset
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mnist").mkdir()
+    with pytest.raises(ConfigError, match=r"give \./mnist for it"):
+        load_dataset("mnist", split="train")
