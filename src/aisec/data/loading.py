@@ -171,6 +171,20 @@ def _directory(d: Path, split: Any, options: dict[str, Any]) -> Dataset:
     )
 
 
+def has_splits(spec: str | os.PathLike[str]) -> bool:
+    """Whether ``spec`` names a source with train/test splits (found without reading its records): the
+    built-ins but ``mnist``, IDX and CIFAR folders, a folder with ``train/labels.csv``. A plain image
+    folder, a table or a text file has none."""
+    text = os.fspath(spec)
+    key = text.strip().lower().replace("_", "-")
+    if key in BUILTIN_NAMES:
+        return key != "mnist"
+    d = Path(text).expanduser()
+    if not d.is_dir() or (d / LABELS_FILE).is_file():
+        return False
+    return (d / "train" / LABELS_FILE).is_file() or has_idx_files(d) or find_cifar_folder(d) is not None
+
+
 def is_numeric_table(spec: str | os.PathLike[str], options: dict[str, Any] | None = None) -> bool:
     """Whether :func:`load_dataset` reads ``spec`` as a numeric :class:`CsvTable` (the one source whose
     features are scaled on loading, so the one that takes ``scale``)."""
@@ -244,6 +258,7 @@ __all__ = [
     "IdxDataset",
     "ImageFolder",
     "TensorDataset",
+    "has_splits",
     "is_numeric_table",
     "load_dataset",
     "load_text_table",

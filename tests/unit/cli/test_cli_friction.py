@@ -151,3 +151,40 @@ def test_a_failing_built_in_beside_a_same_named_path_says_how_to_pick_the_path(t
     (tmp_path / "mnist").mkdir()
     with pytest.raises(ConfigError, match=r"give \./mnist for it"):
         load_dataset("mnist", split="train")
+
+
+def _digits_folder(root, n: int = 60):
+    """An image folder (``labels.csv`` + ``images/``) of ``n`` 8x8 grey digits: data without splits."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    (root / "images").mkdir(parents=True)
+    rows = ["filename,label"]
+    for i in range(n):
+        Image.fromarray((d.images[i] * 255 / 16).astype(np.uint8), mode="L").save(root / "images" / f"{i}.png")
+        rows.append(f"images/{i}.png,{d.target[i]}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_detect_backdoor_on_a_folder_without_splits(runner, tmp_path):
+    folder = _digits_folder(tmp_path / "mine")
+    res = runner.invoke(main, ["detect-backdoor", "-m", "digits-cnn", "-d", str(folder), "--method",
+                               "spectral-signatures", "--json"])
+    assert res.exit_code == 0, res.output  # before: "image folder ... has no splits; drop split='train'"
+    import json
+
+    assert json.loads(res.output)["samples"] == 60
+    res = runner.invoke(main, ["detect-backdoor", "-m", "digits-cnn", "-d", str(folder), "--split", "train"])
+    _one_line_error(res, "has no splits")  # a split asked for explicitly is still checked
+
+
+def test_has_splits(tmp_path):
+    from aisec.data.loading import has_splits
+
+    assert has_splits("digits") and has_splits("fashion-mnist") and not has_splits("mnist")
+    assert not has_splits(_digits_folder(tmp_path / "f", n=2)) and not has_splits(tmp_path / "t.csv")
+    _digits_folder(tmp_path / "s" / "train", n=2)
+    assert has_splits(tmp_path / "s")
