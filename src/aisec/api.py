@@ -76,11 +76,16 @@ def _load_model(plan_model: Any, data: Dataset) -> Target:
     m = plan_model
     input_shape = tuple(m.input_shape) if m.input_shape else data.info.sample_shape
     num_classes = m.num_classes or data.info.num_classes
+    if m.num_classes is not None and m.num_classes != data.info.num_classes:
+        raise ConfigError(
+            f"--classes {m.num_classes}: dataset '{data.info.name}' has {data.info.num_classes} classes; the model's "
+            "class count must match the data's labels (give the dataset its model's classes, or drop --classes)"
+        )
     # a value range the plan does not state is the data's: (0, 1) for images and min-max scaled tables,
     # the data's extremes for a table in raw units or z-scores (so attacks do not clamp raw rows to [0, 1])
     value_range = m.value_range if m.value_range is not None else (
         data.info.value_range if data.info.modality is Modality.TABULAR else (0.0, 1.0))
-    if m.path in BUILTIN_MODELS and not Path(m.path).exists():
+    if m.path in BUILTIN_MODELS:  # the built-in, even beside a same-named file (./NAME reads the file)
         build, shape, _ = BUILTIN_MODELS[m.path]
         input_shape = tuple(m.input_shape) if m.input_shape else shape
         module = build()
@@ -203,7 +208,7 @@ def _scan_model_file(plan: Plan, raw: dict[str, Any], progress: Progress) -> Res
         if ref.startswith(("http://", "https://")):
             raise ConfigError(f"model-scan needs a model file or folder, and '{ref}' is an endpoint; scan the file "
                               "the service was built from with 'aisec model-scan PATH'")
-        if ref in BUILTIN_MODELS and not Path(ref).exists():
+        if ref in BUILTIN_MODELS:
             f = builtin_model_file(ref)
             if f is None:
                 raise ConfigError(f"built-in model '{ref}' is built in code and has no file to scan; "

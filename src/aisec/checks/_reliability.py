@@ -44,6 +44,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from aisec.attacks.base import margin_loss, still_improving
+from aisec.core.errors import CapabilityError
 from aisec.core.stats import wilson
 from aisec.core.target import Target
 from aisec.core.types import Capability
@@ -185,8 +186,11 @@ def probe_probabilities(target: Target, x: torch.Tensor) -> tuple[bool, str]:
     if Capability.LOGITS not in target.spec.capabilities and Capability.GRADIENTS not in target.spec.capabilities:
         return False, ""
     dev = torch.device(target.spec.device)
-    with torch.no_grad():
-        z = target.logits(x.detach().to(dev).float()).float().cpu()
+    try:
+        with torch.no_grad():
+            z = target.logits(x.detach().to(dev).float()).float().cpu()
+    except CapabilityError as exc:  # scores without a logits() path (an ONNX graph): its own loader tells them apart
+        return False, f"not probed: {exc}"
     inside = bool(((z >= -1e-6) & (z <= 1 + 1e-6)).all())
     sums = z.sum(1)
     ok = inside and bool(((sums - 1).abs() < 1e-3).all())

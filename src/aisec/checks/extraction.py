@@ -12,7 +12,8 @@ Works on any target with probabilities — black box included; threat: ATLAS AML
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +25,7 @@ from aisec.core.check import Result, Summary
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError
 from aisec.core.evidence import Measurement
+from aisec.core.flags import Flag
 from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import register_check
 from aisec.core.target import Target
@@ -68,6 +70,19 @@ class ExtractionCheck:
     labels (``soft_labels`` is then ignored and recorded as false)."""
 
     Params = ExtractionParams
+    flags: ClassVar[tuple[Flag, ...]] = (
+        Flag("--extract-queries", "Extraction: target queries for training the surrogate (default 1000).",
+             kind="int"),
+        Flag("--extract-epochs", "Extraction: training epochs of the surrogate (default 30).", kind="int"),
+    )
+
+    @staticmethod
+    def from_flags(p: dict[str, Any], f: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+        """The surrogate's query budget and training epochs."""
+        for flag, key in (("extract_queries", "query_budget"), ("extract_epochs", "epochs")):
+            if f.get(flag) is not None:
+                p[key] = f[flag]
+        return p
 
     def run(self, target: Target, data: Dataset, params: Any, *, progress: Progress = no_progress) -> Result:
         p = params if isinstance(params, ExtractionParams) else ExtractionParams(**(params or {}))

@@ -231,6 +231,15 @@ def resolve_recipe(target: Target, recipe: TrainingRecipe | None, mode: str | No
     return recipe if recipe.mode == m else recipe.model_copy(update={"mode": m})  # keeps a builder/trainer
 
 
+def _trigger_kind(attack: str) -> str | None:
+    """The trigger kind a registered poisoning attack declares (None for a name the Params will refuse)."""
+    try:
+        info = get("poisoning", attack)
+    except ConfigError:
+        return None
+    return str(getattr(info, "trigger", "patch"))
+
+
 def resilience_score(asr: list[float], rates: list[float]) -> float:
     """``1 - mean_{r>0} max(0, ASR(r) - ASR(0)) / (1 - ASR(0))`` (see the module docstring)."""
     base = asr[rates.index(0.0)]
@@ -255,6 +264,13 @@ class PoisoningCheck:
         Flag("--train-lr", "Poisoning: learning rate of the victims' optimiser.", kind="float"),
         Flag("--generate-only", "Poisoning: write the poisoned training set (largest rate) to artefacts/ and stop; "
              "no training.", kind="switch"),
+        Flag("--poison-attack", "Poisoning: the attack (default badnets).", kind="choice", choices_from="poisoning"),
+        Flag("--patch-size", "Poisoning: side of the square patch trigger in pixels (default 3; the seed's -s).",
+             kind="int", short="-s"),
+        Flag("--source-class", "Poisoning: the class the trigger flips (default 0; 'all' = every other class).",
+             kind="text"),
+        Flag("--target-class", "Poisoning: the class the backdoor sends triggered images to (default 1).",
+             kind="int"),
     )
 
     @staticmethod
@@ -272,6 +288,28 @@ class PoisoningCheck:
         if recipe:
             recipe.setdefault("architecture", "target")
             p["recipe"] = recipe
+        if f.get("poison_attack") is not None:
+            p["attack"] = f["poison_attack"]
+        if f.get("target_class") is not None:
+            p["target_class"] = f["target_class"]
+        if f.get("source_class") is not None:
+            text = str(f["source_class"]).strip().lower()
+            if text not in ("all", "any") and not text.lstrip("-").isdigit():
+                raise ConfigError(f"--source-class {f['source_class']}: give a class number, or 'all' for every "
+                                  "class but the target")
+            p["source_class"] = None if text in ("all", "any") else int(text)
+        if f.get("patch_size") is not None:
+            attack = str(p.get("attack", "badnets"))
+            kind = _trigger_kind(attack)
+            if kind is not None and kind != "patch":
+                patch = ", ".join(names("poisoning", trigger="patch"))
+                raise ConfigError(f"-s/--patch-size {f['patch_size']}: attack '{attack}' uses a {kind} trigger, not a "
+                                  f"patch; use it with a patch attack ({patch})")
+            trigger = dict(p.get("trigger") or {})
+            if trigger.get("kind", "patch") != "patch":
+                raise ConfigError(f"-s/--patch-size {f['patch_size']}: the plan's trigger is a {trigger['kind']} "
+                                  "trigger, not a patch")
+            p["trigger"] = {**trigger, "kind": "patch", "size": f["patch_size"]}
         return p
 
     @staticmethod

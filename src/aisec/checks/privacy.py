@@ -349,6 +349,12 @@ class PrivacyCheck:
         Flag("--nonmembers-split", "Privacy: split of --nonmembers (e.g. test)."),
         Flag("--mia-attacks", "Privacy: membership attacks, e.g. loss,confidence,gap,lira (default: all that "
              "the target and recipe allow).", kind="list"),
+        Flag("--mia-recipe", "Privacy: the architecture the model was trained with (zoo name such as digits-cnn, "
+             "or module:Class): the training recipe that lets shadow, LiRA and RMIA train models like it."),
+        Flag("--mia-epochs", "Privacy: training epochs of the recipe's models (with --mia-recipe).", kind="int"),
+        Flag("--mia-lr", "Privacy: learning rate of the recipe's models (with --mia-recipe).", kind="float"),
+        Flag("--reference-models", "Privacy: LiRA/RMIA reference models (default 16).", kind="int"),
+        Flag("--shadow-models", "Privacy: shadow models of the shadow attack (default 8).", kind="int"),
     )
 
     @staticmethod
@@ -364,6 +370,19 @@ class PrivacyCheck:
             raise ConfigError("--nonmembers-split needs --nonmembers")
         if f["mia_attacks"]:
             p["attacks"] = f["mia_attacks"]
+        recipe = dict(p.get("recipe") or {})
+        if f.get("mia_recipe"):
+            recipe["architecture"] = f["mia_recipe"]
+        for flag, key in (("mia_epochs", "epochs"), ("mia_lr", "lr")):
+            if f.get(flag) is not None:
+                if "architecture" not in recipe:
+                    raise ConfigError(f"--{flag.replace('_', '-')} needs --mia-recipe (the model's architecture)")
+                recipe[key] = f[flag]
+        if recipe:
+            p["recipe"] = recipe
+        for flag in ("reference_models", "shadow_models"):
+            if f.get(flag) is not None:
+                p[flag] = f[flag]
         return p
 
     def run(
@@ -570,7 +589,8 @@ class PrivacyCheck:
             if info.needs_recipe and params.recipe is None:
                 raise ConfigError(
                     f"membership attack '{info.name}' trains models like the target and needs its training "
-                    "recipe: give recipe={architecture: ..., epochs: ..., lr: ...}, or drop it from attacks"
+                    "recipe: give --mia-recipe ARCH (with --mia-epochs/--mia-lr; in a plan: recipe), or drop it "
+                    "from --mia-attacks"
                 )
             k = s.key()
             if k in keys:
@@ -586,8 +606,9 @@ class PrivacyCheck:
             if found is None:
                 raise ConfigError(
                     f"the privacy check needs non-members (held-out records of the same distribution as "
-                    f"'{data.info.name}'): give nonmembers=<source> (e.g. a test split) — only members drawn "
-                    "from a built-in dataset's split get the complementary split by default"
+                    f"'{data.info.name}'): give --nonmembers DATA (e.g. a test folder or file; in a plan: "
+                    "nonmembers) — only members drawn from a built-in dataset's split get the complementary split "
+                    "by default"
                 )
             return found
         if isinstance(nm, DataSource):

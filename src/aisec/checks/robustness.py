@@ -175,6 +175,33 @@ class RobustnessParams(BaseModel):
         return sorted(set(float(e) for e in eps))
 
 
+#: The attacks a run without ``attacks`` gets on a target without gradients: query attacks in the
+#: default Linf grid's units; score-based Square (Andriushchenko et al. 2020) and decision-based
+#: HopSkipJump (Chen et al. 2020) where scores are served, HopSkipJump alone on a label-only target.
+BLACK_BOX_DEFAULTS: dict[Capability, tuple[str, ...]] = {
+    Capability.PROBABILITIES: ("square", "hopskipjump"),
+    Capability.LABELS_ONLY: ("hopskipjump",),
+}
+
+
+def default_attacks(params: RobustnessParams, caps: frozenset[Capability]) -> tuple[list[AttackSpec], list[str]]:
+    """The attacks to select from, and a note when the default was adapted to the target.
+
+    Attacks the plan or ``--attacks`` named are kept as given (and fail loudly if the target cannot take
+    them). Left to the default, FGSM and PGD need gradients: a black-box target (an ONNX graph, an HTTP
+    endpoint, a pickled scikit-learn model, a label-only service) gets the query attacks of
+    :data:`BLACK_BOX_DEFAULTS` instead of an error about gradients.
+    """
+    if "attacks" in params.model_fields_set or Capability.GRADIENTS in caps:
+        return list(params.attacks), []
+    serves = Capability.PROBABILITIES if Capability.PROBABILITIES in caps else Capability.LABELS_ONLY
+    chosen = BLACK_BOX_DEFAULTS[serves]
+    what = "scores but no gradients" if serves is Capability.PROBABILITIES else "predicted labels only"
+    note = (f"the target offers {what}: the default attacks are the query attacks {', '.join(chosen)} "
+            "instead of fgsm, pgd (name others with --attacks)")
+    return [AttackSpec(name=n) for n in chosen], [note]
+
+
 @register_check("robustness")
 class RobustnessCheck:
     """Evasion robustness: robust accuracy vs eps with CIs, success rate, SAFAIR delta, CLEVER."""
@@ -276,8 +303,10 @@ class RobustnessCheck:
             raise ConfigError(f"target_label {params.target_label} is not a class of model '{spec.name}' "
                               f"({spec.num_classes} classes)")
         fixed = params.target_label
-        attacks, selection_notes = select_attacks(params.attacks, family="evasion", capabilities=spec.capabilities,
+        specs, default_note = default_attacks(params, spec.capabilities)
+        attacks, selection_notes = select_attacks(specs, family="evasion", capabilities=spec.capabilities,
                                                   skip=params.skip, targeted=fixed is not None)
+        selection_notes = [*default_note, *selection_notes]
         if fixed is not None:
             attacks = [a.model_copy(update={"targeted": True}) for a in attacks]
         for a in attacks:  # fail fast on names and norms before any work

@@ -136,6 +136,9 @@ def _with_check_flags(cmd: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--seed", type=int, help="Random seed (default 0).")
 @click.option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--input-shape", help="Per-sample input shape, e.g. 1,28,28 (default: the data's).")
+@click.option("--classes", "classes", type=int,
+              help="The model's number of classes (the seed's --classes); checked against the data's labels and "
+              "the model's output (default: the data's).")
 @click.option("--mean", help="Normalisation mean per channel, e.g. 0.4914,0.4822,0.4465.")
 @click.option("--std", help="Normalisation std per channel.")
 @click.option("--query-budget", type=int, help="Hard cap on samples sent to a black-box target.")
@@ -278,12 +281,28 @@ _SPLIT_DATASETS = frozenset({"digits"})
 
 def _data_warnings(plan: Plan) -> list[str]:
     """Things about the data a user should know before the numbers arrive (nothing here stops the run)."""
+    from aisec.data.loading import BUILTIN_NAMES
+    from aisec.models.builtin import BUILTIN_MODELS
+
     src = str(plan.data.source)
+    out = []
     if src in _SPLIT_DATASETS and not plan.data.options.get("split"):
-        return [f"-d {src} without --split uses every record, including the training split of aisec's built-in "
-                f"{src} models: their accuracy and robustness are then partly measured on data they were trained on. "
-                "Give --split test to measure on unseen data."]
-    return []
+        out.append(f"-d {src} without --split uses every record, including the training split of aisec's built-in "
+                   f"{src} models: their accuracy and robustness are then partly measured on data they were trained "
+                   "on. Give --split test to measure on unseen data.")
+    key = src.strip().lower().replace("_", "-")
+    if key in BUILTIN_NAMES and Path(src).exists():
+        out.append(f"-d {src} is aisec's built-in dataset; the {_kind(Path(src))} '{src}' in the current folder "
+                   f"was not read (give -d ./{src} for it)")
+    model = str(plan.model.path)
+    if model in BUILTIN_MODELS and Path(model).exists():
+        out.append(f"-m {model} is aisec's built-in model; the {_kind(Path(model))} '{model}' in the current "
+                   f"folder was not loaded (give -m ./{model} for it)")
+    return out
+
+
+def _kind(p: Path) -> str:
+    return "folder" if p.is_dir() else "file"
 
 
 def _check_writable(out: str) -> None:
@@ -308,7 +327,8 @@ CHECK_ALIASES: dict[str, str] = {"poison": "poisoning", "explain": "explainabili
 _FIELD_FLAGS: dict[tuple[str, ...], tuple[str, str]] = {
     ("model", "path"): ("--model", "model"), ("model", "arch"): ("--arch", "arch"),
     ("model", "device"): ("--device", "device"), ("model", "query_budget"): ("--query-budget", "query_budget"),
-    ("model", "input_shape"): ("--input-shape", "input_shape"), ("model", "normalization"): ("--mean/--std", "std"),
+    ("model", "input_shape"): ("--input-shape", "input_shape"),
+    ("model", "num_classes"): ("--classes", "classes"), ("model", "normalization"): ("--mean/--std", "std"),
     ("model", "endpoint"): ("--timeout", "timeout"), ("seed",): ("--seed", "seed"),
 }
 
@@ -379,6 +399,8 @@ def _plan_from(plan_file: str | None, f: dict[str, Any]) -> Plan:
             endpoint[key] = f[flag]
     if endpoint:
         model["endpoint"] = endpoint
+    if f.get("classes") is not None:
+        model["num_classes"] = f["classes"]
     if f["input_shape"] is not None:
         model["input_shape"] = _ints(f["input_shape"], "--input-shape")
     if f["mean"] or f["std"]:

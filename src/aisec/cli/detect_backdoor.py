@@ -19,7 +19,8 @@ from aisec.core.registry import names
 @click.option("-m", "--model", required=True, help="Model file or built-in name (e.g. digits-cnn).")
 @click.option("--arch", help="Architecture for weights files: package.module:Class or digits-cnn.")
 @click.option("-d", "--data", "data_name", default="digits", show_default=True, help="Dataset (built-in name or path).")
-@click.option("--split", default="train", show_default=True, help="Split of the dataset (its training data).")
+@click.option("--split", help="Split of the dataset (default: train where the data has splits; a folder or file "
+              "without splits is used whole).")
 @click.option("--method", "methods", multiple=True,
               type=click.Choice(names("detector")),
               help="Detector; repeat for several (default: neural-cleanse).")
@@ -30,19 +31,21 @@ from aisec.core.registry import names
 @click.option("-o", "--out", type=click.Path(file_okay=False),
               help="Write evidence.jsonl, samples/ and report.html here (nothing is written without it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def detect_backdoor(model: str, arch: str | None, data_name: str, split: str, methods: tuple[str, ...],
+def detect_backdoor(model: str, arch: str | None, data_name: str, split: str | None, methods: tuple[str, ...],
                     count: int | None, threshold: float | None, steps: int, seed: int, out: str | None,
                     as_json: bool) -> None:
     """Report suspected backdoor target classes and the samples flagged as poisoned."""
     from aisec.api import assess, load_model
     from aisec.checks.backdoor import BackdoorSummary
     from aisec.core.plan import ModelRef
-    from aisec.data.loading import load_dataset
+    from aisec.data.loading import has_splits, load_dataset
 
     chosen = list(methods) or ["neural-cleanse"]
     params: dict[str, Any] = {"methods": chosen, "samples": count, "steps": steps}
     if threshold is not None:
         params["thresholds"] = dict.fromkeys(chosen, threshold)
+    if split is None and has_splits(data_name):
+        split = "train"  # the model's training data, where the source tells it apart
     data = load_dataset(data_name, split=split)
     target = load_model(ModelRef(path=model, arch=arch), data)
     run = assess(target, data, checks={"backdoor": params}, seed=seed, out=out)

@@ -96,13 +96,42 @@ def _system_dirs() -> list[Path]:
     return [Path(d).resolve() for d in dirs if d]
 
 
-def _local(top: str) -> bool:
-    """True when the top-level module ``top`` is a file in the current folder (found without running it),
-    and not part of the Python installation or its site-packages."""
+def _find_spec(top: str) -> Any:
+    """Where the top-level module ``top`` would be imported from (nothing runs): the import path first, then
+    the current folder, which the ``aisec`` console script does not put on the path (``python -m aisec``
+    does), so ``--arch mynets:Net`` finds ``./mynets.py`` either way."""
+    from importlib.machinery import PathFinder
+
     try:
         spec = importlib.util.find_spec(top)
     except (ImportError, ValueError):
-        return False
+        spec = None
+    if spec is None:
+        spec = PathFinder.find_spec(top, [str(Path.cwd())])
+    return spec
+
+
+def _import(mod_name: str) -> Any:
+    """Import ``mod_name``; a module found only in the current folder is imported from there."""
+    top = mod_name.split(".", 1)[0]
+    try:
+        on_path = importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        on_path = False
+    if on_path:
+        return importlib.import_module(mod_name)
+    cwd = str(Path.cwd())
+    sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(mod_name)
+    finally:
+        sys.path.remove(cwd)
+
+
+def _local(top: str) -> bool:
+    """True when the top-level module ``top`` is a file in the current folder (found without running it),
+    and not part of the Python installation or its site-packages."""
+    spec = _find_spec(top)
     if spec is None or not spec.origin or not spec.has_location:
         return False
     origin = Path(spec.origin).resolve()
@@ -143,14 +172,10 @@ def resolve_class(ref: str, *, what: str = "architecture", zoo: Iterable[str] = 
     if not mod_name or not attr or not all(p.isidentifier() for p in (*mod_name.split("."), *attr.split("."))):
         raise ConfigError(f"cannot read {what} '{ref}': expected package.module:Class{zoo_hint}")
     top = mod_name.split(".", 1)[0]
-    try:
-        exists = importlib.util.find_spec(top) is not None  # finds, runs nothing
-    except (ImportError, ValueError):
-        exists = False
-    if not exists:
+    if _find_spec(top) is None:  # finds, runs nothing
         raise ConfigError(
-            f"{what} '{ref}' cannot be imported: there is no module '{top}' in this environment. Give "
-            f"package.module:Class importable here{zoo_hint}"
+            f"{what} '{ref}' cannot be imported: there is no module '{top}' in this environment nor a {top}.py "
+            f"in the current folder. Give package.module:Class importable here{zoo_hint}"
         )
     if not module_allowed(mod_name):
         raise ConfigError(
@@ -159,7 +184,7 @@ def resolve_class(ref: str, *, what: str = "architecture", zoo: Iterable[str] = 
             f"run aisec: --allow-module {top} (Python: allow_modules=['{top}'])"
         )
     try:
-        obj: Any = importlib.import_module(mod_name)
+        obj: Any = _import(mod_name)
     except Exception as exc:
         raise ConfigError(
             f"{what} '{ref}' cannot be imported ({mod_name}): {type(exc).__name__}: {exc}. Give "

@@ -14,6 +14,10 @@ a ``.csv``/``.csv.gz``/``.tsv`` file   :class:`~aisec.data.table.CsvTable`; with
 a ``.jsonl``/``.ndjson`` file          labelled texts (:func:`~aisec.data.text_table.load_text_table`)
 =====================================  =================================================================
 
+A built-in name means the built-in even when a folder or file of that name is in the current
+folder (a stray ``digits/`` must not change what a command measures); ``./digits`` reads the folder.
+``aisec assess`` warns, once the run has worked, that such a path was not read.
+
 Text files give a TEXT dataset of UTF-8 byte tensors (:mod:`aisec.data.text`) with options
 ``text_column``, ``label_column``, ``classes``, ``max_bytes`` and ``limit``. A CSV/TSV is read as
 text when ``text_column`` or ``max_bytes`` is given, or when it has a header and exactly two
@@ -33,7 +37,7 @@ from typing import Any
 import torch
 
 from aisec.core.dataset import Dataset, TensorDataset, take
-from aisec.core.errors import ConfigError, DataError
+from aisec.core.errors import AisecError, ConfigError, DataError
 from aisec.core.types import Modality
 from aisec.data import builtin
 from aisec.data._common import check_limit
@@ -167,6 +171,20 @@ def _directory(d: Path, split: Any, options: dict[str, Any]) -> Dataset:
     )
 
 
+def has_splits(spec: str | os.PathLike[str]) -> bool:
+    """Whether ``spec`` names a source with train/test splits (found without reading its records): the
+    built-ins but ``mnist``, IDX and CIFAR folders, a folder with ``train/labels.csv``. A plain image
+    folder, a table or a text file has none."""
+    text = os.fspath(spec)
+    key = text.strip().lower().replace("_", "-")
+    if key in BUILTIN_NAMES:
+        return key != "mnist"
+    d = Path(text).expanduser()
+    if not d.is_dir() or (d / LABELS_FILE).is_file():
+        return False
+    return (d / "train" / LABELS_FILE).is_file() or has_idx_files(d) or find_cifar_folder(d) is not None
+
+
 def is_numeric_table(spec: str | os.PathLike[str], options: dict[str, Any] | None = None) -> bool:
     """Whether :func:`load_dataset` reads ``spec`` as a numeric :class:`CsvTable` (the one source whose
     features are scaled on loading, so the one that takes ``scale``)."""
@@ -192,8 +210,14 @@ def load_dataset(spec: str | os.PathLike[str], **options: Any) -> Dataset:
     split = options.pop("split", None)
     text = os.fspath(spec)
     key = text.strip().lower().replace("_", "-")
-    if key in BUILTIN_NAMES and not Path(text).exists():
-        return _builtin(key, split, options)
+    if key in BUILTIN_NAMES:  # a bare built-in name is the built-in, even beside a same-named path
+        try:
+            return _builtin(key, split, options)
+        except AisecError as exc:
+            if Path(text).exists():
+                raise ConfigError(f"{exc} (a '{text}' in the current folder is not read for the built-in name; give "
+                                f"./{text} for it)") from exc
+            raise
     if key in ("cifar10", "cifar-10"):
         raise ConfigError(
             "CIFAR-10 is not bundled; download cifar-10-python.tar.gz from "
@@ -234,6 +258,7 @@ __all__ = [
     "IdxDataset",
     "ImageFolder",
     "TensorDataset",
+    "has_splits",
     "is_numeric_table",
     "load_dataset",
     "load_text_table",

@@ -4,10 +4,13 @@ Loading an ONNX file runs no Python from it: the graph holds only ONNX operators
 counts queries and, with ``query_budget``, refuses a batch that would exceed it before running it.
 Graphs with a fixed batch dimension are fed in chunks of that size.
 
-Label-only graphs (``output="labels"``, or detected when the first output is an integer tensor, as
-in sklearn-onnx classifiers whose first output is ``label``): the first integer output is read as
-one class per sample; the target offers :attr:`~aisec.core.types.Capability.LABELS_ONLY` and
-``predict`` returns one-hot rows — a carrier of the label for ``argmax``, not probabilities.
+Graphs with several outputs, as sklearn-onnx classifiers export them (``label`` first, then
+``probabilities``, a float tensor or a ZipMap sequence of ``{class: p}`` maps): the score output is
+used, so the target offers probabilities and score-based attacks run (:func:`_pick_output`).
+Label-only graphs (``output="labels"``, or detected when the only outputs are integer tensors): the
+first integer output is read as one class per sample; the target offers
+:attr:`~aisec.core.types.Capability.LABELS_ONLY` and ``predict`` returns one-hot rows — a carrier of
+the label for ``argmax``, not probabilities.
 
 >>> target = OnnxTarget("digits.onnx", input_shape=(1, 8, 8), num_classes=10)
 >>> target.predict(x).shape
@@ -45,8 +48,9 @@ class OnnxTarget:
         input_shape: shape of one sample as aisec sees it (reshaped to the graph's input shape).
         num_classes: checked against the graph's output on first use.
         output: ``logits`` (softmax applied here), ``probabilities``, ``labels`` (an integer output
-            of class indices), or ``None`` to detect it: an integer first output means labels, else
-            the first batch decides (non-negative rows summing to one are probabilities).
+            of class indices), or ``None`` to detect it: a score output is preferred to a label output
+            (a ``prob*``-named one or a ZipMap means probabilities, else the first batch decides:
+            non-negative rows summing to one are probabilities); integer outputs alone mean labels.
         access: ``grey`` exposes logits (when the graph gives them); ``black`` only probabilities.
         normalization: mean/std applied before the graph, so attacks stay in the natural range.
         query_budget: hard cap on samples queried.
@@ -111,19 +115,11 @@ class OnnxTarget:
                 f"{tuple(input_shape)} was declared"
             )
         outputs = self._session.get_outputs()
-        self._output_name: str = outputs[0].name
         acc = Access(access)
         self._kind = OutputKind(output) if output is not None else None
-        int_outs = [o for o in outputs if o.type in ("tensor(int64)", "tensor(int32)")]
-        if self._kind is None and outputs[0].type in ("tensor(int64)", "tensor(int32)"):
-            self._kind = OutputKind.LABELS
-        if self._kind is OutputKind.LABELS:
-            if not int_outs:
-                raise ConfigError(
-                    f"ONNX model {p.name} has no integer output to read labels from (outputs: "
-                    f"{', '.join(f'{o.name}: {o.type}' for o in outputs)}); drop output='labels' for scores"
-                )
-            self._output_name = int_outs[0].name
+        self._output_name, self._zipmap, detected = _pick_output(p.name, outputs, self._kind)
+        if self._kind is None:
+            self._kind = detected
         norm = Normalization(**normalization) if isinstance(normalization, dict) else normalization
         self._norm = norm
         self._meter = QueryMeter(name or p.name, query_budget)
@@ -175,7 +171,8 @@ class OnnxTarget:
         if z.ndim != 2 or z.shape[0] != n:
             raise OutputError(f"ONNX model '{self._spec.name}' returned shape {z.shape} for {n} samples")
         if z.shape[1] != k:
-            raise ShapeError(f"ONNX model '{self._spec.name}' has {z.shape[1]} outputs but {k} classes were declared")
+            raise ShapeError(f"ONNX model '{self._spec.name}' has {z.shape[1]} outputs but {k} classes were "
+                             "declared (the data's, or --classes)")
         if not np.isfinite(z).all():
             raise OutputError(f"ONNX model '{self._spec.name}' produced NaN/inf outputs")
         return z.astype(np.float32, copy=False)
@@ -230,7 +227,12 @@ class OnnxTarget:
             raise ShapeError(
                 f"ONNX model '{self._spec.name}' failed on a batch of shape {a.shape}: {exc}"
             ) from exc
-        return np.asarray(out)
+        if self._zipmap:
+            return _unzip(self._spec.name, out, self._spec.num_classes)
+        arr = np.asarray(out)
+        if arr.ndim == 0:
+            raise OutputError(f"ONNX model '{self._spec.name}' returned one number for a batch of {a.shape[0]} samples")
+        return arr
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Probabilities ``(N, K)``; for a label-only graph one-hot rows of the predicted labels
@@ -246,3 +248,50 @@ class OnnxTarget:
         if self._kind is OutputKind.PROBABILITIES:
             return z
         return torch.softmax(z, dim=1)
+
+
+_INT_TYPES = ("tensor(int64)", "tensor(int32)")
+
+
+def _pick_output(file: str, outputs: list[Any], kind: OutputKind | None) -> tuple[str, bool, OutputKind | None]:
+    """The graph output to read, whether it is a ZipMap (``seq(map(...))``), and the kind it implies.
+
+    Scores beat labels: sklearn-onnx puts the ``label`` output first and the probabilities second, and a
+    target reading the labels would offer label-only attacks where score-based ones can run. ``kind``
+    (given by the user) forces the choice; ``None`` detects it: a float tensor or ZipMap output is used
+    (probabilities when it is a ZipMap or its name starts with ``prob``, else the first batch decides);
+    integer outputs alone mean a label-only graph.
+    """
+    ints = [o for o in outputs if o.type in _INT_TYPES]
+    scores = [o for o in outputs if o.type not in _INT_TYPES and (o.type.startswith("tensor(")
+                                                                   or o.type.startswith("seq(map("))]
+    if kind is OutputKind.LABELS or (kind is None and ints and not scores):
+        if not ints:
+            raise ConfigError(
+                f"ONNX model {file} has no integer output to read labels from (outputs: "
+                f"{', '.join(f'{o.name}: {o.type}' for o in outputs)}); drop output='labels' for scores"
+            )
+        return ints[0].name, False, OutputKind.LABELS
+    if not scores:
+        return outputs[0].name, False, None  # read and checked on the first batch (a clear shape error there)
+    # a probability-named or (N, K)-shaped output first: sklearn's ``label`` is a float tensor for some models
+    out = min(scores, key=lambda o: (not _prob_named(o.name), len(getattr(o, "shape", None) or ()) != 2))
+    zipmap = out.type.startswith("seq(map(")
+    if kind is None and (zipmap or _prob_named(out.name)):
+        return out.name, zipmap, OutputKind.PROBABILITIES
+    return out.name, zipmap, None
+
+
+def _prob_named(name: str) -> bool:
+    return name.lower().startswith(("prob", "output_prob"))
+
+
+def _unzip(name: str, out: Any, k: int) -> np.ndarray:
+    """A ZipMap output (one ``{class: probability}`` dict per sample) as an ``(N, K)`` array, classes in order."""
+    rows = list(out)
+    if not rows:
+        return np.zeros((0, k), np.float32)
+    keys = sorted(rows[0])
+    if any(sorted(r) != keys for r in rows):
+        raise OutputError(f"ONNX model '{name}' returned probability maps with different classes per sample")
+    return np.asarray([[float(r[c]) for c in keys] for r in rows], dtype=np.float32)

@@ -140,7 +140,7 @@ class TorchTarget:
         if z.shape[1] != k:
             raise ShapeError(
                 f"model '{self._spec.name}' has {z.shape[1]} outputs but {k} classes were declared "
-                f"(expected {k}, got {z.shape[1]}). Check the dataset's classes or --num-classes."
+                f"(expected {k}, got {z.shape[1]}). Check the dataset's classes or --classes."
             )
         if not torch.isfinite(z).all():
             raise OutputError(f"model '{self._spec.name}' produced NaN/inf outputs")

@@ -115,3 +115,25 @@ def test_fixed_target_label_leaves_its_class_out(digits_target, tiny):
 def test_bad_target_label(digits_target, tiny):
     with pytest.raises(ConfigError, match="not a class"):
         RobustnessCheck().run(digits_target, tiny, _fast(attacks=["pgd"], target_label=10))
+
+
+def test_default_attacks_adapt_to_a_target_without_gradients():
+    from aisec.checks.robustness import default_attacks
+
+    scores = frozenset({Capability.PROBABILITIES, Capability.QUERY_BUDGET})
+    labels = frozenset({Capability.LABELS_ONLY})
+    assert [a.name for a in default_attacks(RobustnessParams(), WHITE)[0]] == ["fgsm", "pgd"]
+    got, note = default_attacks(RobustnessParams(), scores)
+    assert [a.name for a in got] == ["square", "hopskipjump"] and "scores but no gradients" in note[0]
+    got, note = default_attacks(RobustnessParams(), labels)
+    assert [a.name for a in got] == ["hopskipjump"] and "predicted labels only" in note[0]
+    # attacks the user named are kept, even the white-box ones (they then fail loudly, naming the cause)
+    named = RobustnessParams(attacks=["fgsm"])
+    assert [a.name for a in default_attacks(named, scores)[0]] == ["fgsm"] and default_attacks(named, scores)[1] == []
+
+
+def test_black_box_without_attacks_runs_query_attacks(logreg, tiny):
+    params = RobustnessParams(samples=4, eps=[0.1], clever={"enabled": False}, examples=0, skip=["hopskipjump"])
+    res = RobustnessCheck().run(logreg, tiny, params)  # before: fgsm needs gradients, the run failed
+    assert [c["attack"] for c in res.summary["curves"]] == ["square"]
+    assert any("default attacks are the query attacks" in w for w in res.warnings)

@@ -86,3 +86,13 @@ def test_black_box_attack_slots_in(onnx_file, digits_test_batch):
         run_attack("pgd", t, x[:8], y[:8])
     out = run_attack("square", t, x[:32], y[:32], {"eps": 0.3, "max_queries": 50}, batch_size=64)
     assert out.success.float().mean() > 0.5
+
+
+def test_reliability_probe_of_a_grey_graph_does_not_call_logits(onnx_file, digits_test_batch):
+    """A grey ONNX graph offers logit scores but no ``logits()`` path: the robustness check's probability probe
+    says it did not probe instead of failing the run (before: CapabilityError 'scores but no gradients')."""
+    from aisec.checks._reliability import probe_probabilities
+
+    t = OnnxTarget(onnx_file, input_shape=(1, 8, 8), num_classes=10, threads=1)
+    probs, text = probe_probabilities(t, digits_test_batch[0][:4])
+    assert probs is False and text.startswith("not probed")

@@ -166,9 +166,9 @@ class MembershipTask:
     def need_recipe(self, what: str) -> TrainingRecipe:
         if self.recipe is None:
             raise ConfigError(
-                f"{what} trains models like the target and needs its training recipe: give "
-                "recipe={architecture: ..., epochs: ..., lr: ...} (see aisec.models.recipe.TrainingRecipe), "
-                "or choose attacks that need none: loss, confidence, gap, label_only"
+                f"{what} trains models like the target and needs its training recipe: give --mia-recipe ARCH "
+                "(a plan's recipe, aisec.models.recipe.TrainingRecipe in Python), or choose attacks that need "
+                "none: loss, confidence, gap, label_only"
             )
         return self.recipe
 

@@ -69,7 +69,7 @@ class PatchTrigger(BaseModel):
         if self.size > h or self.size > w:
             raise ConfigError(
                 f"trigger of {self.size}x{self.size} pixels is larger than the {h}x{w} image; "
-                f"choose size ≤ {min(h, w)}"
+                f"choose a size ≤ {min(h, w)} (-s/--patch-size)"
             )
         if isinstance(self.position, tuple):
             r, c = self.position
