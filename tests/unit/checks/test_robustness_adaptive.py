@@ -12,6 +12,7 @@ behind 1-bit depth reduction ``h`` is the deployed system ``f = g(h(x))``. ``h``
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from aisec.attacks.base import run_attack
 from aisec.checks._attack_spec import AttackSpec
 from aisec.checks.robustness import RobustnessCheck, RobustnessParams
 from aisec.core.check import ConsoleTable
+from aisec.core.checkpoint import steps_in
 from aisec.core.dataset import take
 from aisec.targets.torch import TorchTarget
 
@@ -181,10 +183,18 @@ def test_autoattack_records_the_stage_that_broke_each_sample(digits_target, data
     aa = {"version": "quick", "steps": 10}
     params = RobustnessParams(attacks=[{"name": "autoattack", "params": aa}], eps=grid, samples=40,
                               reliability={"enabled": False}, **OFF)
-    res = RobustnessCheck().run(digits_target, data, params)
+    with steps_in(tmp_path / "steps"):
+        res = RobustnessCheck().run(digits_target, data, params)
+        kept = RobustnessCheck().run(digits_target, data, params)  # a resumed run reads the kept step back
     table = res.tables["samples"]
     correct = table["pred_clean"] == table["label"]
     curve = _curve(res, "autoattack-linf")
+    assert _curve(kept, "autoattack-linf")["points"] == curve["points"]
+    step = json.loads(next((tmp_path / "steps").glob("*autoattack-linf.json")).read_text(encoding="utf-8"))
+    assert step["doc"]["tag_order"] == ["clean", "apgd-ce", "apgd-t"] and len(step["doc"]["tags"]) == len(grid)
+    for eps in grid:
+        np.testing.assert_array_equal(kept.tables["samples"][f"autoattack-linf@{eps:g}:broken_by"],
+                                      table[f"autoattack-linf@{eps:g}:broken_by"])
     x, y = take(data, 40)
     direct = run_attack("autoattack", digits_target, x, y, {"eps": grid[0], **aa}, seed=0)
     for j, p in enumerate(curve["points"]):
