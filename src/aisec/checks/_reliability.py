@@ -48,6 +48,7 @@ from aisec.core.errors import CapabilityError
 from aisec.core.stats import wilson
 from aisec.core.target import Target
 from aisec.core.types import Capability
+from aisec.core.words import eps_words
 
 #: Per flag id: what it means and what to do next (shown with every flag, in the report first).
 FLAGS: dict[str, tuple[str, str]] = {
@@ -229,7 +230,7 @@ def rising_flags(c: CurveRecord) -> list[ReliabilityFlag]:
              if a is not None and b is not None and b > a + 1e-12]
     if not rises:
         return []
-    text = "; ".join(f"{a:.3f} at eps={e0:g} → {b:.3f} at eps={e1:g}" for e0, e1, a, b in rises)
+    text = "; ".join(f"{a:.3f} at eps={eps_words(e0)} → {b:.3f} at eps={eps_words(e1)}" for e0, e1, a, b in rises)
     return [ReliabilityFlag("rising_with_eps", f"{c.attack} ({c.norm}): raw robust accuracy rose: {text}.",
                             curve=c.key, norm=c.norm, eps=tuple(e1 for _, e1, _, _ in rises))]
 
@@ -244,7 +245,7 @@ def convergence_flags(c: CurveRecord) -> list[ReliabilityFlag]:
     steps = len(next(tr for tr in c.traces if tr))
     return [ReliabilityFlag(
         "not_converged", f"{c.attack} ({c.norm}, {steps} steps): the objective was still rising over the last "
-        f"steps at eps {', '.join(f'{e:g}' for e in bad)}.", curve=c.key, norm=c.norm, eps=tuple(bad))]
+        f"steps at eps {', '.join(eps_words(e) for e in bad)}.", curve=c.key, norm=c.norm, eps=tuple(bad))]
 
 
 def fgsm_flags(curves: Sequence[CurveRecord], n: int) -> list[ReliabilityFlag]:
@@ -259,7 +260,7 @@ def fgsm_flags(curves: Sequence[CurveRecord], n: int) -> list[ReliabilityFlag]:
             if worse:
                 out.append(ReliabilityFlag(
                     "fgsm_beats_pgd", f"FGSM beats {m.attack.upper()} ({m.norm}) at eps "
-                    f"{', '.join(f'{e:g}' for e in worse)}.", curve=m.key, norm=m.norm, eps=tuple(worse)))
+                    f"{', '.join(eps_words(e) for e in worse)}.", curve=m.key, norm=m.norm, eps=tuple(worse)))
     return out
 
 
@@ -282,7 +283,7 @@ def blackbox_flags(curves: Sequence[CurveRecord], n: int) -> list[ReliabilityFla
             if kb < wilson(kw, n).low * n - 1e-9:
                 hits.append((e, kb / n, kw / n, who))
         if hits:
-            text = "; ".join(f"{who} {b:.3f} vs {w:.3f} at eps={e:g}" for e, b, w, who in hits)
+            text = "; ".join(f"{who} {b:.3f} vs {w:.3f} at eps={eps_words(e)}" for e, b, w, who in hits)
             out.append(ReliabilityFlag("blackbox_beats_whitebox", f"{norm}: {text} (robust accuracy, black box vs "
                                        "best white box).", norm=norm, eps=tuple(e for e, *_ in hits)))
     return out

@@ -14,20 +14,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from aisec.core.check import ConsoleLine, ConsoleTable, IntervalSummary, Summary
+from aisec.core.words import eps_words
 
 if TYPE_CHECKING:
     from aisec.core.check import Result
 
-
-
-def eps_words(eps: float) -> str:
-    """An eps as people give it: ``0.2`` when that is short, else ``8/255`` for a multiple of 1/255 (the 8-bit
-    pixel grid), else ``0.0123``."""
-    plain = f"{eps:g}"
-    k = eps * 255
-    if len(plain.lstrip("0.")) > 3 and eps > 0 and abs(k - round(k)) < 1e-6 * max(1.0, k):
-        return f"{round(k)}/255"
-    return plain
 
 class PointSummary(Summary):
     """One eps (or word budget) of a curve: worst-case robust accuracy over the grid up to here, with CI."""

@@ -72,7 +72,6 @@ from aisec.checks._robustness_summary import (
     TextRobustnessSummary,
     WorstCaseSummary,
     WorstPointSummary,
-    eps_words,
 )
 from aisec.core.artefacts import Artefact
 from aisec.core.check import IntervalSummary, Result, require_same_classes
@@ -86,6 +85,7 @@ from aisec.core.registry import AttackInfo, AttackKind, get_attack, names, regis
 from aisec.core.stats import median_interval, wilson
 from aisec.core.target import Target, check_inputs
 from aisec.core.types import REFERENCE_EPS, Capability, Modality, Norm, OutputKind
+from aisec.core.words import eps_words
 
 ATLAS_EVASION = ("AML.T0043.000", "AML.T0015")
 
@@ -696,7 +696,7 @@ class RobustnessCheck:
                 if prev_raw is not None and raw_acc > prev_raw + 1e-12:
                     warnings.append(
                         f"{name} ({norm.value}): raw robust accuracy rose from {prev_raw:.3f} to "
-                        f"{raw_acc:.3f} at eps={eps:g}; the reported curve keeps the smaller-eps "
+                        f"{raw_acc:.3f} at eps={eps_words(eps)}; the reported curve keeps the smaller-eps "
                         "adversarials. A rising curve hints at gradient masking or too few steps."
                     )
                 prev_raw = raw_acc
@@ -960,7 +960,7 @@ def _masking_warnings(curves: Sequence[CurveSummary | Mapping[str, Any]]) -> lis
                 if p["eps"] in fr and fr[p["eps"]] is not None and p["raw_robust_accuracy"] is not None \
                         and fr[p["eps"]] + 1e-12 < p["raw_robust_accuracy"] - 0.02:
                     warnings.append(
-                        f"FGSM beats {multi.upper()} at eps={p['eps']:g} ({nrm}): robust accuracy "
+                        f"FGSM beats {multi.upper()} at eps={eps_words(p['eps'])} ({nrm}): robust accuracy "
                         f"{fr[p['eps']]:.3f} vs {p['raw_robust_accuracy']:.3f}. Iterative attacks should "
                         "be at least as strong; suspect gradient masking or raise the steps."
                     )

@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
+    from aisec.core.check import ConsoleTable
     from aisec.core.run import Run
 
 
@@ -16,7 +19,6 @@ def print_summary(run: Run) -> None:
     """
     from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
     from aisec.core.check import ConsoleTable
 
@@ -31,12 +33,10 @@ def print_summary(run: Run) -> None:
     for r in run.results:
         for item in r.summary.console_lines(r, model=run.target.spec.name, dataset=run.data.info.name):
             if isinstance(item, ConsoleTable):
-                t = Table(title=item.title)
-                for col in item.columns:
-                    t.add_column(col, justify="right")
-                for row in item.rows:
-                    t.add_row(*row)
-                console.print(t)
+                t, width = _table(item)
+                # wide enough for every cell: an interval cut to "0.839–…" or an attack to "hopskip…" reads as
+                # another number (a narrow terminal wraps the lines instead; a pipe or CI log has room)
+                console.print(t, width=max(console.width, width))
             else:
                 console.print(item, markup=False)  # plain text: a class name may hold "[...]"
         for w in r.warnings:
@@ -72,3 +72,19 @@ def surrogate_command(run: Run) -> str | None:
             parts += ["--scale", data.scale]
     parts += ["-o", f"{run.out}-surrogate"]
     return " ".join(shlex.quote(p) for p in parts)
+
+
+def _table(item: ConsoleTable) -> tuple[Table, int]:
+    """The rich table of ``item``, cells never wrapped nor cut, and the width it needs."""
+    from rich.table import Table
+
+    t = Table(title=item.title)
+    widths = []
+    for i, col in enumerate(item.columns):
+        cells = [len(row[i]) for row in item.rows if i < len(row)]
+        w = max([*cells, len(col)])
+        widths.append(w)
+        t.add_column(col, justify="right", no_wrap=True, min_width=w)
+    for row in item.rows:
+        t.add_row(*row)
+    return t, sum(widths) + 3 * len(widths) + 1

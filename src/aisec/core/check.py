@@ -121,10 +121,13 @@ class Summary(BaseModel):
         The default, for a check without lines of its own, is one line per measurement (metric,
         parameters, value and interval). ``model`` and ``dataset`` name what was assessed.
         """
+        from aisec.core.words import plain_params
+
         lines: list[ConsoleLine] = []
         for m in result.measurements:
             ci = f" ({m.interval.low:.3f}–{m.interval.high:.3f})" if m.interval else ""
-            lines.append(f"{m.metric} {m.parameters or ''}: {m.value:.4g}{ci}")
+            params = f" ({plain_params(m.parameters)})" if m.parameters else ""
+            lines.append(f"{m.metric}{params}: {m.value:.4g}{ci}")
         return lines
 
     @staticmethod

@@ -79,7 +79,7 @@ def test_a_plain_dict_summary_of_a_plugin_check_still_works():
                                                                                                         "nested"]
     assert r.summary.to_json() == {"score": 0.5, "nested": {"a": [1, 2]}}
     # without lines of its own, a summary prints the check's measurements
-    assert r.summary.console_lines(r, model="m", dataset="d") == ["plugin.score {'k': 1}: 0.5 (0.237–0.763)"]
+    assert r.summary.console_lines(r, model="m", dataset="d") == ["plugin.score (k 1): 0.5 (0.237–0.763)"]
     assert len(Result(check="empty", measurements=[], params={}).summary) == 0
 
 

@@ -188,3 +188,32 @@ def test_has_splits(tmp_path):
     assert not has_splits(_digits_folder(tmp_path / "f", n=2)) and not has_splits(tmp_path / "t.csv")
     _digits_folder(tmp_path / "s" / "train", n=2)
     assert has_splits(tmp_path / "s")
+
+
+def test_console_shows_eps_as_given_full_intervals_and_parameters_in_words(runner, tmp_path, monkeypatch):
+    import re
+
+    monkeypatch.setenv("COLUMNS", "80")  # a pipe or CI log: rich draws 80 columns
+    res = runner.invoke(main, ["assess", "-m", "digits-cnn", "-d", "digits", "--split", "test", "-t",
+                               "robustness,steal", "-a", "fgsm,pgd", "--eps", "2/255,0.05", "--steps", "3", "-c", "20",
+                               "--clever-samples", "0", "--extract-queries", "64", "--extract-epochs", "2",
+                               "-q", "--no-store", "-o", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    out = res.stdout
+    assert "…" not in out  # before: "0.839–…" (the interval cut at 80 columns)
+    rows = [ln for ln in out.splitlines() if re.match(r"│ +(fgsm|pgd) │ linf │", ln)]
+    assert len(rows) == 4 and all(re.search(r"\d\.\d{3}–\d\.\d{3}", ln) for ln in rows), rows
+    assert any(" 2/255 " in ln for ln in rows) and any(" 0.05 " in ln for ln in rows)  # not 0.00784
+    # a check without console lines of its own prints its parameters in words, not as a Python dict
+    line = next(ln for ln in out.splitlines() if ln.startswith("extraction.fidelity"))
+    assert "query budget 64" in line and "soft labels yes" in line and "{" not in line, line
+
+
+def test_plain_params_and_eps_words():
+    from aisec.core.words import eps_words, plain_params
+
+    assert eps_words(8 / 255) == "8/255" and eps_words(0.05) == "0.05"
+    assert plain_params({"attack": "pgd", "eps": 2 / 255, "targeted": False, "steps": 10}) == \
+        "attack pgd, eps 2/255, targeted no, steps 10"
+    assert plain_params({"trigger": {"kind": "patch", "size": 3, "position": "bottom-right"}, "rates": [0.0, 0.01]}) \
+        == "trigger: patch, size 3, position bottom-right, rates [0, 0.01]"
