@@ -183,3 +183,21 @@ def test_explanation_images_can_be_switched_off(digits_target, digits_split):
     assert [a.path for a in ExplainabilityCheck().run(digits_target, data, p).artefacts] == ["explanations/lime-0.png"]
     p = p.model_copy(update={"save_images": 0})
     assert ExplainabilityCheck().run(digits_target, data, p).artefacts == []
+
+
+def test_a_kept_attack_step_restores_confidences_and_saved_examples():
+    """A run killed mid-check resumes from its attack steps: they carry the confidences and saved examples."""
+    from aisec.checks.robustness import _curve_from_step, _curve_to_step
+
+    saved = {"index": np.array([3, 1]), "x_adv": np.zeros((2, 1, 2, 2), dtype=np.float32),
+             "eps": np.asarray(0.1)}
+    curve = {"attack": "fgsm", "norm": "linf", "kind": "fixed_eps", "targeted": False, "params": {},
+             "points": [{"eps": 0.1, "raw_robust_accuracy": 0.5}], "warnings": [], "seconds": 0.1, "queries": 4,
+             "example_eps": 0.1, "loss_traces": [[]], "fooled": [torch.tensor([True, False])],
+             "distances": [np.array([0.1, np.nan])], "preds": [torch.tensor([1, 2])],
+             "confs": [torch.tensor([0.9, 0.6])], "saved": saved}
+    back = _curve_from_step(*_curve_to_step(curve))
+    np.testing.assert_array_equal(back["confs"][0].numpy(), np.array([0.9, 0.6], dtype=np.float32))
+    assert sorted(back["saved"]) == sorted(saved) and back["saved"]["index"].tolist() == [3, 1]
+    old = _curve_to_step({k: v for k, v in curve.items() if k not in ("confs", "saved")})
+    assert "confs" not in _curve_from_step(*old) and "saved" not in _curve_from_step(*old)
