@@ -50,10 +50,12 @@ def test_jpeg_is_pillows_round_trip(images):
 
 
 def test_jpeg_rgb_and_value_range():
-    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    t = torch.linspace(-1, 1, 16)
+    x = torch.stack([t[None, :].expand(16, 16), t[:, None].expand(16, 16), -t[None, :].expand(16, 16)])
+    x = torch.stack([x, x.flip(-1)])  # smooth colour ramps in [-1, 1]: what JPEG keeps well
     out = parse_defence("jpeg").transform(x, (-1.0, 1.0))
     assert out.shape == x.shape and out.min() >= -1 and out.max() <= 1
-    assert 0 < float((out - x).abs().mean()) < 0.1
+    assert 0 < float((out - x).abs().mean()) < 0.05
 
 
 def test_median_matches_scipy(images):
@@ -96,8 +98,8 @@ def test_gaussian_noise_is_fresh_each_call_and_clipped(images):
     d = parse_defence("gaussian-noise:sigma=0.2")
     a, b = d(images, (0.0, 1.0)), d(images, (0.0, 1.0))
     assert not torch.equal(a, b) and a.min() >= 0 and a.max() <= 1
-    unclipped = parse_defence("gaussian-noise:sigma=0.2,clip=false")(images.expand(64, -1, -1, -1), (0.0, 1.0))
-    assert float((unclipped - images).std()) == pytest.approx(0.2, rel=0.05)
+    unclipped = parse_defence("gaussian-noise:sigma=0.2,clip=false")(images.repeat(16, 1, 1, 1), (0.0, 1.0))
+    assert float((unclipped - images.repeat(16, 1, 1, 1)).std()) == pytest.approx(0.2, rel=0.05)
 
 
 @pytest.mark.parametrize(("spec", "message"), [
@@ -106,7 +108,8 @@ def test_gaussian_noise_is_fresh_each_call_and_clipped(images):
     ("jpeg:q=5", "defence 'jpeg': q: Extra inputs are not permitted (its parameters: quality)"),
     ("median:size=4", "the window side must be odd"),
     ("gaussian-noise:sigma=nan", "defence 'gaussian-noise': sigma:"),
-    ("jpeg:quality", "parameters are key=value pairs"),
+    ("jpeg:quality", "quality: Input should be a valid integer"),  # a bare first value is the first parameter
+    ("jpeg:75,9", "parameters are key=value pairs, got '9'"),
 ])
 def test_bad_specs_are_one_line_errors(spec, message):
     with pytest.raises(ConfigError, match=None) as err:
@@ -130,8 +133,8 @@ def test_wrapper_gradients_tell_the_truth(digits_target, digits_test_batch):
     (g,) = torch.autograd.grad(jpeg.logits(x)[:, 0].sum(), x)
     assert torch.count_nonzero(g) == 0
     med = DefendedTarget(digits_target, "median")
-    (g,) = torch.autograd.grad(med.logits(x)[:, 0].sum(), x, allow_unused=True)
-    assert g is None
+    z = med.logits(x)
+    assert not z.requires_grad or torch.autograd.grad(z[:, 0].sum(), x, allow_unused=True)[0] is None
     # the forward is the defended system: the model on the defended input
     with torch.no_grad():
         xd = x.detach()

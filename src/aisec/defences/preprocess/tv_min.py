@@ -68,7 +68,7 @@ def chambolle(img: torch.Tensor, weight: float, eps: float, max_iter: int) -> to
         g[0, :, :-1, :] = out[:, 1:, :] - out[:, :-1, :]
         g[1, :, :, :-1] = out[:, :, 1:] - out[:, :, :-1]
         norm = torch.sqrt((g**2).sum(0)).unsqueeze(0)
-        energy = (energy + weight * norm.sum((1, 2, 3))) / size
+        energy = (energy + weight * norm.sum((0, 2, 3))) / size
         step = (p - tau * g) / (1.0 + norm * (tau / weight))
         p = torch.where(done[None, :, None, None], p, step)
         if i == 0:
