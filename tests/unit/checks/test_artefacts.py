@@ -150,7 +150,7 @@ def test_save_adversarial_zero_writes_nothing(digits_target, digits_split):
     from aisec.checks.robustness import RobustnessCheck, RobustnessParams
 
     data = digits_split[1].subset(range(8), name="digits-8")
-    common = {"attacks": ["fgsm"], "eps": [0.1], "samples": 8, "clever": {"enabled": False},
+    common = {"attacks": ["fgsm"], "eps": [0.1], "reference_eps": {}, "samples": 8, "clever": {"enabled": False},
               "reliability": {"enabled": False}}
     off = RobustnessCheck().run(digits_target, data, RobustnessParams(**common, save_adversarial=0))
     on = RobustnessCheck().run(digits_target, data, RobustnessParams(**common, save_adversarial=2))

@@ -90,7 +90,7 @@ def _lines(result):
 
 def test_bpda_in_a_plan_breaks_the_quantiser_and_is_scored_on_the_defended_model(digits_model, digits_target, data):
     defended = TorchTarget(Squeezed(digits_model), input_shape=(1, 8, 8), num_classes=10, device="cpu")
-    base = {"eps": [EPS], "samples": N, "reliability": {"enabled": False}, **OFF}
+    base = {"eps": [EPS], "reference_eps": {}, "samples": N, "reliability": {"enabled": False}, **OFF}
     plain = RobustnessCheck().run(defended, data, RobustnessParams(attacks=["pgd"], **base))
     params = RobustnessParams(attacks=[{"name": "pgd", "bpda": f"bit-depth:{BITS}"}, "fgsm"], **{
         **base, "reliability": {"enabled": True, "escalate": False}})
@@ -148,7 +148,7 @@ def test_bpda_on_a_black_box_target_fails_before_any_attack(data):
 def test_eot_in_a_plan_averages_draws_on_a_randomised_model(digits_model, data):
     noisy = TorchTarget(Shaky(digits_model), input_shape=(1, 8, 8), num_classes=10, device="cpu")
     params = RobustnessParams(attacks=[{"name": "pgd"}, {"name": "pgd", "eot": 8}],
-                              eps=[EPS], samples=N, **OFF)
+                              eps=[EPS], reference_eps={}, samples=N, **OFF)
     res = RobustnessCheck().run(noisy, data, params)
     plain, eot = _curve(res, "pgd-linf"), _curve(res, "pgd-linf+eot8")
     assert eot["wrapper"] == "EOT over 8 draws"
@@ -181,7 +181,7 @@ def test_autoattack_records_the_stage_that_broke_each_sample(digits_target, data
 
     grid = [0.05, 0.1]
     aa = {"version": "quick", "steps": 10}
-    params = RobustnessParams(attacks=[{"name": "autoattack", "params": aa}], eps=grid, samples=40,
+    params = RobustnessParams(attacks=[{"name": "autoattack", "params": aa}], eps=grid, reference_eps={}, samples=40,
                               reliability={"enabled": False}, **OFF)
     with steps_in(tmp_path / "steps"):
         res = RobustnessCheck().run(digits_target, data, params)

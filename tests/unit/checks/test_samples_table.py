@@ -42,7 +42,7 @@ def run_dir(digits_target, digits_split, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     torch.set_num_threads(1)
     run = assess(digits_target, data, out=out, checks={"robustness": {
-        "attacks": ["fgsm"], "eps": [0.1, 0.3], "samples": 48,
+        "attacks": ["fgsm"], "eps": [0.1, 0.3], "reference_eps": {}, "samples": 48,
         "clever": {"samples": 4, "nb_batches": 3, "batch_size": 16},
     }})
     return out, run
