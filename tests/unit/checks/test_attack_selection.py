@@ -32,7 +32,8 @@ def logreg(digits_split):
 
 
 def _fast(**kw):
-    return RobustnessParams(samples=16, eps=[0.1], eps_l2=[1.0], reference_eps={}, clever={"enabled": False}, examples=0, **kw)
+    return RobustnessParams(samples=16, eps=[0.1], eps_l2=[1.0], reference_eps={}, clever={"enabled": False},
+                            examples=0, **kw)
 
 
 def test_all_expands_to_every_attack_the_target_takes(logreg):

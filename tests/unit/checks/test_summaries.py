@@ -103,7 +103,8 @@ def test_robustness_summary_is_typed_round_trips_and_prints_its_table(digits_tar
 
     data = digits_split[1].subset(range(24), name="digits-24")
     run = assess(digits_target, data, checks={"robustness": {
-        "attacks": ["fgsm", {"name": "deepfool", "norm": "l2"}], "eps": [0.1, 0.2], "eps_l2": [0.5], "reference_eps": {}, "samples": 24,
+        "attacks": ["fgsm", {"name": "deepfool", "norm": "l2"}], "eps": [0.1, 0.2], "eps_l2": [0.5],
+        "reference_eps": {}, "samples": 24,
         "examples": 2, "clever": {"samples": 2, "nb_batches": 2, "batch_size": 8}}}, out=tmp_path)
     s = run.results[0].summary
     assert isinstance(s, RobustnessSummary) and isinstance(s.curves[0], CurveSummary)
