@@ -202,7 +202,8 @@ def test_console_shows_eps_as_given_full_intervals_and_parameters_in_words(runne
     out = res.stdout
     assert "…" not in out  # before: "0.839–…" (the interval cut at 80 columns)
     rows = [ln for ln in out.splitlines() if re.match(r"│ +(fgsm|pgd) │ linf │", ln)]
-    assert len(rows) == 4 and all(re.search(r"\d\.\d{3}–\d\.\d{3}", ln) for ln in rows), rows
+    # 2 attacks x (2 eps given + 8/255, the reference budget the check adds)
+    assert len(rows) == 6 and all(re.search(r"\d\.\d{3}–\d\.\d{3}", ln) for ln in rows), rows
     assert any(" 2/255 " in ln for ln in rows) and any(" 0.05 " in ln for ln in rows)  # not 0.00784
     # a check without console lines of its own prints its parameters in words, not as a Python dict
     line = next(ln for ln in out.splitlines() if ln.startswith("extraction.fidelity"))
