@@ -322,10 +322,7 @@ class RobustnessCheck:
         x, y = take(data, params.samples, device=spec.device)
         check_inputs(spec, x, what=f"dataset '{data.info.name}'")
         n = int(x.shape[0])
-        with torch.no_grad():
-            probs_clean = torch.cat(
-                [target.predict(x[i : i + params.batch_size]).cpu() for i in range(0, n, params.batch_size)]
-            )
+        probs_clean = _probabilities(target, x, params.batch_size)
         pred_clean = probs_clean.argmax(1)
         conf_clean = probs_clean.gather(1, pred_clean[:, None]).squeeze(1).float()
         yc = y.cpu()
@@ -381,7 +378,7 @@ class RobustnessCheck:
             key = f"{info.name}-{norm.value}" + ("-targeted" if a.targeted else "") + a.key_suffix()
             # Under BPDA the attacked system is model(preprocessing(x)): its own clean predictions decide which
             # samples count and what success is (never the model without its front end, the approximation).
-            system_clean = None if a.bpda is None else _predictions(tgt, x, params.batch_size)
+            system_clean = None if a.bpda is None else _probabilities(tgt, x, params.batch_size).argmax(1)
             try:
                 self._attack(tgt, st, info, a, norm, key, tl, params, progress, system_clean=system_clean)
             except RuntimeError:
@@ -796,11 +793,10 @@ class _State:
     artefacts: list[Artefact] = field(default_factory=list)
 
 
-def _predictions(target: Target, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """``target``'s predicted classes on ``x``, on the CPU."""
+def _probabilities(target: Target, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``target``'s class probabilities on ``x``, batch by batch, on the CPU."""
     with torch.no_grad():
-        return torch.cat([target.predict(x[i : i + batch_size]).argmax(1).cpu()
-                          for i in range(0, int(x.shape[0]), batch_size)])
+        return torch.cat([target.predict(x[i : i + batch_size]).cpu() for i in range(0, int(x.shape[0]), batch_size)])
 
 
 def _broken_by(tags: Sequence[str | None], success: torch.Tensor, correct: torch.Tensor) -> np.ndarray:
