@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
-from aisec.core.artefacts import ARTEFACTS, ArtefactRef, write_artefacts
+from aisec.core.artefacts import ARTEFACTS, ArtefactRef, csv_cell, write_artefacts
 from aisec.core.check import Result
 from aisec.core.checkpoint import (
     CHECKPOINTS,
@@ -652,40 +652,11 @@ def _write_table(table: dict[str, np.ndarray], path: Path) -> int:
         w = csv.writer(fh)
         w.writerow(cols)
         for i in range(n):
-            w.writerow([_cell(table[c][i]) for c in cols])
+            w.writerow([csv_cell(table[c][i]) for c in cols])
     tmp.replace(path)
     return n
 
 
-#: First characters that make a spreadsheet read a text cell as a formula (CSV/formula injection).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(v: Any) -> Any:
-    """One CSV cell: booleans as 0/1, floats to 6 significant digits (NaN/inf empty), numbers as
-    numbers, and text guarded by :func:`safe_text_cell`."""
-    if isinstance(v, (np.bool_, bool)):
-        return int(v)
-    if isinstance(v, (np.floating, float)):
-        return "" if not np.isfinite(v) else f"{float(v):.6g}"
-    v = v.item() if hasattr(v, "item") else v
-    return safe_text_cell(v) if isinstance(v, str) else v
-
-
-def safe_text_cell(text: str) -> str:
-    """``text`` with a leading ``'`` when a spreadsheet would run it as a formula (it starts with
-    ``= + - @``, a tab or a carriage return; OWASP "CSV Injection"), unless it is a plain number
-    (``-0.5`` stays a number). Class names and file names in ``samples/*.csv`` come from user data."""
-    if not text.startswith(_FORMULA_START):
-        return text
-    if text[0] in "+-" and text == text.strip():
-        try:
-            float(text)
-        except ValueError:
-            pass
-        else:
-            return text
-    return "'" + text
 
 
 def _write_result(out_dir: Path, run: Run) -> None:

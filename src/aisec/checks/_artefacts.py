@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from aisec.attacks.base import Outcome
 from aisec.core.artefacts import (
     Artefact,
     amplified_difference,
+    csv_bytes,
     eps_name,
     heat_overlay,
     is_image,
@@ -106,8 +107,14 @@ def saved_minimal(x: torch.Tensor, out: Outcome, k: int) -> dict[str, np.ndarray
 
 
 def adversarial_artefacts(key: str, saved: dict[str, np.ndarray], conf_clean: torch.Tensor | None,
-                          target_labels: torch.Tensor | None, spec: TargetSpec) -> list[Artefact]:
-    """The ``.npz`` of one attack's saved adversarial examples and, for images, a PNG per sample."""
+                          target_labels: torch.Tensor | None, spec: TargetSpec,
+                          table: TableUnits | None = None) -> list[Artefact]:
+    """The ``.npz`` of one attack's saved adversarial examples and, for images, a PNG per sample.
+
+    For a table (``table``: a CSV dataset), the rows are also given in the table's own units — in the
+    ``.npz`` (``x_clean_domain``, ``x_adv_domain``) and as a CSV, one row per sample with each feature's clean
+    value, adversarial value and change — since the model's inputs may be scaled and an analyst reads the
+    change in the data's units (issue 18 #1)."""
     eps = float(saved["eps"])
     stem = f"{safe_name(key)}-{'minimal' if not np.isfinite(eps) else eps_name(eps)}"
     idx = np.asarray(saved["index"]).astype(np.int64)
@@ -116,10 +123,20 @@ def adversarial_artefacts(key: str, saved: dict[str, np.ndarray], conf_clean: to
                               "value_range": np.asarray(spec.value_range, dtype=np.float64)}
     if target_labels is not None:
         arrays["target_label"] = target_labels.cpu().numpy()[idx]
+    rows = None
+    if table is not None and idx.shape[0]:
+        clean_d, adv_d = table.to_domain(saved["x_clean"]), table.to_domain(saved["x_adv"])
+        arrays.update(x_clean_domain=clean_d, x_adv_domain=adv_d,
+                      feature_names=np.asarray(list(table.feature_names), dtype=np.str_))
+        rows = _domain_rows(saved, idx, clean_d, adv_d, list(table.feature_names))
     where = "the unbounded minimal perturbation" if not np.isfinite(eps) else f"eps {eps:g} ({spec.name})"
     out = [Artefact(path=f"adversarial/{stem}.npz", data=npz_bytes(arrays), kind="adversarial-examples",
                     description=f"{key}: {idx.shape[0]} adversarial examples at {where}, with clean inputs, labels, "
                     "predictions and confidences")]
+    if rows is not None:
+        out.append(Artefact(path=f"adversarial/{stem}.csv", data=csv_bytes(rows), kind="adversarial-rows",
+                            description=f"{key}: the same {idx.shape[0]} rows in the table's own units (clean, "
+                            "adversarial and change per feature)"))
     if is_image(saved["x_clean"].shape[1:]):
         for i, sid in enumerate(idx):
             clean, adv = saved["x_clean"][i], saved["x_adv"][i]
@@ -131,6 +148,27 @@ def adversarial_artefacts(key: str, saved: dict[str, np.ndarray], conf_clean: to
                 f"{int(saved['y_pred_clean'][i])}) | adversarial (predicted {int(saved['y_pred_adv'][i])}) | "
                 "difference, amplified to the full range (grey = unchanged)"))
     return out
+
+
+class TableUnits(Protocol):
+    """A dataset whose model inputs map back to its own units (:class:`aisec.data.table.CsvTable`)."""
+
+    @property
+    def feature_names(self) -> Sequence[str]: ...
+
+    def to_domain(self, x: torch.Tensor | np.ndarray) -> np.ndarray: ...
+
+
+def _domain_rows(saved: dict[str, np.ndarray], idx: np.ndarray, clean: np.ndarray, adv: np.ndarray,
+                 features: list[str]) -> dict[str, Any]:
+    """Columns of the adversarial-rows CSV: ids, labels and predictions, then per feature clean/adv/change."""
+    cols: dict[str, Any] = {"sample": idx, "label": saved["y_true"], "pred_clean": saved["y_pred_clean"],
+                            "pred_adv": saved["y_pred_adv"], "fooled": saved["fooled"]}
+    for j, name in enumerate(features):
+        cols[f"{name}"] = clean[:, j]
+        cols[f"{name}:adv"] = adv[:, j]
+        cols[f"{name}:change"] = adv[:, j] - clean[:, j]
+    return cols
 
 
 def explanation_artefacts(method: str, ex: dict[str, np.ndarray], value_range: tuple[float, float]) -> list[Artefact]:

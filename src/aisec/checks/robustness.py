@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from aisec.attacks.adaptive import adaptive_target
 from aisec.attacks.base import Outcome, run_attack
 from aisec.attacks.evasion.autoattack import CLEAN
-from aisec.checks._artefacts import adversarial_artefacts, saved_at_eps, saved_eps_index, saved_minimal
+from aisec.checks._artefacts import TableUnits, adversarial_artefacts, saved_at_eps, saved_eps_index, saved_minimal
 from aisec.checks._attack_spec import ALL, DEFAULT_EPS, AttackSpec, Eps, select_attacks
 from aisec.checks._reliability import (
     ESCALATION,
@@ -86,6 +86,7 @@ from aisec.core.stats import median_interval, wilson
 from aisec.core.target import Target, check_inputs
 from aisec.core.types import REFERENCE_EPS, Capability, Modality, Norm, OutputKind
 from aisec.core.words import eps_words
+from aisec.data.table import CsvTable
 
 ATLAS_EVASION = ("AML.T0043.000", "AML.T0015")
 
@@ -361,7 +362,8 @@ class RobustnessCheck:
                             f"every attack's robust accuracy and success rate ({n_a} of {n} counted)")
         # the attacks are scored over the counted samples only: ``correct``/``n`` of the state are theirs
         st = _State(x=x, y=y, yc=yc, correct=correct_a, pred_clean=pred_clean, n=n_a, measurements=measurements,
-                    table=table, warnings=warnings, inc=inc, fixed=fixed, attacks=attacks, conf_clean=conf_clean)
+                    table=table, warnings=warnings, inc=inc, fixed=fixed, attacks=attacks, conf_clean=conf_clean,
+                    units=data if isinstance(data, CsvTable) else None)
         for a, tgt in zip(attacks, wrapped, strict=True):
             info = get_attack(a.name)
             norm = a.resolved_norm()
@@ -535,7 +537,7 @@ class RobustnessCheck:
         if params.examples and "example" in curve:
             st.images[key] = curve["example"]
         if params.save_adversarial and curve.get("saved"):
-            st.artefacts += adversarial_artefacts(key, curve["saved"], st.conf_clean, tl, target.spec)
+            st.artefacts += adversarial_artefacts(key, curve["saved"], st.conf_clean, tl, target.spec, st.units)
         traces = [list(t) for t in curve.get("loss_traces", [[] for _ in grid])]
         st.curves.append(CurveSummary(
             attack=curve["attack"], norm=curve["norm"], kind=curve["kind"], targeted=curve["targeted"],
@@ -791,6 +793,8 @@ class _State:
     #: the target's confidence in its clean prediction, per sample
     conf_clean: torch.Tensor | None = None
     artefacts: list[Artefact] = field(default_factory=list)
+    #: a table's own units, for the adversarial rows written as artefacts
+    units: TableUnits | None = None
 
 
 def _probabilities(target: Target, x: torch.Tensor, batch_size: int) -> torch.Tensor:

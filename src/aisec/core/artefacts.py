@@ -15,12 +15,14 @@ matplotlib), with no timestamps, so the same run writes the same bytes.
 
 from __future__ import annotations
 
+import csv
 import io
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -120,6 +122,49 @@ def npz_bytes(arrays: Mapping[str, object]) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **plain)  # type: ignore[arg-type]  # numpy's stub wants positional arrays
     return buf.getvalue()
+
+
+def csv_bytes(table: Mapping[str, Sequence[Any] | np.ndarray]) -> bytes:
+    """``table`` (column name -> equal-length values) as UTF-8 CSV, every cell through :func:`csv_cell`."""
+    cols = list(table)
+    n = len(next(iter(table.values()))) if table else 0
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([safe_text_cell(str(c)) for c in cols])
+    for i in range(n):
+        w.writerow([csv_cell(table[c][i]) for c in cols])
+    return buf.getvalue().encode("utf-8")
+
+
+#: First characters that make a spreadsheet read a text cell as a formula (CSV/formula injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(v: Any) -> Any:
+    """One CSV cell: booleans as 0/1, floats to 6 significant digits (NaN/inf empty), numbers as
+    numbers, and text guarded by :func:`safe_text_cell`."""
+    if isinstance(v, (np.bool_, bool)):
+        return int(v)
+    if isinstance(v, (np.floating, float)):
+        return "" if not np.isfinite(v) else f"{float(v):.6g}"
+    v = v.item() if hasattr(v, "item") else v
+    return safe_text_cell(v) if isinstance(v, str) else v
+
+
+def safe_text_cell(text: str) -> str:
+    """``text`` with a leading ``'`` when a spreadsheet would run it as a formula (it starts with
+    ``= + - @``, a tab or a carriage return; OWASP "CSV Injection"), unless it is a plain number
+    (``-0.5`` stays a number). Class names and file names in ``samples/*.csv`` come from user data."""
+    if not text.startswith(_FORMULA_START):
+        return text
+    if text[0] in "+-" and text == text.strip():
+        try:
+            float(text)
+        except ValueError:
+            pass
+        else:
+            return text
+    return "'" + text
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:

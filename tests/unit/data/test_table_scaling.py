@@ -18,6 +18,7 @@ is in every evidence record, in result.json and at the top of the report.
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -209,3 +210,31 @@ def test_attack_on_raw_rows_stays_in_the_data_box(bc):
     assert (out.x_adv - x).abs().amax().item() <= eps * (1 + 1e-5)
     with pytest.raises(ConfigError, match="scale must be one of"):
         CsvTable(bc["root"] / "test.csv", scale="zscore")  # type: ignore[arg-type]
+
+
+def test_adversarial_rows_are_saved_in_the_tables_units(bc, tmp_path):
+    """Issue 18 #1: the adversarial rows the check writes are in the data's own units, beside model units."""
+    plan = _plan(bc, "mlp.onnx", scale="standard")
+    plan = plan.model_copy(update={"checks": {"robustness": {
+        **plan.checks["robustness"], "samples": 30, "save_adversarial": 5}}})
+    run = run_plan(plan, out=tmp_path / "run")
+    npz = sorted((tmp_path / "run" / "artefacts" / "adversarial").glob("*.npz"))[0]
+    with np.load(npz, allow_pickle=False) as f:
+        z = dict(f)
+    table = CsvTable(bc["root"] / "test.csv", scale="standard")
+    offset, scale = table.scaling
+    idx = z["index"]
+    # the clean rows in domain units are the CSV's raw rows; the adversarial ones map back exactly
+    np.testing.assert_allclose(z["x_clean_domain"], bc["raw"][idx], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(z["x_adv_domain"], z["x_adv"] * scale + offset, rtol=1e-5, atol=1e-4)
+    eps = float(z["eps"])
+    change = z["x_adv_domain"] - z["x_clean_domain"]
+    assert (np.abs(change) <= eps * scale * (1 + 1e-4) + 1e-6).all()  # the eps ball, in each feature's units
+    assert list(z["feature_names"]) == list(table.feature_names)
+    with npz.with_suffix(".csv").open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["sample"]) for r in rows] == idx.tolist()
+    first = table.feature_names[0]
+    np.testing.assert_allclose([float(r[f"{first}:change"]) for r in rows], change[:, 0], rtol=1e-4, atol=1e-4)
+    refs = {a.path for a in run.artefacts}
+    assert any(p.endswith(".csv") and "adversarial/" in p for p in refs)
