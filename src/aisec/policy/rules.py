@@ -229,7 +229,11 @@ class PolicyReport(BaseModel):
         lines = [f"**Policy {'passed' if self.passed else 'failed'}**", "",
                  "| requirement | verdict | rules |", "|---|---|---|"]
         lines += [f"| {q.id} {q.title} | {q.status} | {'; '.join(q.reasons)} |" for q in self.requirements]
-        lines += ["", "| rule | status | value | reason |", "|---|---|---|---|"]
+        return "\n".join([*lines, "", self.rules_markdown()])
+
+    def rules_markdown(self) -> str:
+        """The rule table alone (the report puts its own per-requirement table, related runs included, above)."""
+        lines = ["| rule | status | value | reason |", "|---|---|---|---|"]
         lines += [f"| {r.title + ' (`' + r.rule + '`)' if r.title else r.rule} | {r.status} | {_fmt(r.value)} | "
                   f"{r.reason} |" for r in self.rules]
         return "\n".join(lines)

@@ -73,14 +73,15 @@ def executive_summary(run: Run) -> str:
     """The verdict rule by rule in plain words (:mod:`aisec.report.verdict`): failed rules and findings first,
     then every line with its metric id, then the caveats (how far to trust the numbers) in a list of their own."""
     from aisec.policy.sanity import alerts
-    from aisec.report.verdict import overall, split_warnings, verdict_lines
+    from aisec.report.verdict import overall, requirement_rows, split_warnings, verdict_lines
 
     findings, caveats = split_warnings(run)
     lines = verdict_lines(run)
     passed, n_failed, n_measured = overall(lines)
     policy_name = "policy" if run.policy is not None else "default policy (Clouditor AISecurity thresholds)"
     return render_template(
-        "summary.html.j2", verdict=run.verdict, lines=lines, passed=passed, n_failed=n_failed,
+        "summary.html.j2", verdict=run.verdict, lines=lines, requirements=requirement_rows(run, lines),
+        passed=passed, n_failed=n_failed,
         n_measured=n_measured, findings=findings, caveats=caveats, errors=run.errors, alerts=alerts(run.evidence),
         checks=[r.check for r in run.results], n_evidence=len(run.evidence), policy_name=policy_name,
     )

@@ -46,7 +46,12 @@ def render_markdown(run: Run, banner: str | None = None) -> str:
         lines += ["### Caveats", "", "How far to trust the numbers: none of these is a finding by itself.", "",
                   *[f"- {w}" for w in caveats], ""]
     if run.verdict is not None:
-        lines += ["### Per requirement and rule", "", run.verdict.markdown(), ""]
+        from aisec.report.verdict import requirement_rows
+
+        lines += ["### Per requirement", "", "| requirement | verdict | rules |", "|---|---|---|"]
+        lines += [f"| {q.id} {q.title} | {q.status.replace('_', ' ')} | {'; '.join(q.reasons)} |"
+                  for q in requirement_rows(run, verdict)]
+        lines += ["", "### Every policy rule (this model)", "", run.verdict.rules_markdown(), ""]
     for other in [run, *run.related]:
         if other is not run:
             lines += ["", f"# {other.target.spec.name} on {other.data.info.name}", ""]

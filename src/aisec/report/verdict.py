@@ -81,6 +81,39 @@ def verdict_lines(run: Run) -> list[VerdictLine]:
     return sorted(lines, key=lambda x: order.get(x.status, 2))
 
 
+@dataclass(frozen=True)
+class RequirementRow:
+    """One requirement's verdict over the verdict lines (related runs included) of the rules that map to it."""
+
+    id: str
+    title: str
+    status: str
+    """``pass``, ``fail`` or ``not_assessed``."""
+    reasons: tuple[str, ...]
+
+
+def requirement_rows(run: Run, lines: list[VerdictLine] | None = None) -> list[RequirementRow]:
+    """The per-requirement table as the verdict lines judge it: a rule this model's evidence skipped but a
+    related run measured (the demo's privacy models) counts with that run's result, named, so the table
+    never says "not assessed" for a requirement the same report shows measured."""
+    verdict = run.verdict
+    if verdict is None:
+        return []
+    lines = verdict_lines(run) if lines is None else lines
+    by_rule: dict[str, list[VerdictLine]] = {}
+    for v in lines:
+        by_rule.setdefault(v.rule, []).append(v)
+    rows = []
+    for q in verdict.requirements:
+        judged = [v for r in q.rules for v in by_rule.get(r, [])]
+        statuses = {v.status for v in judged}
+        status = "fail" if "fail" in statuses else "pass" if "pass" in statuses else "not_assessed"
+        reasons = tuple(f"{v.rule}: {v.status}" + (f" (on {v.model})" if v.model else "") for v in judged)
+        rows.append(RequirementRow(q.id, q.title, status, reasons or tuple(q.reasons)))
+    rows.sort(key=lambda q: (("fail", "pass", "not_assessed").index(q.status), q.id))
+    return rows
+
+
 def overall(lines: list[VerdictLine]) -> tuple[bool, int, int]:
     """(passed, failed lines, measured lines): passed when no line failed."""
     failed = sum(x.status == "fail" for x in lines)

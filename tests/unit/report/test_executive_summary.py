@@ -12,7 +12,7 @@ from aisec.data.builtin import digits
 from aisec.policy.rules import parse_policy
 from aisec.report.html import render
 from aisec.report.markdown import render_markdown
-from aisec.report.verdict import is_caveat, verdict_lines
+from aisec.report.verdict import is_caveat, requirement_rows, verdict_lines
 
 ROBUSTNESS = {"attacks": ["fgsm"], "eps": [0.02, 0.1], "eps_l2": [], "samples": 40, "clever": {"enabled": False},
               "reliability": {"enabled": False}, "examples": 0}
@@ -92,3 +92,23 @@ def test_caveats_are_listed_apart_from_the_riskiest_findings(run):
 ])
 def test_statistical_caveats_are_told_from_findings(warning, caveat):
     assert is_caveat(warning) is caveat
+
+
+def test_the_requirement_table_counts_what_a_related_run_measured(run):
+    """Issue 18 #4: the per-requirement table agrees with the verdict lines, not with this model's evidence alone."""
+    rule = next(r for r in run.verdict.rules if r.metric == "membershipInferenceResilience")
+    own = [q for q in run.verdict.requirements if rule.rule in q.rules]
+    assert own and all(q.status == "not_assessed" for q in own if q.rules == (rule.rule,))
+    rows = {q.id: q for q in requirement_rows(run)}
+    related = next(r for r in run.related[0].verdict.rules if r.metric == "membershipInferenceResilience")
+    for q in own:
+        row = rows[q.id]
+        assert f"{rule.rule}: {related.status} (on digits-cnn)" in row.reasons
+        assert row.status != "not_assessed"
+    # a requirement no check measured stays not assessed, in both renderings
+    html, md = render(run), render_markdown(run)
+    for q in own:
+        cell = f"| {q.id} {q.title} | {rows[q.id].status.replace('_', ' ')} |"
+        assert cell in md
+        assert f"{q.id} {q.title}</td>" in html
+    assert any(r.status == "not_assessed" for r in rows.values())
