@@ -6,6 +6,7 @@ evidence table and the provenance.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,14 +31,15 @@ def _load_sections() -> None:
     registry.load("section")
 
 
-def render(run: Run, banner: str | None = None) -> str:
-    """The page; ``banner`` (e.g. "re-rendered from result.json ...") heads it when given."""
+def render(run: Run, banner: str | None = None, at: Path | None = None) -> str:
+    """The page; ``banner`` (e.g. "re-rendered from result.json ...") heads it when given. ``at``: the folder
+    the page is written to (default: the run's own), which its links to the run's files are relative to."""
     _load_sections()
     head = [f'<div class="warn banner" id="rerendered">{escape(banner)}</div>'] if banner else []
     parts = [*head, executive_summary(run), *_sections_of(run)]
     for other in run.related:  # e.g. the demo's over-fitted and regularised privacy models, side by side
-        folder = other.out.relative_to(run.out) if other.out and run.out else None
-        link = f' · <a href="{folder}/report.html">its own report</a>' if folder else ""
+        link = (f' · <a href="{_href(other.out / "report.html", at or run.out)}">its own report</a>'
+                if other.out and run.out else "")
         parts.append(f'<h2 class="related">{escape(other.target.spec.name)} on {escape(other.data.info.name)}'
                      f"{link}</h2>")
         parts += _sections_of(other)
@@ -52,9 +54,16 @@ def render(run: Run, banner: str | None = None) -> str:
         model=run.target.spec.name, access=run.target.spec.access.value, dataset=run.data.info.name,
         run_id=run.run_id, when=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         sections=parts, evidence=ev, inputs=input_note(run),
+        files=_href(run.out, at) if run.out is not None and at is not None else "",
         resource=first.resource if first else None, env=first.environment if first else None,
         threats=sorted({t for r in run.results for t in r.threats}),
     )
+
+
+def _href(path: Path, base: Path) -> str:
+    """``path`` as a link from a page in ``base`` (relative, POSIX separators; ``./`` when the same folder)."""
+    rel = Path(os.path.relpath(Path(path).resolve(), Path(base).resolve())).as_posix()
+    return "./" if rel == "." else rel
 
 
 def input_note(run: Run) -> str | None:
@@ -103,7 +112,7 @@ def _sections_of(run: Run) -> list[str]:
 def write_report(run: Run, path: str | Path, *, banner: str | None = None) -> Path:
     p = Path(path)
     tmp = p.with_suffix(".tmp")
-    tmp.write_text(render(run, banner), encoding="utf-8")
+    tmp.write_text(render(run, banner, at=p.parent), encoding="utf-8")
     tmp.replace(p)
     return p
 

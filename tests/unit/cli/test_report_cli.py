@@ -76,3 +76,23 @@ def test_refusals_are_one_line(run_dir, tmp_path):
     assert (run_dir / "report.html").read_text() == before
     res = CliRunner().invoke(main, ["report", str(run_dir), "--out", str(run_dir), "--force"])
     assert res.exit_code == 0 and "Re-rendered from" in (run_dir / "report.md").read_text()
+
+
+def test_links_are_relative_to_where_the_page_is_written(digits_target, digits_split, tmp_path):
+    """A re-rendered page (RUN_DIR/rerendered or any --out) still reaches the related runs' reports and the
+    run's files: links are made relative to the page's folder, not the run's."""
+    from aisec.api import assess
+    from aisec.report.html import render
+
+    data = digits_split[1].subset(range(20), name="digits-20")
+    checks = {"robustness": {"attacks": ["fgsm"], "eps": [0.1], "samples": 20, "clever": {"enabled": False},
+                             "reliability": {"enabled": False}, "examples": 0, "save_adversarial": 0}}
+    main_run = assess(digits_target, data, checks=checks, out=tmp_path / "run")
+    sub = assess(digits_target, data, checks=checks, out=tmp_path / "run" / "privacy-overfit")
+    main_run.related.append(sub)
+    assert 'href="privacy-overfit/report.html"' in render(main_run, at=tmp_path / "run")
+    page = render(main_run, at=tmp_path / "run" / "rerendered")
+    assert 'href="../privacy-overfit/report.html"' in page and "<code>../samples/</code>" in page
+    assert (tmp_path / "run" / "privacy-overfit" / "evidence.jsonl").is_file()
+    elsewhere = render(main_run, at=tmp_path / "other" / "x")
+    assert 'href="../../run/privacy-overfit/report.html"' in elsewhere
