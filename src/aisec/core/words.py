@@ -29,25 +29,36 @@ def eps_words(eps: float) -> str:
     return plain
 
 
-def _value(key: str, v: Any) -> str:
+def _value(key: str, v: Any, sep: str) -> str:
     if isinstance(v, bool):
         return "yes" if v else "no"
     if v is None:
         return "none"
     if isinstance(v, float):
-        return eps_words(v) if key in _EPS_KEYS else f"{v:g}"
+        return eps_words(v) if key in _EPS_KEYS else f"{v:.4g}"
     if isinstance(v, Mapping):
         return plain_params(v)
     if isinstance(v, list | tuple):
-        return "[" + ", ".join(_value(key, x) for x in v) + "]"
+        items = ", ".join(_value(key, x, sep) for x in v)
+        # brackets only where the list's commas would run into the parameters' own separator
+        return f"[{items}]" if "," in sep else items
     return str(v)
 
 
-def plain_params(params: Mapping[str, Any]) -> str:
+def plain_params(params: Mapping[str, Any], *, sep: str = ", ", skip_off: bool = False,
+                 hidden: frozenset[str] = frozenset()) -> str:
     """``{"max_queries": 500, "targeted": False}`` → ``max queries 500, targeted no``; a nested mapping
-    reads ``name: ...`` and a ``kind`` key leads its mapping (``trigger: patch, size 3``)."""
+    reads ``name: ...`` and a ``kind`` key leads its mapping (``trigger: patch, size 3``).
+
+    The one formatter for people, console and reports alike (the reports call it through
+    :func:`aisec.report.words.params_words` with ``sep=" · "``): ``skip_off`` leaves out switches that are off
+    and empty values, ``hidden`` names keys never shown. Floats read to 4 significant digits, budgets
+    (``eps``, ``alpha``, ...) as ``k/255`` where they are one."""
     parts = []
     for k, v in params.items():
+        if k in hidden or (skip_off and (v is False or v is None or v == "" or
+                                         (isinstance(v, list | tuple | Mapping) and not v))):
+            continue
         name = str(k).replace("_", " ")
         if isinstance(v, Mapping):
             inner = dict(v)
@@ -56,5 +67,5 @@ def plain_params(params: Mapping[str, Any]) -> str:
         elif str(k) == "kind":
             parts.append(str(v))
         else:
-            parts.append(f"{name} {_value(str(k), v)}")
-    return ", ".join(parts)
+            parts.append(f"{name} {_value(str(k), v, sep)}")
+    return sep.join(parts)

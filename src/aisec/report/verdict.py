@@ -126,12 +126,9 @@ def _measured_at(run: Run, ids: tuple[str, ...]) -> str:
     e = next((e for e in run.evidence if e.id == ids[0]), None)
     if e is None:
         return ""
-    from aisec.checks.robustness import eps_words
     from aisec.report.words import params_words
 
     p: dict[str, Any] = {k: e.parameters[k] for k in _WHERE if k in e.parameters}
-    if "eps" in p and isinstance(p["eps"], float):
-        p["eps"] = eps_words(p["eps"])
     return f"{e.metric}" + (f", {params_words(p)}" if p else "")
 
 
