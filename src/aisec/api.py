@@ -447,7 +447,7 @@ def start_run(
 #: What aisec writes into a run folder; ``existing="overwrite"`` removes exactly these.
 RUN_FILES = ("evidence.jsonl", "result.json", "report.html", "report.md", "plan.yaml", "policy.json", "policy.md",
              "scan.json", "constraints.yaml")
-RUN_FOLDERS = ("samples", ARTEFACTS, CHECKPOINTS)
+RUN_FOLDERS = ("samples", ARTEFACTS, CHECKPOINTS, "explanations")
 
 
 def previous_run_id(out_dir: Path) -> str | None:
@@ -482,6 +482,10 @@ def prepare_out(out_dir: Path, existing: Existing) -> None:
     if not out_dir.is_dir():
         raise ConfigError(f"output folder {out_dir} is a file")
     held = [n for n in (*RUN_FILES, *RUN_FOLDERS) if (out_dir / n).exists()]
+    if held == ["plan.yaml"] and existing != "resume":
+        # a run that failed before anything was measured leaves only its plan (see run_plan): not a run to
+        # protect, so the same folder takes the corrected command (its plan.yaml is replaced)
+        return
     if not held or existing == "resume":
         return
     if existing == "overwrite":

@@ -96,3 +96,19 @@ def test_links_are_relative_to_where_the_page_is_written(digits_target, digits_s
     assert (tmp_path / "run" / "privacy-overfit" / "evidence.jsonl").is_file()
     elsewhere = render(main_run, at=tmp_path / "other" / "x")
     assert 'href="../../run/privacy-overfit/report.html"' in elsewhere
+
+
+def test_a_run_that_failed_before_measuring_leaves_its_folder_reusable(tmp_path):
+    """A command that failed before any check finished leaves only plan.yaml; the corrected command may use the
+    same -o (its plan replaces the old one), while a folder with measurements is still protected."""
+    out = tmp_path / "run"
+    base = ["assess", "-m", "digits-cnn", "-d", "digits", "--split", "test", "-a", "fgsm", "--eps", "0.1",
+            "-c", "10", "--clever-samples", "0", "-o", str(out), "-q", "--no-store"]
+    bad = CliRunner().invoke(main, [*base, "--target-label", "99"])
+    assert bad.exit_code != 0 and "target_label 99 is not a class" in bad.output
+    assert sorted(p.name for p in out.iterdir()) == ["plan.yaml"]
+    good = CliRunner().invoke(main, base)
+    assert good.exit_code == 0, good.output
+    assert "target_label" not in (out / "plan.yaml").read_text()
+    again = CliRunner().invoke(main, base)
+    assert again.exit_code != 0 and "already holds a run" in again.output
