@@ -92,21 +92,25 @@ def check_flags(name: str, entry: dict[str, Any], f: dict[str, Any], data: dict[
             try:
                 info.cls.Params.model_validate(info.cls.from_flags(copy.deepcopy(entry), alone, data))
             except ValidationError as one:
-                raise ConfigError(f"{fl.name} {f.get(fl.dest)}: {_first_error(one)}") from one
+                raise ConfigError(f"{fl.name} {f.get(fl.dest)}: {_first_error(one, where=False)}") from one
             except ConfigError:
                 continue
         raise ConfigError(f"invalid parameters for check '{name}': {_first_error(exc)}") from exc
     return result
 
 
-def _first_error(exc: ValidationError) -> str:
-    """The errors of ``exc`` on one line: ``loc: message (got value)``."""
-    parts = []
+def _first_error(exc: ValidationError, *, where: bool = True) -> str:
+    """The errors of ``exc`` on one line: ``loc: message (got value)``. ``where=False`` (the error is blamed on
+    a flag, which the message names): the plan locations are left out and repeats said once, so ``--eot 0``
+    on two attacks reads ``--eot 0: Input should be greater than or equal to 1``."""
+    parts: list[str] = []
     for e in exc.errors(include_url=False)[:3]:
         msg = str(e["msg"]).removeprefix("Value error, ")
-        loc = ".".join(str(x) for x in e["loc"])
-        got = f" (got {short_repr(e['input'])})" if "input" in e and not isinstance(e["input"], dict) else ""
-        parts.append(f"{loc + ': ' if loc else ''}{msg}{got}")
+        loc = ".".join(str(x) for x in e["loc"]) if where else ""
+        got = f" (got {short_repr(e['input'])})" if where and "input" in e and not isinstance(e["input"], dict) else ""
+        part = f"{loc + ': ' if loc else ''}{msg}{got}"
+        if part not in parts:
+            parts.append(part)
     return "; ".join(parts)
 
 

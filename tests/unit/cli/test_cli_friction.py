@@ -218,3 +218,12 @@ def test_plain_params_and_eps_words():
         "attack pgd, eps 2/255, targeted no, steps 10"
     assert plain_params({"trigger": {"kind": "patch", "size": 3, "position": "bottom-right"}, "rates": [0.0, 0.01]}) \
         == "trigger: patch, size 3, position bottom-right, rates [0, 0.01]"
+
+
+def test_a_bad_flag_value_is_said_once_without_plan_paths(tmp_path):
+    """``--eot 0`` with two attacks: one message naming the flag, not one per attack with plan locations."""
+    res = CliRunner().invoke(main, ["assess", "-m", "digits-cnn", "-d", "digits", "--split", "test", "-a", "fgsm,pgd",
+                                    "--eot", "0", "-c", "10", "-o", str(tmp_path / "o"), "-q", "--no-store"])
+    _one_line_error(res, "--eot 0: Input should be greater than or equal to 1")
+    assert "attacks.0" not in res.output and res.output.count("greater than or equal") == 1
+    assert not (tmp_path / "o").exists()  # refused before anything is written
