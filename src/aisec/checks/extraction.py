@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from aisec.attacks.extraction.surrogate import default_architecture_spec, extract, fidelity, transfer_attack
+from aisec.attacks.extraction.surrogate import default_architecture_spec, extract, fidelity, surrogate_transfer
 from aisec.checks._artefacts import surrogate_artefact
 from aisec.core.artefacts import ARTEFACTS, Artefact
 from aisec.core.check import Result, Summary
@@ -100,7 +100,7 @@ class ExtractionCheck:
         progress("extraction: fidelity", 1, 3)
         fid = fidelity(ex.surrogate, target, xe)
         progress("extraction: transfer", 2, 3)
-        tr = transfer_attack(ex.surrogate, target, xe, ye, params={"eps": p.eps, "norm": p.norm, "steps": p.steps},
+        tr = surrogate_transfer(ex.surrogate, target, xe, ye, params={"eps": p.eps, "norm": p.norm, "steps": p.steps},
                              seed=p.seed)
         progress("extraction", 3, 3)
         used = target.queries - q0

@@ -6,7 +6,7 @@ from aisec.attacks.extraction.surrogate import (
     TransferResult,
     extract,
     fidelity,
-    transfer_attack,
+    surrogate_transfer,
 )
 
-__all__ = ["Extraction", "FidelityResult", "TransferResult", "extract", "fidelity", "transfer_attack"]
+__all__ = ["Extraction", "FidelityResult", "TransferResult", "extract", "fidelity", "surrogate_transfer"]

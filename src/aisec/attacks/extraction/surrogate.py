@@ -135,7 +135,7 @@ def fidelity(surrogate: Target, target: Target, x: torch.Tensor) -> FidelityResu
     return FidelityResult(k / n if n else 0.0, wilson(k, n), n, agree)
 
 
-def transfer_attack(
+def surrogate_transfer(
     surrogate: Target,
     target: Target,
     x: torch.Tensor,
@@ -145,9 +145,12 @@ def transfer_attack(
     params: dict[str, object] | None = None,
     seed: int = 0,
 ) -> TransferResult:
-    """White-box ``attack`` on the surrogate, replayed on the target (2 target queries per sample).
+    """White-box ``attack`` (any registered one) on an extracted surrogate, replayed on the target (2 target
+    queries per sample), as the extraction check reports it.
 
-    Transfer success = the target is fooled, among samples the target classifies correctly.
+    Transfer success = the target is fooled, among samples the target classifies correctly. (The evasion
+    attack ``transfer``, :func:`aisec.attacks.evasion.transfer.transfer_attack`, is the robustness check's
+    PGD-on-a-surrogate attack, scored as an :class:`~aisec.attacks.base.Outcome` of the victim.)
     """
     out: Outcome = run_attack(attack, surrogate, x, y, params or {}, seed=seed)
     q0 = target.queries

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aisec.attacks.extraction import extract, fidelity, transfer_attack
+from aisec.attacks.extraction import extract, fidelity, surrogate_transfer
 from aisec.core.dataset import TensorDataset
 from aisec.core.registry import get_check
 from aisec.targets.sklearn import ProbaTarget
@@ -37,7 +37,7 @@ def test_extract_fidelity_transfer(black_box, digits_split):
     x, y = test.x[:150].float(), test.y[:150]
     fid = fidelity(ex.surrogate, black_box, x)
     assert fid.agreement > 0.8 and fid.interval.contains(fid.agreement) and fid.n == 150
-    tr = transfer_attack(ex.surrogate, black_box, x, y, params={"eps": 0.2, "steps": 10})
+    tr = surrogate_transfer(ex.surrogate, black_box, x, y, params={"eps": 0.2, "steps": 10})
     assert tr.success_rate > 0.3 and tr.queries == 300
     assert black_box.queries <= 2000
 
