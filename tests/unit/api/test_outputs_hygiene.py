@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def test_license_is_the_apache_text_pyproject_declares():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    assert meta["license"] == {"text": "Apache-2.0"}
+    assert meta["license"] == "Apache-2.0" and meta["license-files"] == ["LICENSE"]  # SPDX (PEP 639)
     text = (ROOT / "LICENSE").read_text(encoding="utf-8")
     assert "Apache License" in text and "Version 2.0, January 2004" in text
     # the full standard text: all nine sections of the terms and the appendix
