@@ -14,11 +14,13 @@ sides on ``standard`` without FAB-T (``version="custom"``) and says so.
     python bench/bench_autoattack.py                                   # a few minutes on 2 cores
     python bench/bench_autoattack.py --models digits --n 500 --version standard
     python bench/bench_autoattack.py --models lenet-adv --n 200 --eps 0.3
+    python bench/bench_autoattack.py --reference-layout channels-last   # the reference in aisec's layout too
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import logging
 import os
@@ -71,7 +73,7 @@ def _rgb(n: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     return net.eval(), x, y
 
 
-def build(model: str, n: int):
+def build(model: str, n: int, layout: str = "as-given"):
     from aisec.targets.torch import TorchTarget
 
     if model == "digits":
@@ -100,7 +102,14 @@ def build(model: str, n: int):
         shape = (3, 32, 32)
     else:
         raise SystemExit(f"unknown model {model!r}")
-    return net, TorchTarget(net, input_shape=shape, num_classes=10, name=model, device="cpu"), x, y
+    # the reference gets the model as a user hands it over (PyTorch's default layout); aisec's target may switch
+    # its own copy to channels-last (aisec.targets.torch), which --reference-layout channels-last gives the
+    # reference too, to separate that gain from the ensemble's own
+    ref = copy.deepcopy(net)
+    if layout == "channels-last":
+        ref = ref.to(memory_format=torch.channels_last)
+    return ref, TorchTarget(net, input_shape=shape, num_classes=10, name=model, device="cpu",
+                            memory_format="auto"), x, y  # as aisec loads a model file
 
 
 def main() -> None:
@@ -113,6 +122,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--queries", type=int, default=5000)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--reference-layout", default="as-given", choices=["as-given", "channels-last"],
+                    help="the memory layout of the reference's model (aisec's target picks its own)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -136,7 +147,7 @@ def main() -> None:
           "| time ratio |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for model in args.models.split(","):
-        net, target, x, y = build(model, args.n)
+        net, target, x, y = build(model, args.n, args.reference_layout)
         eps = args.eps if args.eps is not None else (DEFAULT_EPS[model] if args.norm == "linf" else 1.0)
         pgd = run_attack("pgd", target, x, y, {"eps": eps, "norm": args.norm, "steps": args.steps,
                                                "step_size": 2.5 * eps / args.steps}, batch_size=len(y))

@@ -94,7 +94,7 @@ def _load_model(plan_model: Any, data: Dataset) -> Target:
             module, input_shape=input_shape, num_classes=num_classes, name=m.path,
             class_names=data.info.classes if len(data.info.classes) == num_classes else None,
             normalization=m.normalization, value_range=value_range, device=m.device,
-            digest=file_sha256(f) if f else None, modality=data.info.modality,
+            digest=file_sha256(f) if f else None, modality=data.info.modality, memory_format="auto",
         )
     return load_target(
         m.path, arch=m.arch, arch_kwargs=m.arch_kwargs, input_shape=input_shape,

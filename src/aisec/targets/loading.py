@@ -49,7 +49,7 @@ from aisec.core.safety import resolve_class
 from aisec.core.target import Normalization, Target
 from aisec.core.types import Modality
 from aisec.targets.sklearn import ProbaTarget
-from aisec.targets.torch import TorchTarget
+from aisec.targets.torch import MemoryFormat, TorchTarget
 
 __all__ = ["META_ARCH", "META_ARCH_KWARGS", "ZOO_ARCHS", "ArchitectureError", "load_target", "resolve_arch"]
 
@@ -178,7 +178,10 @@ def load_target(
                 f"a query budget ({query_budget}) applies to black-box targets, but this model is a "
                 "white-box torch module whose queries cannot be capped; drop query_budget"
             )
-        target: TorchTarget | ProbaTarget = TorchTarget(obj, name=label, digest=digest, **torch_opts)
+        # a module aisec loaded from a file has no other holder: it may pick the faster memory layout
+        layout: MemoryFormat = "contiguous" if obj is model else "auto"
+        target: TorchTarget | ProbaTarget = TorchTarget(obj, name=label, digest=digest, memory_format=layout,
+                                                        **torch_opts)
     elif hasattr(obj, "predict_proba"):
         if normalization is not None:
             raise ConfigError(
