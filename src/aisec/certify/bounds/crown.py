@@ -10,8 +10,10 @@ upper bound), else the window's largest upper bound as a constant. A coefficient
 layer's output passes back through each layer (``A W`` for affine layers; the matching line, by the
 sign of each coefficient, for nonlinear ones) to the input, where the box gives the bound in closed
 form. The pre-activation intervals of every nonlinear layer come the same way, from its own backward
-pass with the identity as ``A`` (so the cost is quadratic in the depth); intermediate bounds are
-computed in slices of neurons to cap memory.
+pass with the identity as ``A`` (so the cost is quadratic in the depth) — except right after another
+nonlinear layer (a max-pool after a ReLU), where the interval map of that layer's bounds is at least as
+tight (the backward pass would relax the ReLU's lower side to ``α x``, below 0) and far cheaper;
+intermediate bounds are computed in slices of neurons to cap memory.
 
 Hand-written, not auto_LiRPA (it does not install beside torch 2.13; see :mod:`aisec.certify.bounds.ibp`).
 """
@@ -100,16 +102,16 @@ def _backward(net: Network, k: int, a: torch.Tensor, relax: dict[int, Relaxation
 
 
 def _layer_bounds(net: Network, k: int, relax: dict[int, Relaxation], lo: torch.Tensor, hi: torch.Tensor,
-                  ibp: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+                  ibp: tuple[torch.Tensor, torch.Tensor], skip_stable: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Lower and upper bounds of the input of ``net.ops[k]``, one backward pass per slice of its neurons.
 
-    Before a ReLU, only the units that are unstable for some sample by the (sound, cheaper) interval bounds
-    ``ibp`` get a backward pass: a stable unit's relaxation is exact whatever its bounds, so its IBP
-    bounds are kept.
+    Before a ReLU whose output bounds nothing else needs (``skip_stable``), only the units that are unstable
+    for some sample by the (sound, cheaper) interval bounds ``ibp`` get a backward pass: a stable unit's
+    relaxation is exact whatever its bounds, so its IBP bounds are kept.
     """
     shape = net.shapes[k]
     ibp_lo, ibp_hi = (t.flatten(1) for t in ibp)
-    if isinstance(net.ops[k], Relu):
+    if skip_stable and isinstance(net.ops[k], Relu):
         rows = torch.nonzero(((ibp_lo < 0) & (ibp_hi > 0)).any(0)).flatten()
     else:
         rows = torch.arange(ibp_lo.shape[1], device=lo.device)
@@ -131,10 +133,16 @@ def _layer_bounds(net: Network, k: int, relax: dict[int, Relaxation], lo: torch.
 def crown_margin_bounds(net: Network, lo: torch.Tensor, hi: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Lower bounds ``(B, K)`` on ``z_y - z_j`` over the box ``lo <= x <= hi`` (column ``y`` is 0)."""
     relax: dict[int, Relaxation] = {}
+    pre: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     intervals = interval_bounds(net, lo, hi)
     for k, op in enumerate(net.ops):
         if isinstance(op, Relu | MaxPool):
-            pre_lo, pre_hi = _layer_bounds(net, k, relax, lo, hi, intervals[k])
+            if k - 1 in pre:  # right after a nonlinear layer: its interval map of its own bounds is as tight
+                pre_lo, pre_hi = net.ops[k - 1].interval(*pre[k - 1])
+            else:
+                feeds_nonlinear = k + 1 < len(net.ops) and isinstance(net.ops[k + 1], Relu | MaxPool)
+                pre_lo, pre_hi = _layer_bounds(net, k, relax, lo, hi, intervals[k], skip_stable=not feeds_nonlinear)
+            pre[k] = (pre_lo, pre_hi)
             relax[k] = (_relu_relaxation(pre_lo, pre_hi) if isinstance(op, Relu)
                         else _maxpool_relaxation(op, pre_lo, pre_hi))
     a = margin_spec(y, net.num_outputs, dtype=lo.dtype).to(lo.device)
