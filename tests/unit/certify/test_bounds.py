@@ -85,10 +85,13 @@ def test_attack_results_turn_samples_into_counterexamples(ibp_trained) -> None: 
     assert all((c.status[:5] == "counterexample").all() for c in certs)
     assert certs[0].params["attack_results"] is True
     per_radius = np.zeros((2, 20), dtype=bool)
-    per_radius[1, 7] = True
-    certs = certify_bounds("crown", target, x, y, "linf", [0.0, 0.01], {"broken": per_radius})
-    assert certs[1].status[7] == "counterexample"
-    assert (certs[0].notes == [] and "outside the ball" in certs[1].notes[0]) or certs[1].notes == []
+    correct = int(np.flatnonzero((target.predict(x).argmax(1) == y).numpy())[0])
+    per_radius[1, correct] = True  # an "attack" that broke a sample at eps 0, where the bound is the margin itself
+    certs = certify_bounds("crown", target, x, y, "linf", [0.01, 0.0], {"broken": per_radius})
+    assert certs[1].status[correct] == "counterexample" and certs[0].status[correct] != "counterexample"
+    assert certs[0].notes == [] and "outside the ball" in certs[1].notes[0]
+    with pytest.raises(ConfigError, match="no samples"):
+        certify_bounds("ibp", target, x[:0], y[:0], "linf", [0.01], {})
     with pytest.raises(ConfigError, match="one boolean per sample"):
         certify_bounds("ibp", target, x, y, "linf", [0.01], {"broken": np.zeros(3, dtype=bool)})
     with pytest.raises(ConfigError, match="booleans"):

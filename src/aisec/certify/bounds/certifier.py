@@ -93,6 +93,8 @@ def certify_bounds(method: str, target: Target, x: torch.Tensor, y: torch.Tensor
                           "'smoothing' certifier for l2)")
     if any(not np.isfinite(r) or r < 0 for r in radii):
         raise ConfigError(f"radii (eps) must be finite and >= 0, got {list(radii)}")
+    if x.shape[0] == 0:
+        raise ConfigError(f"the '{method}' certifier was given no samples; pass at least one input")
     check_inputs(target.spec, x)
     if y.ndim != 1 or y.shape[0] != x.shape[0]:
         raise ShapeError(f"labels have shape {tuple(y.shape)}; expected ({x.shape[0]},), one per input")
