@@ -89,10 +89,9 @@ def _backward(net: Network, k: int, a: torch.Tensor, relax: dict[int, Relaxation
         if isinstance(op, Affine):
             a, b = op.backward(a)
         elif isinstance(op, Relu):
-            alpha, s, t = (r.unsqueeze(1) for r in relax[i])
-            pos, neg = a.clamp(min=0), a.clamp(max=0)
-            b = (neg * t).flatten(2).sum(2)
-            a = pos * alpha + neg * s
+            alpha, s, t = relax[i]
+            b = torch.einsum("bsn,bn->bs", a.clamp(max=0).flatten(2), t.flatten(1))
+            a = a * torch.where(a > 0, alpha.unsqueeze(1), s.unsqueeze(1))  # the line that bounds from below
         elif isinstance(op, MaxPool):
             a, b = _maxpool_backward(op, a, relax[i])
         else:  # pragma: no cover - read_module builds only these

@@ -20,8 +20,9 @@ def margin_spec(y: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.fl
 def concretize(a: torch.Tensor, bias: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     """``min over lo <= x <= hi of A x + bias`` per row: ``A⁺ lo + A⁻ hi + bias``. ``A`` is ``(B, S, *shape)``,
     ``lo``/``hi`` are ``(B, *shape)``; the result ``(B, S)``."""
-    lo_, hi_ = lo.unsqueeze(1), hi.unsqueeze(1)
-    return (a.clamp(min=0) * lo_ + a.clamp(max=0) * hi_).flatten(2).sum(2) + bias
+    flat = a.flatten(2)  # A⁺ lo + A⁻ hi = A mid - |A| rad
+    mid, rad = ((lo + hi) / 2).flatten(1), ((hi - lo) / 2).flatten(1)
+    return torch.einsum("bsn,bn->bs", flat, mid) - torch.einsum("bsn,bn->bs", flat.abs(), rad) + bias
 
 
 def excluding_true(margins: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

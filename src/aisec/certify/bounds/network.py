@@ -79,7 +79,7 @@ class Affine(Op):
     def backward(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(A W, A b)`` for coefficients ``A`` of shape ``(B, S, *out_shape)`` on this layer's output."""
         b, s = a.shape[:2]
-        bias = (a * self.offset(a).unsqueeze(1)).flatten(2).sum(2)
+        bias = a.flatten(2) @ self.offset(a).flatten()
         if self.weight is not None:
             return a @ self.weight(), bias
         if self.transpose is not None:
