@@ -17,9 +17,14 @@ def _net(kind: str, seed: int) -> nn.Sequential:
     if kind == "mlp":
         net = nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU(), nn.BatchNorm1d(12), nn.Linear(12, 8), nn.ReLU(),
                             nn.Linear(8, 4))
-    else:
+    elif kind == "cnn":
         net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.MaxPool2d(2),
                             nn.Conv2d(3, 4, 2, stride=1), nn.ReLU(), nn.AvgPool2d(1), nn.Flatten(), nn.Linear(4, 4))
+    elif kind == "conv1d":  # rows of the 4x4 input as a 4-channel sequence; autograd's transpose of Conv1d
+        net = nn.Sequential(nn.Flatten(1, 2), nn.Conv1d(4, 5, 2), nn.ReLU(), nn.Flatten(), nn.Linear(15, 4))
+    else:  # 'same' padding and adaptive pooling: the transposes by autograd
+        net = nn.Sequential(nn.Conv2d(1, 3, 3, padding="same", stride=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                            nn.Conv2d(3, 4, 2, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(16, 4))
     for m in net:
         if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
             m.running_mean.uniform_(-0.3, 0.3)
@@ -33,8 +38,9 @@ def _margins(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return z.gather(1, y.view(-1, 1)) - z
 
 
-@settings(max_examples=12, deadline=None, derandomize=True)
-@given(kind=st.sampled_from(["mlp", "cnn"]), seed=st.integers(0, 10_000), eps=st.floats(0.0, 0.3))
+@settings(max_examples=16, deadline=None, derandomize=True)
+@given(kind=st.sampled_from(["mlp", "cnn", "conv1d", "adaptive"]), seed=st.integers(0, 10_000),
+       eps=st.floats(0.0, 0.3))
 def test_no_point_in_the_ball_has_a_margin_below_the_bound(kind: str, seed: int, eps: float) -> None:
     net = _net(kind, seed)
     chain = read_module(net, (1, 4, 4))
