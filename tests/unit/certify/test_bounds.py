@@ -135,6 +135,17 @@ def test_unsupported_layers_are_named() -> None:
 
     with pytest.raises(CapabilityError, match="not a chain"):
         read_module(Residual(), (4,))
+
+    class Sliced(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(4, 6)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.a(x)[:, :3]  # type: ignore[no-any-return]
+
+    with pytest.raises(CapabilityError, match="getitem"):
+        read_module(Sliced(), (4,))
     with pytest.raises(CapabilityError, match="padding"):
         net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2, padding=1), nn.Flatten(), nn.Linear(32, 2))
         target = TorchTarget(net, input_shape=(1, 8, 8), num_classes=2, device="cpu")

@@ -271,8 +271,8 @@ def _traced(module: nn.Module, name: str) -> list[tuple[str, nn.Module]]:
             if node.args[0] is not current:
                 raise _unsupported(label, "a forward whose output is not its last layer's")
             continue
-        if node.target in _SHAPE_HELPERS:
-            continue  # x.shape, x.size(0), x.shape[0]: arguments of a reshape
+        if node.target in _SHAPE_HELPERS and not (node.target is operator.getitem and node.args[0] is current):
+            continue  # x.shape, x.size(0), x.shape[0]: arguments of a reshape (but x[...] slices the tensor)
         if not node.args or node.args[0] is not current:
             raise _unsupported(qual, "a layer that does not take the previous layer's output: the network is not "
                                      "a chain (skip connections and branches are not supported)")
