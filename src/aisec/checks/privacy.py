@@ -106,6 +106,12 @@ class PrivacyParams(BaseModel):
     samples: int | None = Field(
         default=5000, ge=2, description="At most this many members and this many non-members (seeded random subset)."
     )
+    members: Any = Field(
+        default=None,
+        description="The model's training records when they are not the assessed data (a threat-model plan "
+                    "evaluates on test data): a source ('digits' / {source, options}) or a Dataset; default: "
+                    "the data given.",
+    )
     nonmembers: Any = Field(
         default=None,
         description="Held-out records: a source ('digits' / {source, options}) or a Dataset; default: the "
@@ -140,7 +146,7 @@ class PrivacyParams(BaseModel):
             return [{"name": a} if isinstance(a, str) else a for a in v]
         return v
 
-    @field_validator("nonmembers", "population", mode="before")
+    @field_validator("members", "nonmembers", "population", mode="before")
     @classmethod
     def _source(cls, v: Any) -> Any:
         if v is None or _is_dataset(v):
@@ -162,7 +168,7 @@ class PrivacyParams(BaseModel):
             raise ValueError(f"each FPR must lie in (0, 1), got {v}")
         return sorted(set(v))
 
-    @field_serializer("nonmembers", "population")
+    @field_serializer("members", "nonmembers", "population")
     def _ser_source(self, v: Any) -> Any:
         if v is None:
             return None
@@ -395,6 +401,8 @@ class PrivacyCheck:
     ) -> Result:
         t0 = time.perf_counter()
         spec = target.spec
+        if params.members is not None:
+            data = load_source(params.members) if isinstance(params.members, DataSource) else params.members
         require_same_classes(target, data, role="member dataset")
         attacks = self._attacks(target, params)
         x_in_all, y_in_all = take(data)

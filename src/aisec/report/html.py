@@ -34,7 +34,7 @@ def render(run: Run, banner: str | None = None) -> str:
     """The page; ``banner`` (e.g. "re-rendered from result.json ...") heads it when given."""
     _load_sections()
     head = [f'<div class="warn banner" id="rerendered">{escape(banner)}</div>'] if banner else []
-    parts = [*head, executive_summary(run), *_sections_of(run)]
+    parts = [*head, executive_summary(run), *residual_section(run), *_sections_of(run)]
     for other in run.related:  # e.g. the demo's over-fitted and regularised privacy models, side by side
         folder = other.out.relative_to(run.out) if other.out and run.out else None
         link = f' · <a href="{folder}/report.html">its own report</a>' if folder else ""
@@ -55,6 +55,20 @@ def render(run: Run, banner: str | None = None) -> str:
         resource=first.resource if first else None, env=first.environment if first else None,
         threats=sorted({t for r in run.results for t in r.threats}),
     )
+
+
+def residual_section(run: Run) -> list[str]:
+    """The residual-risk table of a threat-model run (none for other runs)."""
+    from aisec.threats.kb import load_release
+    from aisec.threats.residual import residual_risk
+
+    risk = run.residual if run.residual is not None else residual_risk(run)
+    if risk is None:
+        return []
+    rel = load_release()
+    rationale = run.plan.rationale if run.plan is not None else []
+    return [render_template("residual.html.j2", risk=risk, rationale=rationale,
+                            atlas=f"release {rel.release}, {rel.tag}")]
 
 
 def input_note(run: Run) -> str | None:
