@@ -1,9 +1,10 @@
 """Privacy check: does the model leak which records it was trained on?
 
-The check's dataset is the **member** set (records the model was trained on); ``nonmembers`` are
-held-out records of the same distribution. When the members come from a built-in dataset's split
-(all of them inside, e.g., the digits train split), the complementary split is the default
-non-member set; otherwise ``nonmembers`` must be given.
+The check's dataset is the **member** set (records the model was trained on; ``members`` names them
+apart when the assessed data is other, as in a threat-model plan); ``nonmembers`` are held-out records
+of the same distribution. When the members come from a built-in dataset's split (all of them inside,
+e.g., the digits train split), the complementary split is the default non-member set; otherwise
+``nonmembers`` must be given.
 
 Membership-inference attacks (:mod:`aisec.attacks.inference`) score every member and non-member;
 :mod:`aisec.metrics.membership` turns the scores into ROC AUC, balanced accuracy and TPR at 0.1% and

@@ -224,7 +224,8 @@ def _poisoning(row: RiskRow, result: Result, tm: dict[str, Any]) -> None:
     row.result = (f"backdoor attack success {m.value:.0%}" + (f" (95% CI {row.ci[0]:.0%}-{row.ci[1]:.0%})" if row.ci
                                                                else "") + f" with {rate:.1%} of the training data")
     least = next((x for x in result.measurements if x.metric == "poisoning.min_poison_rate"), None)
-    row.poison_share = least.value if least is not None and math.isfinite(least.value) else None
+    reached = least is not None and bool(least.parameters.get("reached")) and math.isfinite(least.value)
+    row.poison_share = least.value if least is not None and reached else None
     row.seconds = result.seconds
     row.cost = (f"the backdoor takes hold at {row.poison_share:.1%} of the training data" if row.poison_share
                 is not None else f"no swept rate up to {rate:.1%} reached the success threshold")
