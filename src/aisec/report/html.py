@@ -66,9 +66,7 @@ def residual_section(run: Run) -> list[str]:
     if risk is None:
         return []
     rel = load_release()
-    rationale = run.plan.rationale if run.plan is not None else []
-    return [render_template("residual.html.j2", risk=risk, rationale=rationale,
-                            atlas=f"release {rel.release}, {rel.tag}")]
+    return [render_template("residual.html.j2", risk=risk, atlas=f"release {rel.release}, {rel.tag}")]
 
 
 def input_note(run: Run) -> str | None:

@@ -83,9 +83,8 @@ def residual_lines(run: Run) -> list[str]:
         mit = "; ".join([f"in place: {m}" for m in r.in_place] + [f"recommended: {m}" for m in r.recommended])
         cells = [f"{r.threat} {r.name}", r.status, r.measured or "", result, r.reliability or "", r.cost or "", mit]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
-    if run.plan is not None and run.plan.rationale:
-        lines += ["", "Why the plan chose what it ran:", ""]
-        lines += [f"- {r.check + ': ' if r.check else ''}{r.choice} — {r.because}" for r in run.plan.rationale]
+    if risk.rationale:
+        lines += ["", "Why the plan chose what it ran:", "", *[f"- {line}" for line in risk.rationale]]
     return [*lines, ""]
 
 

@@ -54,6 +54,8 @@ class ResidualRisk(BaseModel):
     knowledge: str
     access: str
     rows: list[RiskRow]
+    rationale: list[str] = Field(default_factory=list)
+    """Why the plan chose what it ran, one line per choice (``check: choice — because [threat ids]``)."""
 
 
 def residual_risk(run: Run) -> ResidualRisk | None:
@@ -99,7 +101,12 @@ def residual_risk(run: Run) -> ResidualRisk | None:
         rows.append(row)
     return ResidualRisk(threat_model=str(tm.get("name", "")), goals=list(attacker.get("goals", [])),
                         knowledge=str(attacker.get("knowledge", "")), access=str(system.get("access", "")),
-                        rows=rows)
+                        rows=rows, rationale=[_line(r) for r in rationale])
+
+
+def _line(r: dict[str, Any]) -> str:
+    ids = f" [{', '.join(r['threats'])}]" if r["threats"] else ""
+    return f"{r['check'] + ': ' if r['check'] else ''}{r['choice']} — {r['because']}{ids}"
 
 
 def _mitigations(t: ThreatEntry, system: dict[str, Any], defence: str | None) -> tuple[list[str], list[str]]:
