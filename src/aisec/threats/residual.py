@@ -203,7 +203,10 @@ def _robustness(row: RiskRow, t: ThreatEntry, result: Result, summary: dict[str,
     queries, seconds = worst.get("queries"), worst.get("seconds")
     row.seconds = float(seconds) if seconds is not None else None
     if queries and n:
-        qpi = float(queries) / n
+        # a fixed-eps attack runs once per eps of the grid, a minimum-norm one once: the curve's queries are
+        # the sum over its runs, and the attacker makes one run, at the budget
+        runs = len(worst.get("points") or [1]) if worst.get("kind") == "fixed_eps" else 1
+        qpi = float(queries) / (n * runs)
         row.queries_per_input = qpi
         budget_q = (worst.get("params") or {}).get("max_queries")
         who = f"an attacker with {int(budget_q):,} queries per input" if budget_q else "an attacker"

@@ -90,3 +90,30 @@ def test_rows_cover_every_goal_and_say_why_nothing_ran() -> None:
     assert risk is not None
     assert {"AML.T0020", "AML.T0043.004", "AML.T0024.000", "AML.T0024.002"} <= {r.threat for r in risk.rows}
     assert all(r.status == "not tested" and r.why_not for r in risk.rows)
+
+
+def test_a_fixed_eps_attack_counts_the_queries_of_one_run_at_the_budget() -> None:
+    """Square runs once per eps of the grid: the curve's queries are their sum, the attacker pays for one run."""
+    from aisec.core.check import DictSummary
+
+    tm = ThreatModel.parse({
+        "name": "e", "system": {"modality": "image", "access": "scores", "deployment": "cloud-api"},
+        "attacker": {"goals": ["evasion-untargeted"], "knowledge": "black",
+                     "capabilities": {"perturbation": {"domain": "linf", "budget": 0.1}, "query_budget": 1000}},
+        "model": "digits-cnn", "data": "digits"})
+    pts = [{"eps": e, "robust_accuracy": ra, "success_rate": 1 - ra, "ci": {"low": ra - 0.1, "high": ra + 0.05}}
+           for e, ra in ((0.025, 0.9), (0.05, 0.7), (0.1, 0.5))]
+    curves = [{"attack": "square", "norm": "linf", "kind": "fixed_eps", "targeted": False, "points": pts,
+               "queries": 3 * 10 * 600, "seconds": 9.0, "params": {"max_queries": 1000}},
+              {"attack": "hopskipjump", "norm": "linf", "kind": "min_norm", "targeted": False,
+               "points": [{**p, "robust_accuracy": 0.8} for p in pts], "queries": 10 * 900, "seconds": 3.0,
+               "params": {"max_queries": 1000}}]
+    summary = DictSummary.of({"samples": 10, "curves": curves, "reliability": {"reliable": True, "flags": []}})
+    run = Run(run_id="r", plan=plan_for(tm), target=None, data=None,  # type: ignore[arg-type]
+              results=[Result(check="robustness", measurements=[], params={}, summary=summary)])
+    risk = residual_risk(run)
+    assert risk is not None
+    row = next(r for r in risk.rows if r.threat == "AML.T0043.001")
+    assert row.value == 0.5 and "square" in (row.measured or "")  # the strongest attack at eps 0.1
+    assert row.queries_per_input == 600 and row.reliability == "reliable (no flag raised)"
+    assert "an attacker with 1,000 queries per input succeeds on 50%" in (row.result or "")

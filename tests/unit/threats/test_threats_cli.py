@@ -88,6 +88,7 @@ def test_assess_threat_model_end_to_end(tm_file: Path, tmp_path: Path) -> None:
     assert hsj["ci"] == pytest.approx([ev[0]["interval"]["low"], ev[0]["interval"]["high"]])
     assert hsj["n"] == 8 and 0 < hsj["queries_per_input"] <= 30  # the budget per input is never exceeded
     curve = next(c for c in result["checks"]["robustness"]["summary"]["curves"] if c["attack"] == "hopskipjump")
+    assert curve["kind"] == "min_norm"  # one run for the whole grid: its queries are the attacker's
     assert hsj["queries_per_input"] == pytest.approx(curve["queries"] / 8)
     assert "an attacker with 30 queries per input succeeds on" in hsj["result"]
     assert "min per input at 60 queries/min" in hsj["cost"] and "EUR per input" in hsj["cost"]
