@@ -81,7 +81,8 @@ def residual_lines(run: Run) -> list[str]:
     for r in risk.rows:
         result = r.result or (f"not tested: {r.why_not}" if r.why_not else "")
         mit = "; ".join([f"in place: {m}" for m in r.in_place] + [f"recommended: {m}" for m in r.recommended])
-        cells = [f"{r.threat} {r.name}", r.status, r.measured or "", result, r.reliability or "", r.cost or "", mit]
+        head = f"{r.threat} {r.name}" + "".join(f"<br>{s}" for s in r.standards)
+        cells = [head, r.status, r.measured or "", result, r.reliability or "", r.cost or "", mit]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     if risk.rationale:
         lines += ["", "Why the plan chose what it ran:", "", *[f"- {line}" for line in risk.rationale]]

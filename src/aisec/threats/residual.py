@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from aisec.threats.kb import ThreatEntry, load_kb, mitigation_name
+from aisec.threats.kb import ThreatEntry, load_kb, load_standards, mitigation_name
 
 if TYPE_CHECKING:
     from aisec.core.check import Result
@@ -46,6 +46,8 @@ class RiskRow(BaseModel):
     recommended: list[str] = Field(default_factory=list)
     why_not: str | None = None
     rationale: list[str] = Field(default_factory=list)
+    standards: list[str] = Field(default_factory=list)
+    """Clauses this threat speaks to (``standards.yaml``, each row sourced): ``EU AI Act Art. 15 15(5) ...``."""
 
 
 class ResidualRisk(BaseModel):
@@ -87,6 +89,7 @@ def residual_risk(run: Run) -> ResidualRisk | None:
         row = RiskRow(threat=t.id, name=t.name, family=t.family, status="not tested",
                       rationale=[f"{r['choice']} <- {r['because']}" for r in rationale if t.id in r["threats"]])
         row.in_place, row.recommended = _mitigations(t, system, defence)
+        row.standards = [f"{s.standard} {s.clause}" for s in load_standards().rows if t.id in s.threats]
         if t.id in out_of_scope:
             row.status, row.why_not = "out of scope", out_of_scope[t.id]
         elif not t.checks:

@@ -99,14 +99,16 @@ def test_assess_threat_model_end_to_end(tm_file: Path, tmp_path: Path) -> None:
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "Residual risk: threat model “label-only kiosk”" in html and "out of scope" in html
     assert '## Residual risk: threat model "label-only kiosk"' in md
-    assert "| AML.T0043.001 Black-Box Optimization | measured |" in md
+    row = "| AML.T0043.001 Black-Box Optimization<br>EU AI Act Art. 15 15(5) adversarial examples (model evasion) |"
+    assert f"{row} measured |" in md
+    assert hsj["standards"] == ["EU AI Act Art. 15 15(5) adversarial examples (model evasion)"]
     assert "hopskipjump, 30 queries per input — black-box labels access" in md  # why, in the report too
     plan = yaml.safe_load((out / "plan.yaml").read_text(encoding="utf-8"))
     assert plan["rationale"] and plan["threat_model"]["name"] == "label-only kiosk"
     # a re-rendered report (aisec report) keeps the residual-risk table as written
     res = CliRunner().invoke(main, ["report", str(out), "--out", str(tmp_path / "again")])
     assert res.exit_code == 0, res.output
-    assert "| AML.T0043.001 Black-Box Optimization | measured |" in (tmp_path / "again" / "report.md").read_text()
+    assert f"{row} measured |" in (tmp_path / "again" / "report.md").read_text()
     # the certification graph gains the threat model, linked from the run and to the threats it considers
     from aisec.graph import build_graph
     from aisec.store import open_store
