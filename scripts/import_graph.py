@@ -25,7 +25,7 @@ LAYERS: dict[str, int] = {
     "data": 1, "targets": 1, "models": 1,
     "attacks": 2, "metrics": 2, "explain": 2, "detect": 2, "defences": 2, "certify": 2,
     "checks": 3,
-    "policy": 4, "store": 4, "report": 4, "export": 4, "graph": 4,
+    "policy": 4, "store": 4, "report": 4, "export": 4, "graph": 4, "threats": 4,
     "api": 5,
     "campaigns": 6, "demo": 6, "testing": 6,
     "cli": 7, "web": 7,

@@ -539,8 +539,12 @@ def record_result(
 
 
 def finish_run(run: Run) -> Run:
-    """End the run: judge its policy (once, see :func:`judge`) and write ``result.json`` and the reports."""
+    """End the run: judge its policy (once, see :func:`judge`), read a threat-model run's residual risk
+    (:func:`aisec.threats.residual.residual_risk`) and write ``result.json`` and the reports."""
+    from aisec.threats.residual import residual_risk
+
     judge(run)
+    run.residual = residual_risk(run)
     write_reports(run)
     return run
 

@@ -1,9 +1,10 @@
 """Privacy check: does the model leak which records it was trained on?
 
-The check's dataset is the **member** set (records the model was trained on); ``nonmembers`` are
-held-out records of the same distribution. When the members come from a built-in dataset's split
-(all of them inside, e.g., the digits train split), the complementary split is the default
-non-member set; otherwise ``nonmembers`` must be given.
+The check's dataset is the **member** set (records the model was trained on; ``members`` names them
+apart when the assessed data is other, as in a threat-model plan); ``nonmembers`` are held-out records
+of the same distribution. When the members come from a built-in dataset's split (all of them inside,
+e.g., the digits train split), the complementary split is the default non-member set; otherwise
+``nonmembers`` must be given.
 
 Membership-inference attacks (:mod:`aisec.attacks.inference`) score every member and non-member;
 :mod:`aisec.metrics.membership` turns the scores into ROC AUC, balanced accuracy and TPR at 0.1% and
@@ -106,6 +107,12 @@ class PrivacyParams(BaseModel):
     samples: int | None = Field(
         default=5000, ge=2, description="At most this many members and this many non-members (seeded random subset)."
     )
+    members: Any = Field(
+        default=None,
+        description="The model's training records when they are not the assessed data (a threat-model plan "
+                    "evaluates on test data): a source ('digits' / {source, options}) or a Dataset; default: "
+                    "the data given.",
+    )
     nonmembers: Any = Field(
         default=None,
         description="Held-out records: a source ('digits' / {source, options}) or a Dataset; default: the "
@@ -140,7 +147,7 @@ class PrivacyParams(BaseModel):
             return [{"name": a} if isinstance(a, str) else a for a in v]
         return v
 
-    @field_validator("nonmembers", "population", mode="before")
+    @field_validator("members", "nonmembers", "population", mode="before")
     @classmethod
     def _source(cls, v: Any) -> Any:
         if v is None or _is_dataset(v):
@@ -162,7 +169,7 @@ class PrivacyParams(BaseModel):
             raise ValueError(f"each FPR must lie in (0, 1), got {v}")
         return sorted(set(v))
 
-    @field_serializer("nonmembers", "population")
+    @field_serializer("members", "nonmembers", "population")
     def _ser_source(self, v: Any) -> Any:
         if v is None:
             return None
@@ -395,6 +402,8 @@ class PrivacyCheck:
     ) -> Result:
         t0 = time.perf_counter()
         spec = target.spec
+        if params.members is not None:
+            data = load_source(params.members) if isinstance(params.members, DataSource) else params.members
         require_same_classes(target, data, role="member dataset")
         attacks = self._attacks(target, params)
         x_in_all, y_in_all = take(data)

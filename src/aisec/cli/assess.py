@@ -122,6 +122,9 @@ def _with_check_flags(cmd: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.command("assess")
 @click.option("--plan", "plan_file", type=click.Path(dir_okay=False), help="YAML plan; flags override it.")
+@click.option("--threat-model", "threat_model", type=click.Path(dir_okay=False),
+              help="Threat-model YAML: run the plan that tests it (see `aisec plan --threat-model`); the report "
+              "adds the residual risk per threat. Flags override it.")
 @click.option("-m", "--model", help="Model file or built-in name (digits-cnn, lenet5-mnist, lenet5-mnist-adv).")
 @click.option("--arch", help="Architecture for weights files: package.module:Class or digits-cnn/lenet5.")
 @click.option(
@@ -177,7 +180,8 @@ def _with_check_flags(cmd: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @_with_check_flags
-def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, policy_file: str | None,
+def assess(plan_file: str | None, threat_model: str | None, as_json: bool, quiet: bool, out: str | None,
+           policy_file: str | None,
            store_url: str | None, no_store: bool, allow_module: tuple[str, ...], allow_outside_paths: bool,
            resume_dir: str | None, overwrite: bool, **flags: Any) -> None:
     """Assess a model: run checks, write evidence.jsonl, samples/ and report.html."""
@@ -191,10 +195,13 @@ def assess(plan_file: str | None, as_json: bool, quiet: bool, out: str | None, p
             raise click.UsageError("--resume DIR takes the run's own plan (DIR/plan.yaml): give it alone "
                                    "(with --store/--no-store/--policy/--json/-q if needed)")
         plan_file, out = str(Path(resume_dir) / "plan.yaml"), resume_dir
+    if threat_model and plan_file:
+        raise click.UsageError("--threat-model writes its own plan: give it or --plan, not both "
+                               "(`aisec plan --threat-model` writes that plan to a file you can edit)")
     if no_store and store_url and os.environ.get("AISEC_STORE_URL") != store_url:
         raise click.UsageError("--store and --no-store contradict each other; give one")
     with allow_modules(allow_module):  # recipes are resolved while the plan is validated
-        plan = _plan_from(plan_file, flags)
+        plan = _plan_from(plan_file, flags, threat_model=threat_model)
     data_warnings = _data_warnings(plan)  # said once the run has worked (an error stays one clear line)
     out_dir = out or "aisec-report"
     _check_writable(out_dir)
@@ -377,11 +384,17 @@ def _finite(values: list[float] | None, flag: str) -> list[float] | None:
     return values
 
 
-def _plan_from(plan_file: str | None, f: dict[str, Any]) -> Plan:
-    """The plan the flags ``f`` describe, on top of ``plan_file`` when given (flags win)."""
+def _plan_from(plan_file: str | None, f: dict[str, Any], *, threat_model: str | None = None) -> Plan:
+    """The plan the flags ``f`` describe, on top of ``plan_file`` or the plan of ``threat_model`` (flags win)."""
     raw: dict[str, Any] = {}
     if plan_file:
         raw = Plan.from_yaml(plan_file).model_dump(mode="json")
+    elif threat_model:
+        from aisec.threats.model import ThreatModel
+        from aisec.threats.planner import plan_for
+
+        raw = plan_for(ThreatModel.from_yaml(threat_model), model=f["model"] or None,
+                       data=f["data"] or None).model_dump(mode="json")
     model = dict(raw.get("model", {}))
     if f["model"]:
         model["path"] = f["model"]
@@ -440,4 +453,7 @@ def _plan_from(plan_file: str | None, f: dict[str, Any]) -> Plan:
         plan["seed"] = f["seed"]
     if raw.get("target_of_evaluation_id"):
         plan["target_of_evaluation_id"] = raw["target_of_evaluation_id"]
-    return _parse_plan(plan, f, source=plan_file or "command line")
+    for key in ("threat_model", "rationale"):  # a threat-model plan keeps what it answers, and why
+        if raw.get(key):
+            plan[key] = raw[key]
+    return _parse_plan(plan, f, source=plan_file or threat_model or "command line")

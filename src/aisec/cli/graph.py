@@ -49,7 +49,7 @@ def _text(g: Any, ref: str | None) -> str:
     if ref:
         n = g.resolve(ref)
         lines = [f"{n.kind} {n.label}" + (f" [{n.attrs['verdict']}]" if "verdict" in n.attrs else "")]
-        for kind in ("toe", "model", "dataset", "run", "metric", "requirement", "threat", "mitigation"):
+        for kind in ("toe", "model", "dataset", "run", "metric", "requirement", "threat", "mitigation", "threat_model"):
             near = g.neighbours(n.id, kind=kind)
             if near:
                 lines.append(f"  {kind} ({len(near)}):")

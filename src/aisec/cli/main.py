@@ -23,6 +23,8 @@ from aisec.core.errors import AisecError
 #: command name -> "module:attribute" of its click command, in the order ``aisec --help`` lists them.
 COMMANDS: dict[str, str] = {
     "assess": "aisec.cli.assess:assess",
+    "plan": "aisec.cli.plan:plan",
+    "threats": "aisec.cli.threats:threats",
     "demo": "aisec.cli.demo:demo",
     "scan": "aisec.cli.scan:scan_command",
     "detect-backdoor": "aisec.cli.detect_backdoor:detect_backdoor",
@@ -38,6 +40,8 @@ COMMANDS: dict[str, str] = {
 #: one-line summaries for ``aisec --help`` without importing every command
 _SUMMARIES: dict[str, str] = {
     "assess": "Assess a model: run checks, write evidence.jsonl, samples/ and report.html.",
+    "plan": "Write the plan that tests a threat model (--threat-model FILE), with a reason per choice.",
+    "threats": "The threat knowledge base: list, or show one threat's checks and countermeasures.",
     "demo": "Train (cached) small CNNs on digits, assess them, write one report.",
     "scan": "Run black-box attacks over all samples and print a Counterfit-style summary.",
     "detect-backdoor": "Report suspected backdoor target classes and the samples that carry a trigger.",
@@ -118,7 +122,7 @@ def _debug(ctx: click.Context) -> bool:
     return bool(ctx.params.get("debug")) or os.environ.get("AISEC_DEBUG", "") not in ("", "0")
 
 
-_INPUT_OPTIONS = ("-m", "--model", "-d", "--data", "--plan", "--policy", "-o", "--out")
+_INPUT_OPTIONS = ("-m", "--model", "-d", "--data", "--plan", "--threat-model", "--policy", "-o", "--out")
 
 
 def _inputs(ctx: click.Context) -> str:

@@ -179,6 +179,18 @@ class DataRef(BaseModel):
         return v
 
 
+class Rationale(BaseModel):
+    """Why a plan made one choice: the check (None for the plan as a whole), what was chosen, and the
+    threat-model fact it follows from (written by :func:`aisec.threats.planner.plan_for`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    check: str | None = None
+    choice: str
+    because: str
+    threats: list[str] = Field(default_factory=list)
+
+
 def _default_checks() -> dict[str, dict[str, Any]]:
     return {"robustness": {}}
 
@@ -193,6 +205,13 @@ class Plan(BaseModel):
     checks: dict[str, dict[str, Any]] = Field(default_factory=_default_checks)
     seed: int = 0
     target_of_evaluation_id: str = DEFAULT_TOE
+    threat_model: dict[str, Any] | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="The threat model this plan tests (aisec.threats.ThreatModel, as written by `aisec plan "
+        "--threat-model`); the report's residual-risk section reads it.")
+    rationale: list[Rationale] = Field(
+        default_factory=list, exclude_if=lambda v: not v,
+        description="Why each choice of a threat-model plan was made (kept in the plan and shown in the report).")
 
     @field_validator("model", mode="before")
     @classmethod

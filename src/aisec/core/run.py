@@ -47,6 +47,9 @@ class Run:
     notes: dict[str, str] = field(default_factory=dict)
     #: the files the checks wrote under ``out/artefacts/``, each with its sha256 (listed in result.json)
     artefacts: list[ArtefactRef] = field(default_factory=list)
+    #: a threat-model run's residual risk per threat (aisec.threats.residual.ResidualRisk; typed loosely: the
+    #: threats wing sits above core), set when the run finishes
+    residual: Any = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -66,6 +69,7 @@ class Run:
             **({"input_scaling": scaling()} if (scaling := getattr(self.data, "scaling_record", None)) else {}),
             **({"verdict": self.verdict.model_dump(mode="json")} if self.verdict is not None else {}),
             **({"notes": dict(self.notes)} if self.notes else {}),
+            **({"residual_risk": self.residual.model_dump(mode="json")} if self.residual is not None else {}),
             **({"related": [r.summary() for r in self.related]} if self.related else {}),
         }
 

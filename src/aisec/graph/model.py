@@ -2,12 +2,14 @@
 
 Nodes (``kind``): ``toe`` (target of evaluation), ``model``, ``dataset``, ``run``, ``metric`` (one
 measurement, i.e. one evidence record), ``requirement`` (AIC4 criterion, AI Act Art. 15 clause),
-``threat`` (MITRE ATLAS technique) and ``mitigation`` (ATLAS mitigation). Edges::
+``threat`` (MITRE ATLAS technique), ``mitigation`` (ATLAS mitigation) and ``threat_model`` (the
+threat model a run answered, from its plan: ``aisec assess --threat-model``). Edges::
 
     model -part_of-> toe          run -assessed-> model         run -used-> dataset
     metric -produced_by-> run     metric -measures-> model
     metric -evidences-> requirement                   metric -tests-> threat
     mitigation -mitigates-> threat                    threat -subtechnique_of-> threat
+    run -answers-> threat_model                       threat_model -considers-> threat
 
 Requirement nodes carry the policy ``verdict`` when a :class:`~aisec.policy.rules.PolicyReport` is given.
 Exports: GraphML (hand-written, readable by networkx, yEd, Gephi) and JSON-LD.
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from aisec.policy.rules import PolicyReport
     from aisec.store import RunInfo
 
-NodeKind = Literal["toe", "model", "dataset", "run", "metric", "requirement", "threat", "mitigation"]
+NodeKind = Literal["toe", "model", "dataset", "run", "metric", "requirement", "threat", "mitigation", "threat_model"]
 ATLAS_URL = "https://atlas.mitre.org"
 VOCAB = "urn:aisec:vocab:"
 
@@ -105,9 +107,9 @@ class CertificationGraph(BaseModel):
         metric_ids = {n.id for n in self.of_kind("metric")}
         threats = set()
         for e in self.edges:
-            if e.source in metric_ids and e.kind in ("evidences", "tests"):
+            if (e.source in metric_ids and e.kind in ("evidences", "tests")) or e.kind == "considers":
                 keep.add(e.target)
-                if e.kind == "tests":
+                if e.kind in ("tests", "considers"):
                     threats.add(e.target)
         changed = True
         while changed:  # parents of kept threats, and mitigations of kept threats
@@ -218,7 +220,39 @@ def build_graph(
             if f"threat:{tid}" not in g.nodes:
                 g.add(Node(id=f"threat:{tid}", kind="threat", label=tid, attrs={"atlas_id": tid}))
             g.link(metric, f"threat:{tid}", "tests")
+    for row in runs:  # after the records, so a run's node carries their attributes
+        _threat_model_nodes(g, row)
     return g.prune() if prune else g
+
+
+def _threat_model_nodes(g: CertificationGraph, info: RunInfo) -> None:
+    """The threat model a run's plan answered: a node, linked from the run and to each threat it considers
+    (with why a threat was not tested, where the plan says so)."""
+    tm = (info.plan or {}).get("threat_model")
+    if not tm:
+        return
+    attacker, system = tm.get("attacker", {}), tm.get("system", {})
+    node = g.add(Node(id=f"threat_model:{tm.get('name', info.id)}", kind="threat_model", label=str(tm.get("name")),
+                      attrs={"goals": attacker.get("goals", []), "knowledge": attacker.get("knowledge"),
+                             "access": system.get("access"), "deployment": system.get("deployment")}))
+    run = g.add(Node(id=f"run:{info.id}", kind="run", label=info.id, attrs={"status": info.status}))
+    g.link(run, node, "answers")
+    considered: dict[str, str | None] = {}
+    for r in (info.plan or {}).get("rationale", []):
+        for tid in r.get("threats", []):
+            considered.setdefault(tid, None)
+            if r.get("choice") == "not tested":
+                considered[tid] = r.get("because")
+    for o in tm.get("out_of_scope", []):
+        considered[o["threat"]] = f"out of scope: {o['why']}"
+    for tid, why in considered.items():
+        if f"threat:{tid}" not in g.nodes:
+            g.add(Node(id=f"threat:{tid}", kind="threat", label=tid, attrs={"atlas_id": tid}))
+        g.link(node, f"threat:{tid}", "considers")
+        if why:
+            g.nodes[node] = g.nodes[node].model_copy(
+                update={"attrs": {**g.nodes[node].attrs, "not_tested": {
+                    **g.nodes[node].attrs.get("not_tested", {}), tid: why}}})
 
 
 def _json(v: Any) -> str:

@@ -36,7 +36,7 @@ def render(run: Run, banner: str | None = None, at: Path | None = None) -> str:
     the page is written to (default: the run's own), which its links to the run's files are relative to."""
     _load_sections()
     head = [f'<div class="warn banner" id="rerendered">{escape(banner)}</div>'] if banner else []
-    parts = [*head, executive_summary(run), *_sections_of(run)]
+    parts = [*head, executive_summary(run), *residual_section(run), *_sections_of(run)]
     for other in run.related:  # e.g. the demo's over-fitted and regularised privacy models, side by side
         link = (f' · <a href="{_href(other.out / "report.html", at or run.out)}">its own report</a>'
                 if other.out and run.out else "")
@@ -64,6 +64,18 @@ def _href(path: Path, base: Path) -> str:
     """``path`` as a link from a page in ``base`` (relative, POSIX separators; ``./`` when the same folder)."""
     rel = Path(os.path.relpath(Path(path).resolve(), Path(base).resolve())).as_posix()
     return "./" if rel == "." else rel
+
+
+def residual_section(run: Run) -> list[str]:
+    """The residual-risk table of a threat-model run (none for other runs)."""
+    from aisec.threats.kb import load_release
+    from aisec.threats.residual import residual_risk
+
+    risk = run.residual if run.residual is not None else residual_risk(run)
+    if risk is None:
+        return []
+    rel = load_release()
+    return [render_template("residual.html.j2", risk=risk, atlas=f"release {rel.release}, {rel.tag}")]
 
 
 def input_note(run: Run) -> str | None:

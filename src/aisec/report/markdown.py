@@ -52,6 +52,7 @@ def render_markdown(run: Run, banner: str | None = None) -> str:
         lines += [f"| {q.id} {q.title} | {q.status.replace('_', ' ')} | {'; '.join(q.reasons)} |"
                   for q in requirement_rows(run, verdict)]
         lines += ["", "### Every policy rule (this model)", "", run.verdict.rules_markdown(), ""]
+    lines += residual_lines(run)
     for other in [run, *run.related]:
         if other is not run:
             lines += ["", f"# {other.target.spec.name} on {other.data.info.name}", ""]
@@ -69,6 +70,28 @@ def render_markdown(run: Run, banner: str | None = None) -> str:
                 lines.append(f"| {m.metric} | {_params(m.parameters)} | {m.value:.4g} | {ci} | {m.sample_count} |")
     lines += ["", "Evidence: `evidence.jsonl`; per-sample data: `samples/`; figures: `report.html`.", ""]
     return "\n".join(lines)
+
+
+def residual_lines(run: Run) -> list[str]:
+    """The residual-risk table of a threat-model run, in Markdown (nothing for other runs)."""
+    from aisec.threats.residual import residual_risk
+
+    risk = run.residual if run.residual is not None else residual_risk(run)
+    if risk is None:
+        return []
+    lines = [f"## Residual risk: threat model \"{risk.threat_model}\"", "",
+             f"Attacker: {risk.knowledge} box, {risk.access} access, goals {', '.join(risk.goals)}.", "",
+             "| threat | status | measured | result | reliability | attacker cost | mitigations |",
+             "|---|---|---|---|---|---|---|"]
+    for r in risk.rows:
+        result = r.result or (f"not tested: {r.why_not}" if r.why_not else "")
+        mit = "; ".join([f"in place: {m}" for m in r.in_place] + [f"recommended: {m}" for m in r.recommended])
+        head = f"{r.threat} {r.name}" + "".join(f"<br>{s}" for s in r.standards)
+        cells = [head, r.status, r.measured or "", result, r.reliability or "", r.cost or "", mit]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    if risk.rationale:
+        lines += ["", "Why the plan chose what it ran:", "", *[f"- {line}" for line in risk.rationale]]
+    return [*lines, ""]
 
 
 def write_markdown(run: Run, path: str | Path, *, banner: str | None = None) -> Path:

@@ -144,6 +144,10 @@ def _restore(doc: dict[str, Any], root: Path | None, policy: Any) -> Restored:
     run = Run(run_id=str(doc.get("run_id", "")), plan=None, target=cast(Target, target), data=cast(Dataset, data),
               results=results, evidence=evidence, out=root, errors=list(doc.get("errors", [])),
               seconds=float(doc.get("seconds") or 0.0), notes=dict(doc.get("notes") or {}))
+    if doc.get("residual_risk"):  # a threat-model run: its residual risk as written (the plan is not restored)
+        from aisec.threats.residual import ResidualRisk
+
+        run.residual = ResidualRisk.model_validate(doc["residual_risk"])
     for sub in doc.get("related", []):
         sub_root = _related_folder(root, doc.get("out"), sub.get("out"))
         restored = _restore(sub, sub_root, policy)

@@ -210,3 +210,18 @@ def test_drop_overlap_removes_duplicates_with_a_warning(digits_target, members):
     assert any("dropped 5" in w for w in r.warnings)
     t = r.tables["samples"]
     assert sorted(t["index"][t["set"] == "nonmember"].tolist()) == list(range(5, 105))
+
+
+def test_members_param_attacks_the_training_records_not_the_assessed_data(digits_target, members):
+    """A threat-model plan assesses on test data and names the members apart: the result is the one the members
+    themselves give as the check's data (same seed, same records), and the source is recorded."""
+    from aisec.data.builtin import digits
+
+    p = {"attacks": ["loss"], "samples": 200, "shapr": {"enabled": False}}
+    direct = PrivacyCheck().run(digits_target, members, PrivacyParams(**p))
+    named = PrivacyCheck().run(digits_target, digits(split="test"),
+                               PrivacyParams(**p, members={"source": "digits", "options": {"split": "train"}}))
+    a, b = direct.measurement("privacy.mia_auc", attack="loss"), named.measurement("privacy.mia_auc", attack="loss")
+    assert b.value == pytest.approx(a.value) and b.sample_count == a.sample_count
+    assert named.params["members"] == {"source": "digits", "options": {"split": "train"}}
+    assert direct.params["members"] is None
