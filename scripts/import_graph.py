@@ -23,7 +23,7 @@ from pathlib import Path
 LAYERS: dict[str, int] = {
     "core": 0,
     "data": 1, "targets": 1, "models": 1,
-    "attacks": 2, "metrics": 2, "explain": 2, "detect": 2, "defences": 2,
+    "attacks": 2, "metrics": 2, "explain": 2, "detect": 2, "defences": 2, "certify": 2,
     "checks": 3,
     "policy": 4, "store": 4, "report": 4, "export": 4, "graph": 4,
     "api": 5,
