@@ -157,3 +157,26 @@ def test_bad_input_is_one_line(linear, points):
     with pytest.raises(ConfigError, match=r"unknown certifier 'nope'.*smoothing"):
         get_certifier("nope")
     assert get_certifier("Smoothing") is certify_smoothing
+
+
+def test_the_smoothed_target_can_be_attacked_with_eot():
+    """PGD through EOT on g breaks the samples closer to the hyperplane than eps (g = f for a linear binary
+    classifier) and cannot break those farther away: the empirical upper bound meets the closed form."""
+    from aisec.attacks.adaptive.eot import EOTTarget
+    from aisec.attacks.base import run_attack
+
+    lin = nn.Linear(2, 2)
+    with torch.no_grad():
+        lin.weight[:] = torch.stack([W, -W])
+        lin.bias[:] = torch.tensor([B, -B])
+    f = TorchTarget(lin, input_shape=(2,), num_classes=2, modality=Modality.TABULAR, value_range=(-1.0, 1.0),
+                    device="cpu")
+    x = torch.rand(40, 2, generator=torch.Generator().manual_seed(3)) - 0.5
+    margin = x @ W + B
+    y, dist = (margin < 0).long(), (margin.abs() / W.norm()).numpy()
+    g = SmoothedTarget(f, 0.25, draws=2000)
+    out = run_attack("pgd", EOTTarget(g, draws=8), x, y, {"norm": "l2", "eps": 0.3, "steps": 20}, seed=0)
+    fooled = (out.pred_adv != y).numpy()
+    assert (dist < 0.2).sum() >= 5 and (dist > 0.4).sum() >= 5
+    assert fooled[dist < 0.2].all()
+    assert not fooled[dist > 0.4].any()

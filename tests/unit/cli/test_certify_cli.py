@@ -26,5 +26,6 @@ def test_certify_flag_runs_smoothing_beside_the_attacks(runner, tmp_path):
     assert records[0].sample_count == 8 and records[0].parameters["method"] == "smoothing"
     html = (out / "report.html").read_text()
     assert "Certified lower bound vs empirical upper bound" in html and "smoothing" in html
+    assert "Certified (lower bound) vs empirical (upper bound)" in (out / "report.md").read_text()
     plan = (out / "plan.yaml").read_text()
     assert "certify" in plan and "smoothing" in plan  # the plan replays the run (defaults are in the evidence)
