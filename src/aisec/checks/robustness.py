@@ -374,7 +374,11 @@ class RobustnessCheck:
         if spec.modality is Modality.TEXT:
             from aisec.checks._text_robustness import run_text_robustness
 
-            return run_text_robustness(target, data, params, progress=progress)
+            result = run_text_robustness(target, data, params, progress=progress)
+            if params.certify.methods:
+                result.warnings.append("certify skipped: the certifiers need continuous inputs; a text target's "
+                                       "inputs are token ids")
+            return result
         if params.target_label is not None and params.target_label >= spec.num_classes:
             raise ConfigError(f"target_label {params.target_label} is not a class of model '{spec.name}' "
                               f"({spec.num_classes} classes)")
@@ -478,7 +482,7 @@ class RobustnessCheck:
             warnings += [f.message() for f in flags if f.id not in ("rising_with_eps", "fgsm_beats_pgd")]
         warnings += _masking_warnings(st.curves)
         worst = _worst_case(st, params)
-        certified = self._certify(target, st, params)
+        certified = self._certify(target, st, params, progress)
         clever_summary = None if no_path else self._clever(target, x, params, measurements, table, warnings,
                                                            progress)
         if no_path and params.clever.enabled:
@@ -840,7 +844,8 @@ class RobustnessCheck:
             out[norm.value] = CleverSummary.model_validate({"scores": scores.tolist(), "radius": radius, **stats})
         return out
 
-    def _certify(self, target: Target, st: _State, params: RobustnessParams) -> list[CertifiedSummary]:
+    def _certify(self, target: Target, st: _State, params: RobustnessParams,
+                 progress: Progress = no_progress) -> list[CertifiedSummary]:
         """Every ``certify`` method on its norm's grid, beside the per-sample worst case of the attacks.
 
         A certificate about the model as given (``about="model"``: bounds) takes the attacks' successes as its
@@ -864,6 +869,7 @@ class RobustnessCheck:
             norm = method.resolved_norm()
             grid = _certify_grid(params, norm)
             for label, mparams in method.runs():
+                progress(f"certify {label}", 0, m)
                 try:
                     certs = get_certifier(method.name)(target, xs, ys, norm.value, grid, mparams)
                 except ConfigError:
@@ -871,6 +877,7 @@ class RobustnessCheck:
                 except AisecError as exc:  # e.g. a layer a bound method does not support: the attacks still count
                     st.warnings.append(f"certify {label} skipped: {str(exc).splitlines()[0]}")
                     continue
+                progress(f"certify {label}", m, m)
                 points: list[CertifiedPointSummary] = []
                 notes: list[str] = []
                 for cert in certs:
