@@ -3,6 +3,14 @@
 Certifier modules register themselves in :data:`aisec.certify.base.CERTIFIERS`; see that module.
 """
 
-from aisec.certify.base import CERTIFIERS, STATUSES, Certificate, Certifier, Status, register_certifier
+from aisec.certify.base import (
+    CERTIFIERS,
+    STATUSES,
+    Certificate,
+    Certifier,
+    Status,
+    get_certifier,
+    register_certifier,
+)
 
-__all__ = ["CERTIFIERS", "STATUSES", "Certificate", "Certifier", "Status", "register_certifier"]
+__all__ = ["CERTIFIERS", "STATUSES", "Certificate", "Certifier", "Status", "get_certifier", "register_certifier"]

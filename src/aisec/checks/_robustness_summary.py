@@ -143,6 +143,41 @@ class WorstCaseSummary(Summary):
     points: list[WorstPointSummary]
 
 
+class CertifiedPointSummary(Summary):
+    """One radius of a certifier: the certified lower bound beside the attacks' empirical upper bound."""
+
+    radius: float
+    certified_accuracy: float
+    """Fraction of the certified samples ``proved`` (correct, and no input in the ball changes the answer)."""
+    ci: IntervalSummary
+    """Exact (Clopper–Pearson) interval of the certified accuracy."""
+    proved: int
+    counterexample: int
+    inconclusive: int
+    empirical: float | None
+    """Worst-case robust accuracy over the check's attacks of this norm at this radius, on the same samples
+    (None: no attack of the norm reached down to it)."""
+    gap: float | None
+    """``empirical − certified_accuracy``: how much robustness is neither proved nor refuted."""
+
+
+class CertifiedSummary(Summary):
+    """One certifier run (one parameter setting, e.g. smoothing at one σ) over the norm's radius grid."""
+
+    method: str
+    label: str
+    """The method with the settings that tell its runs apart: ``smoothing(sigma=0.25)``, ``ibp``."""
+    norm: str
+    about: str
+    """``model`` (the target as given: certified ≤ empirical must hold) or ``smoothed`` (the smoothed classifier
+    built on it: compared with the attacks on the base model, not bounded by them)."""
+    samples: int
+    seconds: float
+    params: dict[str, Any]
+    notes: list[str]
+    points: list[CertifiedPointSummary]
+
+
 class RobustnessSummary(Summary):
     """Clean accuracy with its CI, one curve per attack, CLEVER per norm (None when skipped), the per-sample
     worst case over attacks per norm (the number to quote) and the reliability verdict."""
@@ -159,6 +194,9 @@ class RobustnessSummary(Summary):
     """Absent when the verdict was switched off (``reliability.enabled: false``) and on the text path."""
     grid_notes: list[str] = Field(default_factory=list, exclude_if=lambda v: not v)
     """Reference budgets added to the eps grids (``RobustnessParams.reference_eps``), in words; absent when none."""
+    certified: list[CertifiedSummary] = Field(default_factory=list, exclude_if=lambda v: not v)
+    """Per certifier run, certified accuracy per radius beside the empirical worst case; absent when ``certify``
+    was off (the default)."""
 
     def console_lines(self, result: Result, *, model: str, dataset: str) -> list[ConsoleLine]:
         """The reliability verdict and its flags first, the clean accuracy, a table row per attack and eps, the
@@ -195,6 +233,14 @@ class RobustnessSummary(Summary):
         if worst:
             lines.append(ConsoleTable("worst case over attacks (per sample)",
                                       ("norm", "eps", "robust acc", "95% CI", "attacks"), worst))
+        if self.certified:
+            lines.append(ConsoleTable(
+                "certified (lower bound) vs empirical (upper bound)",
+                ("method", "norm", "radius", "certified", "95% CI", "empirical", "gap", "proved/cex/inconcl."),
+                tuple((c.label + (" [smoothed g]" if c.about == "smoothed" else ""), c.norm, eps_words(p.radius),
+                       f"{p.certified_accuracy:.3f}", f"{p.ci.low:.3f}–{p.ci.high:.3f}",
+                       "—" if p.empirical is None else f"{p.empirical:.3f}", "—" if p.gap is None else f"{p.gap:+.3f}",
+                       f"{p.proved}/{p.counterexample}/{p.inconclusive}") for c in self.certified for p in c.points)))
         for norm, c in (self.clever or {}).items():
             lines.append(f"CLEVER-u ({norm}): median {c.median:.4g}, min {c.min:.4g}, max {c.max:.4g}")
         return lines
@@ -228,6 +274,7 @@ class TextRobustnessSummary(RobustnessSummary):
     lower_bound_note: str
 
 
-__all__ = ["CleverSummary", "CurveSummary", "EscalationSummary", "FlagSummary", "PointSummary",
+__all__ = ["CertifiedPointSummary", "CertifiedSummary",
+           "CleverSummary", "CurveSummary", "EscalationSummary", "FlagSummary", "PointSummary",
            "ReliabilitySummary", "RobustnessSummary", "TextCurveSummary", "TextRobustnessSummary", "WorstCaseSummary",
            "WorstPointSummary", "eps_words"]

@@ -61,6 +61,8 @@ from aisec.checks._reliability import (
     worst_case,
 )
 from aisec.checks._robustness_summary import (
+    CertifiedPointSummary,
+    CertifiedSummary,
     CleverSummary,
     CurveSummary,
     EscalationSummary,
@@ -82,7 +84,7 @@ from aisec.core.evidence import Measurement
 from aisec.core.flags import Flag
 from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import AttackInfo, AttackKind, get_attack, names, register_check
-from aisec.core.stats import median_interval, wilson
+from aisec.core.stats import clopper_pearson, median_interval, wilson
 from aisec.core.target import Target, check_inputs
 from aisec.core.types import REFERENCE_EPS, Capability, Modality, Norm, OutputKind
 from aisec.core.words import eps_words
@@ -105,6 +107,69 @@ class CleverParams(BaseModel):
     )
 
 
+#: The norm a certifier certifies when its entry names none: randomized smoothing proves L2 balls, the
+#: bound methods (ibp, crown) Linf boxes.
+CERTIFY_NORM: dict[str, Norm] = {"smoothing": Norm.L2}
+
+
+class CertifyMethod(BaseModel):
+    """One certifier of the ``certify`` block: its registry name, the norm, and its own settings as extra keys
+    (``{name: smoothing, sigma: [0.25, 0.5], n0: 100, n: 1000, alpha: 0.001}``); a list value runs once per
+    element (one certificate per σ)."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    name: str
+    norm: Literal["l2", "linf"] | None = Field(default=None, description="Default: l2 for smoothing, else linf.")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from aisec.certify import get_certifier
+
+        try:
+            get_certifier(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return v.strip().lower()
+
+    def resolved_norm(self) -> Norm:
+        return Norm(self.norm) if self.norm else CERTIFY_NORM.get(self.name, Norm.LINF)
+
+    def runs(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(label, params)`` per run: the cartesian product of the list-valued settings."""
+        import itertools
+
+        extra = dict(self.model_extra or {})
+        listed = sorted(k for k, v in extra.items() if isinstance(v, list))
+        out = []
+        for combo in itertools.product(*(extra[k] for k in listed)):
+            params = {**extra, **dict(zip(listed, combo, strict=True))}
+            tag = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in zip(listed, combo, strict=True))
+            out.append((self.name + (f"({tag})" if tag else ""), params))
+        return out
+
+
+class CertifyParams(BaseModel):
+    """Certified robustness next to the attacks (off by default: it is costly). Each method is certified on the
+    check's grid of its norm (smoothing: the L2 grid; ibp, crown: the Linf grid), on the first ``samples``."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    methods: list[CertifyMethod] = Field(default_factory=list)
+    samples: int = Field(default=100, ge=1, description="How many of the attacked samples are certified.")
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _names(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [s for s in v.split(",") if s.strip()]
+        if isinstance(v, list):
+            return [{"name": m.strip()} if isinstance(m, str) else m for m in v]
+        return v
+
+
 class RobustnessParams(BaseModel):
     """Options of the robustness check (the same model backs CLI flags, YAML plans and Python)."""
 
@@ -120,6 +185,7 @@ class RobustnessParams(BaseModel):
     batch_size: int = Field(default=256, ge=1)
     quantize: bool = Field(default=False, description="Round adversarials to 8-bit (SAFAIR rule).")
     clever: CleverParams = Field(default_factory=CleverParams)
+    certify: CertifyParams = Field(default_factory=CertifyParams)
     examples: int = Field(default=8, ge=0, description="Example images kept for the report.")
     save_adversarial: int = Field(
         default=8, ge=0, description="Samples per attack whose adversarial examples are written to "
@@ -224,6 +290,9 @@ class RobustnessCheck:
         Flag("--quantize", "Round adversarial images to 8-bit (SAFAIR rule).", kind="switch"),
         Flag("--clever-samples", "Samples that get a CLEVER score (0 = skip).", kind="int"),
         Flag("--clever-norms", "CLEVER norms, e.g. l2,linf,l1.", kind="list"),
+        Flag("--certify", "Certifiers beside the attacks, e.g. smoothing,ibp (smoothing on the L2 grid, bounds on "
+             "the Linf grid; costly, off by default).", kind="list"),
+        Flag("--certify-samples", "Samples certified (default 100).", kind="int"),
         Flag("--bpda", "The deployed system's non-differentiable front end in front of the model, e.g. bit-depth:4: "
              "the attacks run through it with straight-through gradients (BPDA), scored on the system.", kind="text"),
         Flag("--eot", "Average this many stochastic forwards per gradient (EOT) in the attacks (a randomised model).",
@@ -283,6 +352,13 @@ class RobustnessCheck:
             r["clever"] = clever
         if f.get("save_adversarial") is not None:
             r["save_adversarial"] = f["save_adversarial"]
+        certify = dict(r.get("certify", {}))
+        if f.get("certify"):
+            certify["methods"] = [{"name": m} for m in f["certify"]]
+        if f.get("certify_samples") is not None:
+            certify["samples"] = f["certify_samples"]
+        if certify:
+            r["certify"] = certify
         return r
 
     def run(
@@ -299,7 +375,11 @@ class RobustnessCheck:
         if spec.modality is Modality.TEXT:
             from aisec.checks._text_robustness import run_text_robustness
 
-            return run_text_robustness(target, data, params, progress=progress)
+            result = run_text_robustness(target, data, params, progress=progress)
+            if params.certify.methods:
+                result.warnings.append("certify skipped: the certifiers need continuous inputs; a text target's "
+                                       "inputs are token ids")
+            return result
         if params.target_label is not None and params.target_label >= spec.num_classes:
             raise ConfigError(f"target_label {params.target_label} is not a class of model '{spec.name}' "
                               f"({spec.num_classes} classes)")
@@ -404,6 +484,7 @@ class RobustnessCheck:
             warnings += [f.message() for f in flags if f.id not in ("rising_with_eps", "fgsm_beats_pgd")]
         warnings += _masking_warnings(st.curves)
         worst = _worst_case(st, params)
+        certified = self._certify(target, st, params, progress)
         clever_summary = None if no_path else self._clever(target, x, params, measurements, table, warnings,
                                                            progress)
         if no_path and params.clever.enabled:
@@ -429,7 +510,7 @@ class RobustnessCheck:
         summary = RobustnessSummary(
             samples=n, clean_accuracy=k_clean / n, clean_ci=IntervalSummary.from_interval(wilson(k_clean, n)),
             curves=curves, clever=clever_summary, classes=list(data.info.classes), worst_case=worst,
-            reliability=reliability, grid_notes=_reference_notes(st),
+            reliability=reliability, grid_notes=_reference_notes(st), certified=certified,
         )
         return Result(
             check="robustness", measurements=measurements, params=params.model_dump(mode="json"),
@@ -765,6 +846,113 @@ class RobustnessCheck:
             out[norm.value] = CleverSummary.model_validate({"scores": scores.tolist(), "radius": radius, **stats})
         return out
 
+    def _certify(self, target: Target, st: _State, params: RobustnessParams,
+                 progress: Progress = no_progress) -> list[CertifiedSummary]:
+        """Every ``certify`` method on its norm's grid, beside the per-sample worst case of the attacks.
+
+        A certificate about the model as given (``about="model"``: bounds) takes the attacks' successes as its
+        counterexamples (an inconclusive sample an attack broke inside the ball), and a sample it proved that an
+        attack broke is reported (the certificate would be unsound). A smoothing certificate is about the
+        smoothed classifier, which the attacks on the model do not refute: it is shown beside them, not merged.
+        """
+        cp = params.certify
+        if not cp.methods:
+            return []
+        if st.fixed is not None:
+            st.warnings.append("certify skipped: certificates are untargeted and this run is targeted at one class")
+            return []
+        from aisec.certify import get_certifier
+
+        m = min(cp.samples, int(st.x.shape[0]))
+        xs, ys = st.x[:m], st.y[:m]
+        correct = st.correct.numpy()[:m]
+        out: list[CertifiedSummary] = []
+        for method in cp.methods:
+            norm = method.resolved_norm()
+            grid = _certify_grid(params, norm)
+            for label, mparams in method.runs():
+                progress(f"certify {label}", 0, m)
+                try:
+                    certs = get_certifier(method.name)(target, xs, ys, norm.value, grid, mparams)
+                except ConfigError:
+                    raise
+                except AisecError as exc:  # e.g. a layer a bound method does not support: the attacks still count
+                    st.warnings.append(f"certify {label} skipped: {str(exc).splitlines()[0]}")
+                    continue
+                progress(f"certify {label}", m, m)
+                points: list[CertifiedPointSummary] = []
+                notes: list[str] = []
+                for cert in certs:
+                    broken, reached = _broken_within(st, norm.value, cert.radius, m)
+                    if cert.about == "model":
+                        unsound = int(((cert.status == "proved") & (broken | ~correct)).sum())
+                        if unsound:
+                            st.warnings.append(
+                                f"certify {label}: {unsound} sample(s) proved robust at {norm.value} radius "
+                                f"{eps_words(cert.radius)} were broken by an attack or are misclassified: the "
+                                "certificate is unsound there (a bug in the certifier or a numerical tolerance)")
+                        cert = cert.with_counterexamples(broken | ~correct)
+                    k, iv = cert.count("proved"), clopper_pearson(cert.count("proved"), m)
+                    emp = float((correct & ~broken).sum()) / m if reached else None
+                    pp = {"method": method.name, "label": label, "norm": norm.value, "radius": cert.radius,
+                          "about": cert.about, "proved": k, "counterexample": cert.count("counterexample"),
+                          "inconclusive": cert.count("inconclusive"), "empirical_robust_accuracy": emp,
+                          **{kk: v for kk, v in cert.params.items() if isinstance(v, (int, float, str, bool))}}
+                    st.measurements.append(Measurement(
+                        metric="robustness.certified_accuracy", value=k / m, unit="fraction", higher_is_better=True,
+                        interval=iv, sample_count=m, parameters=pp, raw_key="samples"))
+                    col = np.full(int(st.x.shape[0]), "", dtype=object)
+                    col[:m] = cert.status
+                    st.table[f"certify:{label}-{norm.value}@{cert.radius:g}:status"] = col
+                    points.append(CertifiedPointSummary(
+                        radius=cert.radius, certified_accuracy=k / m, ci=IntervalSummary.from_interval(iv), proved=k,
+                        counterexample=cert.count("counterexample"), inconclusive=cert.count("inconclusive"),
+                        empirical=emp, gap=None if emp is None else emp - k / m))
+                    notes += [n for n in cert.notes if n not in notes]
+                if certs and certs[0].certified_radius is not None:
+                    col_r = np.full(int(st.x.shape[0]), np.nan)
+                    col_r[:m] = certs[0].certified_radius
+                    st.table[f"certify:{label}-{norm.value}:certified_radius"] = col_r
+                if certs and certs[0].about == "smoothed":
+                    notes.append("about the smoothed classifier, not the model the attacks ran on: the empirical "
+                                 "column is the model's and need not bound it (attack the SmoothedTarget for that)")
+                out.append(CertifiedSummary(
+                    method=method.name, label=label, norm=norm.value, about=certs[0].about if certs else "model",
+                    samples=m, seconds=_seconds(certs), params=mparams, notes=notes, points=points))
+        return out
+
+
+def _seconds(certs: Sequence[Any]) -> float:
+    """The time of a certifier run: one figure when every certificate carries the same (one pass for all radii,
+    as smoothing), else their sum (one pass per radius)."""
+    times = {float(c.seconds) for c in certs}
+    return times.pop() if len(times) == 1 else sum(float(c.seconds) for c in certs)
+
+
+def _certify_grid(params: RobustnessParams, norm: Norm) -> list[float]:
+    """The radii a certifier runs at: the check's grid of the norm (as the attacks get it), with the reference."""
+    given = {Norm.LINF: params.eps, Norm.L2: params.eps_l2}.get(norm)
+    grid = {float(e) for e in (given if given is not None else DEFAULT_EPS[norm])}
+    ref = params.reference_eps.get(norm.value)
+    if ref is not None and ref > 0 and not any(math.isclose(e, ref, rel_tol=1e-3) for e in grid):
+        grid.add(float(ref))
+    return sorted(grid)
+
+
+def _broken_within(st: _State, norm: str, radius: float, m: int) -> tuple[np.ndarray, bool]:
+    """Per sample (the first ``m``), whether any attack of ``norm`` fooled it within ``radius``, and whether any
+    attack's grid reached down to that radius (else there is no empirical number to compare with)."""
+    broken = np.zeros(m, dtype=bool)
+    reached = False
+    for r in st.records:
+        if r.norm != norm:
+            continue
+        below = [j for j, e in enumerate(r.eps) if e <= radius + 1e-12]
+        if below:
+            reached = True
+            broken |= np.asarray(r.fooled[max(below)], dtype=bool)[:m]
+    return broken, reached
+
 
 @dataclass
 class _State:
@@ -847,6 +1035,8 @@ def _probe(target: Target, x: torch.Tensor, y: torch.Tensor,
     else:
         probes["gradients"] = "not probed: the target offers no gradients (black box)"
     randomized, text = probe_randomness(target, xs)
+    if not randomized and getattr(target, "stochastic", False) is True:  # e.g. a SmoothedTarget: declared random
+        randomized, text = True, text + " The target declares itself stochastic (fresh noise per query)."
     probes["randomness"] = text
     if randomized:
         flags.append(ReliabilityFlag("randomized", text))

@@ -1,7 +1,8 @@
 """Confidence intervals for the proportions and medians aisec reports.
 
 Wilson's score interval for binomial proportions (well behaved at 0 and 1, unlike the normal
-approximation) and a distribution-free order-statistic interval for medians.
+approximation), the exact Clopper–Pearson interval (conservative; for certified accuracies) and a
+distribution-free order-statistic interval for medians.
 """
 
 from __future__ import annotations
@@ -43,6 +44,24 @@ def wilson(successes: int, n: int, level: float = 0.95) -> Interval:
     low = 0.0 if successes == 0 else max(0.0, centre - half)
     high = 1.0 if successes == n else min(1.0, centre + half)
     return Interval(low=low, high=high, level=level, method="wilson")
+
+
+def clopper_pearson(successes: int, n: int, level: float = 0.95) -> Interval:
+    """Exact (Clopper–Pearson) two-sided interval for a binomial proportion ``successes / n``.
+
+    Conservative: its coverage is at least ``level`` for every true proportion. The interval certified
+    accuracies are reported with (a certificate is a guarantee; its CI should be one too).
+    """
+    if n <= 0:
+        return Interval(low=0.0, high=1.0, level=level, method="clopper-pearson")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must lie in [0, {n}], got {successes}")
+    from scipy import stats
+
+    a = (1 - level) / 2
+    low = 0.0 if successes == 0 else float(stats.beta.ppf(a, successes, n - successes + 1))
+    high = 1.0 if successes == n else float(stats.beta.isf(a, successes + 1, n - successes))
+    return Interval(low=low, high=high, level=level, method="clopper-pearson")
 
 
 def median_interval(values: np.ndarray, level: float = 0.95) -> Interval:

@@ -64,6 +64,7 @@ def render_markdown(run: Run, banner: str | None = None) -> str:
                 lines += [f"**Reliability:** {'no flag raised' if rel['reliable'] else 'NOT RELIABLE (' + ids + ')'}",
                           *[f"- `{f['id']}`: {f['detail']} What to do: {f['next_step']}." for f in rel["flags"]], ""]
             lines += [f"{note}." for note in (r.summary.get("grid_notes") or [])]
+            lines += _certified(r.summary.get("certified") or [])
             lines += ["| metric | parameters | value | 95% CI | n |", "|---|---|---|---|---|"]
             for m in r.measurements:
                 ci = f"{m.interval.low:.4g}–{m.interval.high:.4g}" if m.interval else ""
@@ -100,6 +101,25 @@ def write_markdown(run: Run, path: str | Path, *, banner: str | None = None) -> 
     tmp.write_text(render_markdown(run, banner), encoding="utf-8")
     tmp.replace(p)
     return p
+
+
+def _certified(certified: list[Any]) -> list[str]:
+    """The robustness check's certified lower bound vs empirical upper bound, per certifier and radius."""
+    if not certified:
+        return []
+
+    def num(v: float | None, fmt: str) -> str:
+        return "—" if v is None else format(v, fmt)
+
+    out = ["**Certified (lower bound) vs empirical (upper bound):**", "",
+           "| certifier | about | norm | radius | certified | 95% CI | empirical | gap | proved / cex / inconcl. |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for c in certified:
+        for p in c["points"]:
+            out.append(f"| {c['label']} | {c['about']} | {c['norm']} | {p['radius']:g} | {p['certified_accuracy']:.3f} "
+                       f"| {p['ci']['low']:.3f}–{p['ci']['high']:.3f} | {num(p['empirical'], '.3f')} "
+                       f"| {num(p['gap'], '+.3f')} | {p['proved']} / {p['counterexample']} / {p['inconclusive']} |")
+    return [*out, ""]
 
 
 def _params(p: dict[str, Any]) -> str:

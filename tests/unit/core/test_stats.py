@@ -44,3 +44,25 @@ def test_median_interval_coverage_and_empty():
 def test_wilson_rejects_impossible_counts():
     with pytest.raises(ValueError):
         wilson(11, 10)
+
+
+def test_clopper_pearson_matches_scipy_exact_interval():
+    """Against scipy's own exact binomial interval (an independent implementation of the same definition)."""
+    from scipy.stats import binomtest
+
+    from aisec.core.stats import clopper_pearson
+
+    for k, n in ((0, 10), (3, 10), (10, 10), (47, 200), (199, 200)):
+        ref = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+        iv = clopper_pearson(k, n)
+        assert iv.low == pytest.approx(ref.low, abs=1e-9) and iv.high == pytest.approx(ref.high, abs=1e-9)
+        assert iv.contains(k / n) and iv.method == "clopper-pearson"
+
+
+def test_clopper_pearson_is_wider_than_wilson():
+    """Exact intervals are conservative: they contain Wilson's at the same level (away from the boundaries)."""
+    from aisec.core.stats import clopper_pearson
+
+    for k, n in ((5, 10), (30, 100), (480, 500)):
+        cp, w = clopper_pearson(k, n), wilson(k, n)
+        assert cp.low <= w.low and cp.high >= w.high
