@@ -162,6 +162,7 @@ class SpadeCheck:
 
     Params = SpadeParams
     flags: ClassVar[tuple[Flag, ...]] = (
+        Flag("--spade-samples", "SPADE: use the first N samples (default: all).", kind="int"),
         Flag("--spade-k", "SPADE: neighbours per sample in the k-NN graphs (default 10).", kind="int"),
         Flag("--spade-agreement", "SPADE: samples for the CLEVER/DeepFool ranking agreement (default 50; 0: skip).",
              kind="int"),
@@ -169,8 +170,8 @@ class SpadeCheck:
 
     @staticmethod
     def from_flags(p: dict[str, Any], f: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
-        """The k-NN graphs' k and the agreement's sample count."""
-        for flag, key in (("spade_k", "k"), ("spade_agreement", "agreement_samples")):
+        """The samples, the k-NN graphs' k and the agreement's sample count."""
+        for flag, key in (("spade_samples", "samples"), ("spade_k", "k"), ("spade_agreement", "agreement_samples")):
             if f.get(flag) is not None:
                 p[key] = f[flag]
         return p
