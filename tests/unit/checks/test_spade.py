@@ -141,3 +141,20 @@ def test_assess_checks_spade_on_the_digits_builtin(aisec_cache, tmp_path) -> Non
     assert (out / "samples" / "spade-samples.csv").exists()
     assert len(list((out / "artefacts" / "spade").glob("*.png"))) == 8
     assert "SPADE — does" in (out / "report.html").read_text()
+
+
+def test_on_a_text_target_it_ranks_texts_on_their_mean_embeddings(aisec_cache) -> None:
+    pytest.importorskip("transformers")
+    from aisec.data.text import encode_texts
+    from aisec.targets.hf import HfTextTarget
+    from aisec.testing.text import cached_tiny_sentiment_bert, toy_sentiment
+
+    target = HfTextTarget(cached_tiny_sentiment_bert(), max_length=16)
+    texts, y = toy_sentiment(40, seed=99)
+    data = TensorDataset(encode_texts(texts, 96), y, name="toy-reviews", modality=Modality.TEXT,
+                         classes=["negative", "positive"], value_range=(0.0, 255.0))
+    res = get_check("spade").cls().run(target, data, {"k": 5, "top": 3})
+    s = res.summary
+    assert s.inputs == "mean token embeddings" and s.n == 40 and s.score > 0
+    assert [t.text for t in s.least_robust] == [texts[t.index] for t in s.least_robust]
+    assert s.agreement == [] and "texts" in (s.agreement_note or "") and res.artefacts == []
