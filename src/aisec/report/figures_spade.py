@@ -26,7 +26,7 @@ def least_robust_grid(ex: dict[str, np.ndarray], classes: list[str]) -> str:
         wrong = ex["pred"][i] != ex["label"][i]
         ax.set_title(f"#{int(ex['index'][i])} y={_name(classes, ex['label'][i])}\nnode {ex['value'][i]:.2f}",
                      fontsize=7, color="#c0392b" if wrong else "#222")
-    fig.suptitle("Least robust samples by SPADE node score; red title: misclassified", fontsize=9)
+    fig.suptitle("Least robust samples by SPADE node score; red title: misclassified", fontsize=9, y=1.0 + 0.12 / rows)
     return _png(fig)
 
 
