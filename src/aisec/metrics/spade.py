@@ -289,9 +289,12 @@ def spade(inputs: np.ndarray, outputs: np.ndarray, *, k: int = 10, num_eigs: int
                        edge_scores=z, k=min(k, xin.shape[0] - 1), bridges_in=b_in, bridges_out=b_out, solver=used)
 
 
-def centred_log_probabilities(probabilities: np.ndarray, *, floor: float = 1e-12) -> np.ndarray:
+def centred_log_probabilities(probabilities: np.ndarray, *, floor: float = float(np.finfo(np.float32).tiny)
+                              ) -> np.ndarray:
     """``log p − mean(log p)`` per row: the model's logits up to the per-row constant softmax removes, read
-    from probabilities alone (a black-box target's answers). Probabilities are floored at ``floor``."""
+    from probabilities alone (a black-box target's answers). Probabilities are floored at ``floor`` (the
+    smallest normal float32, so logit gaps up to about 87 survive; a larger floor would merge the outputs
+    of confident predictions into one point)."""
     lp = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), floor, None))
     out: np.ndarray = lp - lp.mean(axis=1, keepdims=True)
     return out

@@ -147,6 +147,10 @@ def test_centred_log_probabilities_are_the_centred_logits() -> None:
     z = np.random.default_rng(9).standard_normal((20, 5)) * 3
     p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
     np.testing.assert_allclose(sm.centred_log_probabilities(p), z - z.mean(1, keepdims=True), atol=1e-9)
+    # a confident float32 softmax (logit gaps of 40-60) keeps its logits apart rather than flooring them together
+    zc = np.array([[0.0, -40.0, -60.0], [0.0, -45.0, -50.0]])
+    pc = (np.exp(zc) / np.exp(zc).sum(1, keepdims=True)).astype(np.float32)
+    np.testing.assert_allclose(sm.centred_log_probabilities(pc), zc - zc.mean(1, keepdims=True), atol=1e-4)
 
 
 def test_the_index_is_one_over_the_score_capped_at_one() -> None:
