@@ -141,6 +141,9 @@ def test_assess_checks_spade_on_the_digits_builtin(aisec_cache, tmp_path) -> Non
     assert (out / "samples" / "spade-samples.csv").exists()
     assert len(list((out / "artefacts" / "spade").glob("*.png"))) == 8
     assert "SPADE — does" in (out / "report.html").read_text()
+    again = CliRunner().invoke(main, ["report", str(out)])  # re-rendered from the run folder alone
+    assert again.exit_code == 0, again.output
+    assert "SPADE — does" in (out / "rerendered" / "report.html").read_text()
 
 
 def test_on_a_text_target_it_ranks_texts_on_their_mean_embeddings(aisec_cache) -> None:
