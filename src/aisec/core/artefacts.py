@@ -40,7 +40,7 @@ _SAFE_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,120}")
 class Artefact:
     """One file a check produced: ``path`` relative to ``artefacts/`` (``/``-separated), its bytes, its
     ``kind`` (``adversarial-examples``, ``adversarial-image``, ``explanation-image``, ``poisoned-data``,
-    ``surrogate-model``) and what it holds, in a sentence."""
+    ``surrogate-model``, ``spade-image``) and what it holds, in a sentence."""
 
     path: str
     data: bytes

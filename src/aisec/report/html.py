@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 #: checks whose section reads a typed summary (aisec's own; a plugin's section may read a dict)
 _TYPED_CHECKS = frozenset({"robustness", "explainability", "poisoning", "backdoor", "privacy", "extraction",
-                           "model-scan"})
+                           "model-scan", "spade"})
 
 
 def _load_sections() -> None:

@@ -39,10 +39,11 @@ SUMMARY_TYPES: dict[str, str] = {
     "privacy": "aisec.checks.privacy:PrivacySummary",
     "extraction": "aisec.checks.extraction:ExtractionSummary",
     "model-scan": "aisec.checks.model_scan:ModelScanSummary",
+    "spade": "aisec.checks.spade:SpadeSummary",
 }
 
 #: checks whose report shows example images kept only in the checkpoints
-_IMAGE_CHECKS = ("robustness", "explainability", "poisoning", "backdoor", "privacy")
+_IMAGE_CHECKS = ("robustness", "explainability", "poisoning", "backdoor", "privacy", "spade")
 
 
 @dataclass(frozen=True)
