@@ -48,7 +48,9 @@ def render_markdown(run: Run, banner: str | None = None) -> str:
     if run.verdict is not None:
         from aisec.report.verdict import requirement_rows
 
-        lines += ["### Per requirement", "", "| requirement | verdict | rules |", "|---|---|---|"]
+        lines += ["### Per requirement", "", f"**Policy {'passed' if run.verdict.passed else 'failed'}** (this model's "
+                  "evidence; rules it could not judge count with a related run's result, named)", "",
+                  "| requirement | verdict | rules |", "|---|---|---|"]
         lines += [f"| {q.id} {q.title} | {q.status.replace('_', ' ')} | {'; '.join(q.reasons)} |"
                   for q in requirement_rows(run, verdict)]
         lines += ["", "### Every policy rule (this model)", "", run.verdict.rules_markdown(), ""]
