@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from aisec.threats.kb import EnisaRow
 
 
 @click.group("threats")
@@ -34,7 +38,15 @@ def list_threats(as_json: bool) -> None:
 def show(threat_id: str) -> None:
     """A threat in full: attributes, checks and metrics, attacks, mitigations and the defences behind them."""
     from aisec.core.errors import ConfigError
-    from aisec.threats.kb import load_kb, load_release, load_standards, mitigation_name, tactic_names
+    from aisec.threats.kb import (
+        load_enisa,
+        load_etsi,
+        load_kb,
+        load_release,
+        load_standards,
+        mitigation_name,
+        tactic_names,
+    )
 
     kb = load_kb()
     t = kb.threat(threat_id.strip())
@@ -63,4 +75,27 @@ def show(threat_id: str) -> None:
     if rows:
         lines.append("  standards:")
         lines += [f"    {r.standard} {r.clause}  [source: {r.source}]" for r in rows]
+    lines += _enisa_lines(load_enisa().for_threat(t.id))
+    etsi = load_etsi()
+    measures = [c for m in t.mitigations for c in (*m.defences, m.id)]
+    links = [x for c in dict.fromkeys(measures) if (x := etsi.link(c)) is not None]
+    if links:
+        lines.append("  ETSI GR SAI 005 mitigation groups (from ETSI's press release; placing by aisec):")
+        lines += [f"    {x.countermeasure}: {' and '.join(x.against)}" + (f", {x.approach}" if x.approach else "")
+                  for x in links]
     click.echo("\n".join(lines))
+
+
+def _enisa_lines(rows: list[EnisaRow]) -> list[str]:
+    """The ENISA threats paired with a threat, each with the phrase that names it and the page it is on."""
+    if not rows:
+        return ["  ENISA: no threat paired (no quoted ENISA phrase fits; see enisa.yaml)"]
+    out = ["  ENISA (Securing Machine Learning Algorithms, 2021; pairing by aisec):"]
+    for r in rows:
+        out.append(f"    {r.enisa}" + (f" > {r.sub_threat}" if r.sub_threat else ""))
+        out.append(f"      \"{r.quote}\"  [{r.url}]")
+        if r.sub_quote:
+            out.append(f"      \"{r.sub_quote}\"")
+        if r.basis:
+            out.append(f"      basis: \"{r.basis}\"  [{r.basis_url or r.url}]")
+    return out
