@@ -113,13 +113,19 @@ def smoothing_speed(net: nn.Module, x: torch.Tensor, y: torch.Tensor, args: argp
 
 def bounds_time_per_sample(net: nn.Module, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace) -> None:
     """IBP / CROWN time per sample (and vs auto_LiRPA where it runs): ``bench/_bench_bounds.py`` defines
-    ``bench_bounds(net, x, y, device)`` and prints its own table; this section calls it when the file exists."""
+    ``bench_bounds(n, eps, threads)`` on its own models (an MLP and the digits CNN, 16 digits, Linf 0.01);
+    this section prints its rows when the file exists."""
     try:
         mod = importlib.import_module("_bench_bounds")
     except ModuleNotFoundError:
         print("\n== IBP / CROWN time per sample: bench/_bench_bounds.py is not present in this build ==")
         return
-    mod.bench_bounds(net, x, y, args.device)
+    result = mod.bench_bounds(16, 0.01, torch.get_num_threads())
+    print(f"\n== IBP / CROWN, {result['n']} digits at Linf {result['eps']}, {result['threads']} thread(s) ==")
+    for model in ("mlp", "cnn"):
+        for method, row in result[model].items():
+            print(f"{model:4s} {method:12s} {1000 * row['seconds_per_sample']:9.2f} ms/sample  "
+                  f"mean bound {row['mean_min_margin_bound']:+.4f}  proved {row['proved']:.2f}")
 
 
 def main() -> None:
