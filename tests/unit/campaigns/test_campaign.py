@@ -230,3 +230,69 @@ def test_sigkill_mid_job_then_resume(tmp_path: Path, reference: tuple[Path, dict
     (job,) = final.prepared.jobs
     assert job.job_id in reference[1]
     assert evidence_of(final.prepared.store_url) == {job.job_id: reference[1][job.job_id]}
+
+
+def test_leaderboard_ranks_by_the_best_known_robust_accuracy(reference: tuple[Path, dict[str, Any]],
+                                                            tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    from aisec.campaigns.leaderboard import build_leaderboard, write_leaderboard
+
+    base, evidence = reference
+    board = build_leaderboard(base / "tiny")
+    (table,) = board.tables  # linf 8/255 (every job adds the reference budget); no L2 attack ran
+    assert (table.dataset, table.norm, table.eps) == ("digits", "linf", pytest.approx(8 / 255))
+    assert [r.name for r in table.rows] and len(table.rows) == 2
+    best = [r.best_known_robust_accuracy for r in table.rows]
+    assert best == sorted(best, reverse=True) and [r.rank for r in table.rows] == [1, 2]
+    for r in table.rows:  # recomputed from the stored records: the minimum over every attack at 8/255
+        rows = [row for j in r.jobs for row in evidence[j]]
+        at = [row[2] for row in rows
+              if row[1] in ("robustness.robust_accuracy", "robustness.worst_case_robust_accuracy")
+              and abs(json.loads(row[4]).get("eps", -1) - 8 / 255) < 1e-6]
+        attacks = [row[2] for row in rows if row[1] == "robustness.robust_accuracy"
+                   and abs(json.loads(row[4]).get("eps", -1) - 8 / 255) < 1e-6]
+        assert r.best_known_robust_accuracy == min(at)
+        assert r.clean_accuracy is not None and r.clean_accuracy >= max(attacks)
+        assert r.safair_delta == pytest.approx(r.clean_accuracy - min(attacks))
+        assert r.reliable is None and r.ensemble_robust_accuracy is None and len(r.reports) == 2
+    files = write_leaderboard(board, tmp_path, min_robust_accuracy=1.0)
+    assert sorted(f.name for f in files) == sorted(f"leaderboard.{e}" for e in ("html", "json", "csv", "junit.xml",
+                                                                                "sarif"))
+    suite = ET.parse(tmp_path / "leaderboard.junit.xml").getroot().find("testsuite")
+    assert suite is not None and suite.get("tests") == "2" and suite.get("failures") == "2"
+    sarif = json.loads((tmp_path / "leaderboard.sarif").read_text())
+    assert sarif["version"] == "2.1.0" and len(sarif["runs"][0]["results"]) == 2
+    assert all(res["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].endswith("report.html")
+               for res in sarif["runs"][0]["results"])
+    csv_rows = (tmp_path / "leaderboard.csv").read_text().splitlines()
+    assert len(csv_rows) == 3 and csv_rows[0].startswith("dataset,norm,eps,rank")
+    assert "<a href=" in (tmp_path / "leaderboard.html").read_text()
+
+
+def test_cli_runs_estimates_and_reports(tmp_path: Path, aisec_cache: str) -> None:
+    import yaml
+    from click.testing import CliRunner
+
+    from aisec.cli.main import main
+
+    one = tiny_campaign(defences=[None], grid={"robustness": {"eps": [[0.05]]}},
+                        budget={"confirm_above_seconds": 0})
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump(one))
+    res = CliRunner().invoke(main, ["campaign", "run", str(f), "--estimate"])
+    assert res.exit_code == 0 and "1 of 1 jobs to run" in res.output and "passes" in res.output
+    res = CliRunner().invoke(main, ["campaign", "run", str(f), "--workers", "1", "--quiet"])
+    assert res.exit_code == 2 and "--yes" in res.output  # above the threshold, not a terminal: refused
+    res = CliRunner().invoke(main, ["campaign", "run", str(f), "--workers", "1", "--quiet", "--yes"])
+    assert res.exit_code == 0, res.output
+    assert "1 complete" in res.output
+    res = CliRunner().invoke(main, ["campaign", "run", str(f), "--workers", "1", "--quiet", "--yes"])
+    assert res.exit_code == 0 and "0 of 1 jobs to run" in res.output
+    res = CliRunner().invoke(main, ["campaign", "report", str(f)])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "tiny" / "leaderboard.html").is_file()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmodels: [digits-cnn]\ndatasets: [digits]\nchecks: {robustness: {}}\nmodles: 1\n")
+    res = CliRunner().invoke(main, ["campaign", "run", str(bad)])
+    assert res.exit_code == 2 and "modles" in res.output
