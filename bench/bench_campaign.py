@@ -9,7 +9,7 @@ the jobs' own seconds and the overhead per job against the in-process run:
 ``(wall × workers − in-process wall) / jobs``, i.e. what parallelism cost each job in process starts, imports
 and scheduling. Times are wall-clock on a shared machine: compare the rows with each other.
 
-    python bench/bench_campaign.py [--out /tmp/aisec-bench-campaign] [--skip-ray]
+    python bench/bench_campaign.py [--out /tmp/aisec-bench-campaign] [--skip-ray] [--samples 64] [--steps 10]
 """
 
 from __future__ import annotations
@@ -43,12 +43,12 @@ def models(folder: Path) -> list[dict[str, Any]]:
     return out
 
 
-def spec(model_refs: list[dict[str, Any]]) -> Campaign:
+def spec(model_refs: list[dict[str, Any]], samples: int = 64, steps: int = 10) -> Campaign:
     return Campaign.parse({
         "name": "bench", "models": model_refs, "datasets": ["digits"],
         "checks": {
-            "robustness": {"attacks": ["fgsm", {"name": "pgd", "params": {"steps": 10}}], "eps": [0.1],
-                           "samples": 64, "clever": {"enabled": False}, "reliability": {"escalate": False},
+            "robustness": {"attacks": ["fgsm", {"name": "pgd", "params": {"steps": steps}}], "eps": [0.1],
+                           "samples": samples, "clever": {"enabled": False}, "reliability": {"escalate": False},
                            "examples": 0, "save_adversarial": 0},
             "explainability": {"explainer": "saliency", "samples": 32},
             "model-scan": {},
@@ -72,10 +72,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="/tmp/aisec-bench-campaign")
     ap.add_argument("--skip-ray", action="store_true")
+    ap.add_argument("--samples", type=int, default=64, help="Robustness samples per job.")
+    ap.add_argument("--steps", type=int, default=10, help="PGD steps.")
     a = ap.parse_args()
     root = Path(a.out)
     refs = models(root / "models")
-    campaign = spec(refs)
+    campaign = spec(refs, a.samples, a.steps)
     backends: list[tuple[str, Backend, int]] = [("1 worker (in-process)", InProcess(), 1),
                                                 ("2 local workers", LocalPool(2), 2)]
     if not a.skip_ray:
