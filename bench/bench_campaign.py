@@ -95,6 +95,9 @@ def main() -> None:
         wall = time.perf_counter() - t0
         jobs = len(result.outcomes)
         rows.append((label, workers, jobs, result.counts, wall, sum(o["seconds"] for o in result.outcomes), est))
+        for o in result.outcomes:
+            if o["status"] != "complete":
+                print(f"{label}: job {o['job_id']} {o['status']}: {o['error']}")
         stores.append(evidence_of(result.prepared.store_url))
     same = all(s == stores[0] for s in stores[1:])
     base_wall = rows[0][4]

@@ -111,7 +111,7 @@ class RayBackend:
 
 def _died(payload: dict[str, Any], exc: BaseException) -> dict[str, Any]:
     return {"job_id": payload["job_id"], "status": "failed", "seconds": 0.0, "records": 0, "added": 0,
-            "resumed": False, "error": f"worker died: {type(exc).__name__}: {str(exc)[:300]}"}
+            "resumed": False, "died": True, "error": f"worker died: {type(exc).__name__}: {str(exc)[:300]}"}
 
 
 def make_backend(workers: int | None = None, ray: str | None = None, *, gpus_per_job: float = 0.0) -> Backend:

@@ -211,10 +211,25 @@ def execute(
         pj = by_id.get(outcome["job_id"])
         if pj is not None:
             pj.status = outcome["status"]
+            if outcome.get("died"):  # its worker could not record it: the store says so, the report lists it
+                _record_failure(prepared, pj, str(outcome["error"]), key_dir)
         if on_job is not None:
             on_job(outcome, len(outcomes), len(payloads))
     return CampaignResult(prepared=prepared, outcomes=outcomes, seconds=time.perf_counter() - t0,
                           backend=backend.name)
+
+
+def _record_failure(prepared: Prepared, pj: PreparedJob, error: str, key_dir: str | Path | None) -> None:
+    from aisec.store import EvidenceNotFound, open_store
+
+    with open_store(prepared.store_url, key_dir=key_dir) as s:
+        try:
+            if s.run(pj.job_id).status in DONE:
+                return
+        except EvidenceNotFound:
+            pass
+        s.begin_run(pj.job_id, pj.job.plan(), out_dir=prepared.out / "jobs" / pj.job_id)
+        s.finish_run(pj.job_id, status="failed", error=error[:2000])
 
 
 def run_campaign(

@@ -296,3 +296,31 @@ def test_cli_runs_estimates_and_reports(tmp_path: Path, aisec_cache: str) -> Non
     bad.write_text("name: x\nmodels: [digits-cnn]\ndatasets: [digits]\nchecks: {robustness: {}}\nmodles: 1\n")
     res = CliRunner().invoke(main, ["campaign", "run", str(bad)])
     assert res.exit_code == 2 and "modles" in res.output
+
+
+class DyingBackend:
+    """Every worker dies before it can record its job (as a SIGKILLed pool worker does)."""
+
+    name = "dying"
+
+    def run(self, payloads: list[dict[str, Any]]) -> Any:
+        from aisec.campaigns.backends import _died
+
+        for p in payloads:
+            yield _died(p, RuntimeError("killed"))
+
+
+def test_a_dead_worker_is_a_failed_job_in_the_store_and_runs_again(tmp_path: Path, aisec_cache: str) -> None:
+    from aisec.campaigns.leaderboard import build_leaderboard
+    from aisec.store import open_store
+
+    spec = Campaign.parse(tiny_campaign(defences=[None], grid={"robustness": {"eps": [[0.05]]}}))
+    first = run_campaign(spec, base_dir=tmp_path, backend=DyingBackend())  # type: ignore[arg-type]
+    assert first.counts == {"failed": 1}
+    with open_store(first.prepared.store_url, create=False) as s:
+        (run,) = s.runs()
+        assert run.status == "failed" and "worker died" in (run.error or "")
+    board = build_leaderboard(tmp_path / "tiny")
+    assert [u["status"] for u in board.unfinished] == ["failed"]
+    again = run_campaign(spec, base_dir=tmp_path)
+    assert again.counts == {"complete": 1}
