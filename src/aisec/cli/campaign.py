@@ -30,13 +30,16 @@ def campaign() -> None:
               help="Run on Ray: 'auto' (this machine's cluster), ADDRESS (host:port, ray://host:port) or 'local'.")
 @click.option("--gpus-per-job", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="With --ray: GPUs each job asks for (1: one job per GPU).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Torch threads per job (default: the cores shared among the workers). The same count on every "
+                   "backend gives bit-identical results.")
 @click.option("--store", "store_url", default=None,
               help="Evidence store URL (default: the campaign's 'store', else evidence.db in its folder).")
 @key_dir_option
 @click.option("--yes", is_flag=True, help="Run without asking, whatever the estimate.")
 @click.option("--estimate", "estimate_only", is_flag=True, help="Print the estimate and stop.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run_command(file: str, workers: int | None, ray_address: str | None, gpus_per_job: float,
+def run_command(file: str, workers: int | None, ray_address: str | None, gpus_per_job: float, threads: int | None,
                 store_url: str | None, key_dir: str | None, yes: bool, estimate_only: bool, quiet: bool) -> None:
     """Run the jobs of campaign FILE that the store does not hold yet."""
     from aisec.campaigns.backends import make_backend
@@ -67,7 +70,7 @@ def run_command(file: str, workers: int | None, ray_address: str | None, gpus_pe
             if outcome["status"] != "complete":
                 click.echo(f"job {outcome['job_id']}: {outcome['status']}: {outcome.get('error')}", err=True)
 
-        result = execute(prepared, backend, key_dir=key_dir, on_job=on_job)
+        result = execute(prepared, backend, threads=threads, key_dir=key_dir, on_job=on_job)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts.items())) or "nothing to run"
     click.echo(f"campaign {spec.name}: {counts} in {result.seconds:.1f} s on {result.backend}; "
                f"store {prepared.store_url}; folder {prepared.out}")
