@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import binomtest
 
-from aisec.core.errors import DataError
+from aisec.core.errors import AisecError, DataError
 from aisec.core.evidence import Evidence, read_jsonl
 
 #: parameters that do not make two records different measurements (they describe the system or are derived)
@@ -53,7 +53,7 @@ class LoadedRun:
         if path not in self._tables:
             try:
                 text = self.read(path).decode("utf-8")
-            except (OSError, KeyError, DataError, UnicodeDecodeError):
+            except (OSError, KeyError, AisecError, UnicodeDecodeError):  # no table: unpaired
                 return None
             rows = list(csv.reader(io.StringIO(text)))
             if not rows:

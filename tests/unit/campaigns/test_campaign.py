@@ -324,3 +324,24 @@ def test_a_dead_worker_is_a_failed_job_in_the_store_and_runs_again(tmp_path: Pat
     assert [u["status"] for u in board.unfinished] == ["failed"]
     again = run_campaign(spec, base_dir=tmp_path)
     assert again.counts == {"complete": 1}
+
+
+def test_compare_two_stored_jobs_pairs_them_through_the_stored_tables(reference: tuple[Path, dict[str, Any]]) -> None:
+    """A model and its defended copy in one campaign, compared by run id from the store (no folders)."""
+    from click.testing import CliRunner
+
+    from aisec.campaigns.compare import compare_runs, load_run
+    from aisec.cli.main import main
+    from aisec.store import open_store
+
+    base, _ = reference
+    manifest = json.loads((base / "tiny" / "campaign.json").read_text())
+    plain, blurred = (next(j["job_id"] for j in manifest["jobs"] if j["defence"] == d and j["params"]["eps"] == [0.05])
+                      for d in (None, "gaussian-blur:sigma=0.5"))
+    with open_store(manifest["store"], create=False) as s:
+        c = compare_runs(load_run(plain, store=s), load_run(blurred, store=s))
+    clean = next(d for d in c.diffs if d.metric == "robustness.clean_accuracy")
+    assert c.same_data and clean.paired is not None and clean.paired.shared == 16
+    res = CliRunner().invoke(main, ["compare", plain, blurred, "--store", manifest["store"]])
+    assert res.exit_code == 0, res.output
+    assert "shared measurements" in res.output
