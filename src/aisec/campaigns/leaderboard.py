@@ -82,9 +82,14 @@ class Leaderboard:
     folder: Path
     tables: list[Table]
     unfinished: list[dict[str, Any]]
+    contest: bool = False
+
+    @property
+    def ranked_by(self) -> str:
+        return "safair_delta" if self.contest else "best_known_robust_accuracy"
 
     def to_json(self) -> dict[str, Any]:
-        return {"campaign": self.name, "ranked_by": "best_known_robust_accuracy",
+        return {"campaign": self.name, "ranked_by": self.ranked_by, "contest": self.contest,
                 "tables": [{"dataset": t.dataset, "norm": t.norm, "eps": t.eps,
                             "rows": [{**asdict(r), "name": r.name} for r in t.rows]} for t in self.tables],
                 "unfinished": self.unfinished}
@@ -132,12 +137,17 @@ def build_leaderboard(source: str | Path, *, store: str | None = None,
         for tm in threats:
             rows = [r for (d, m, dfn), jobs in entries.items() if d == dataset
                     if (r := _row(m, dfn, jobs, records, tm, folder)) is not None]
-            rows.sort(key=lambda r: (-r.best_known_robust_accuracy, -(r.clean_accuracy or 0.0), r.name))
+            if spec.contest:  # SAFAIR: the smallest drop from clean to robust accuracy wins
+                rows.sort(key=lambda r: (r.safair_delta if r.safair_delta is not None else math.inf,
+                                         -r.best_known_robust_accuracy, r.name))
+            else:
+                rows.sort(key=lambda r: (-r.best_known_robust_accuracy, -(r.clean_accuracy or 0.0), r.name))
             for i, r in enumerate(rows):
                 r.rank = i + 1
             if rows:
                 tables.append(Table(dataset=dataset, norm=tm.norm, eps=tm.eps, rows=rows))
-    return Leaderboard(name=manifest["name"], folder=folder, tables=tables, unfinished=unfinished)
+    return Leaderboard(name=manifest["name"], folder=folder, tables=tables, unfinished=unfinished,
+                       contest=spec.contest)
 
 
 def _at(e: Evidence, tm: ThreatModel) -> bool:
@@ -233,8 +243,10 @@ def _html(board: Leaderboard, rel: str) -> str:
              "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}"
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td.l,th.l{text-align:left}"
              ".no{color:#c0392b}.yes{color:#1e8449}</style></head><body>",
-             f"<h1>Leaderboard: {escape(board.name)}</h1><p>Ranked by the best known robust accuracy (the lowest "
-             "any attack reached). Ensemble: AutoAttack where it ran. SAFAIR delta: clean minus robust accuracy, "
+             f"<h1>Leaderboard: {escape(board.name)}</h1><p>Ranked by "
+             + ("the SAFAIR delta, smallest first (contest rules: Linf 8/255, 8-bit adversarials, time limits). "
+                if board.contest else "the best known robust accuracy (the lowest any attack reached). ")
+             + "Ensemble: AutoAttack where it ran. SAFAIR delta: clean minus robust accuracy, "
              "largest over the attacks.</p>"]
     for t in board.tables:
         parts.append(f"<h2>{escape(t.dataset)}, {escape(t.threat)}</h2><table><tr><th>rank</th><th class=l>model"

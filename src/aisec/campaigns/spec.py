@@ -34,6 +34,9 @@ from aisec.core.errors import ConfigError
 from aisec.core.plan import DataRef, ModelRef, Plan
 from aisec.core.safety import load_yaml, short_repr
 
+#: the SAFAIR contest's budget and time rule
+CONTEST_EPS = 8 / 255
+CONTEST_SECONDS_PER_1000 = 4 * 3600.0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -112,6 +115,9 @@ class Campaign(BaseModel):
     budget: Budget = Field(default_factory=Budget)
     threat_models: list[ThreatModel] = Field(
         default_factory=list, description="Leaderboard tables (default: every robustness reference budget run).")
+    contest: bool = Field(
+        default=False, description="SAFAIR contest rules: Linf 8/255, adversarials rounded to 8-bit pixel values, "
+        "4 hours per 1,000 samples unless limits say otherwise, leaderboard ranked by SAFAIR delta.")
     store: str | None = Field(default=None, description="Evidence store URL (default: evidence.db in the out folder).")
     out: str | None = Field(default=None, description="Campaign folder (default: <file's folder>/<name>).")
 
@@ -147,6 +153,16 @@ class Campaign(BaseModel):
             raise ValueError(f"models share the name(s) {dup}; give each a distinct 'name'")
         if len(set(self.defences)) != len(self.defences):
             raise ValueError("defences lists a defence twice")
+        if self.contest:
+            if "robustness" not in self.checks:
+                raise ValueError("contest mode ranks robustness: add a robustness check")
+            rob = {**self.checks["robustness"], **self.grid.get("robustness", {})}
+            if rob.get("quantize") is False or (isinstance(rob.get("quantize"), list) and False in rob["quantize"]):
+                raise ValueError("contest mode rounds adversarials to 8-bit pixel values; drop quantize: false")
+            if self.limits.seconds_per_1000_samples is None:
+                self.limits = self.limits.model_copy(update={"seconds_per_1000_samples": CONTEST_SECONDS_PER_1000})
+            if not self.threat_models:
+                self.threat_models = [ThreatModel(norm="linf", eps=CONTEST_EPS)]
         for check, axes in self.grid.items():
             if check not in self.checks:
                 raise ValueError(f"grid names check '{check}', which is not in checks {sorted(self.checks)}")
@@ -228,6 +244,9 @@ def expand(campaign: Campaign) -> list[Job]:
             axes = campaign.grid.get(check, {})
             for point in itertools.product(*axes.values()):
                 params = {**base, **dict(zip(axes, point, strict=True))}
+                if campaign.contest and check == "robustness":  # measured at 8/255, on 8-bit pixel values
+                    params["quantize"] = True
+                    params["reference_eps"] = {**params.get("reference_eps", {}), "linf": CONTEST_EPS}
                 samples = _samples(check, params, campaign.budget.samples)
                 if samples is not None:
                     params["samples"] = samples

@@ -345,3 +345,23 @@ def test_compare_two_stored_jobs_pairs_them_through_the_stored_tables(reference:
     res = CliRunner().invoke(main, ["compare", plain, blurred, "--store", manifest["store"]])
     assert res.exit_code == 0, res.output
     assert "shared measurements" in res.output
+
+
+def test_contest_mode_applies_the_safair_rules_and_ranks_by_delta(tmp_path: Path, aisec_cache: str) -> None:
+    from aisec.campaigns.leaderboard import build_leaderboard
+
+    spec = Campaign.parse(tiny_campaign(contest=True, grid={}))
+    jobs = expand(spec)
+    assert all(j.params["quantize"] is True and j.params["reference_eps"]["linf"] == pytest.approx(8 / 255)
+               for j in jobs)
+    assert all(j.time_limit == pytest.approx(4 * 3600 * 16 / 1000) for j in jobs)  # 4 h per 1,000 samples
+    assert [(t.norm, t.eps) for t in spec.threat_models] == [("linf", pytest.approx(8 / 255))]
+    run_campaign(spec, base_dir=tmp_path)
+    board = build_leaderboard(tmp_path / "tiny")
+    (table,) = board.tables
+    deltas = [r.safair_delta for r in table.rows]
+    assert board.ranked_by == "safair_delta" and None not in deltas and deltas == sorted(deltas)  # type: ignore[type-var]
+    for bad, message in (({"checks": {"explainability": {}}, "grid": {}}, "add a robustness check"),
+                         ({"checks": {"robustness": {**TINY, "quantize": False}}, "grid": {}}, "quantize")):
+        with pytest.raises(ConfigError, match=message):
+            Campaign.parse(tiny_campaign(contest=True, **bad))
