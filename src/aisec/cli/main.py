@@ -33,6 +33,8 @@ COMMANDS: dict[str, str] = {
     "evidence": "aisec.cli.evidence:evidence",
     "graph": "aisec.cli.graph:graph",
     "reproduce": "aisec.cli.reproduce:reproduce",
+    "campaign": "aisec.cli.campaign:campaign",
+    "compare": "aisec.cli.compare:compare",
     "report": "aisec.cli.report:report",
     "plugins": "aisec.cli.plugins:plugins",
 }
@@ -50,6 +52,8 @@ _SUMMARIES: dict[str, str] = {
     "evidence": "Query, export, verify and push stored evidence.",
     "graph": "Link stored evidence to models, runs, requirements and threats.",
     "reproduce": "Re-run the plan behind a stored evidence record and compare.",
+    "campaign": "Run a campaign file (models x defences x checks), resumable, and rank it (leaderboard).",
+    "compare": "Compare two runs metric by metric: differences, CIs, paired McNemar on shared samples.",
     "report": "Re-render a run folder's report from its result.json (another policy, a newer aisec).",
     "plugins": "List every attack, method and check with what it needs.",
 }
