@@ -126,7 +126,7 @@ def _plan(plan_file: str | None, f: dict[str, Any]) -> DefendPlan:
 @click.option("--split", help="Split to train on (default: train; 'none' for a source without splits).")
 @click.option("--eval-split", help="Split to measure clean accuracy on (default: test; 'none': the training data).")
 @click.option("-r", "--recipe", help="Training defence and parameters, e.g. pgd-at:eps=0.1,epochs=5 "
-              "(pgd-at, fast-fgsm, trades, gaussian-augment; `aisec plugins` lists their parameters).")
+              "(pgd-at, fast-fgsm, trades, gaussian-augment, denoiser; `aisec plugins` lists their parameters).")
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="The defended model to write (*.safetensors).")
 @click.option("--force", is_flag=True, help="Replace OUT (and its record) if they exist; never the input model.")
 @click.option("-c", "--count", type=click.IntRange(min=1), help="Train on at most this many samples.")

@@ -96,3 +96,65 @@ class SurrogateMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.net(x)
         return out
+
+
+class DenoisingAutoencoder(nn.Module):
+    """A small residual convolutional autoencoder for images ``(C, H, W)``: ``x + decode(encode(x))``.
+
+    One stride-2 bottleneck (so it also takes odd sizes: the decoder's output is cropped to the input's)
+    and a residual connection, so a freshly initialised one is close to the identity and the classifier
+    behind it starts at its own clean accuracy. Trained by the ``denoiser`` training defence to map
+    adversarial examples back to their clean images (:mod:`aisec.defences.training.denoiser`).
+    """
+
+    def __init__(self, in_channels: int = 1, width: int = 32) -> None:
+        super().__init__()
+        self.encode = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(),
+                                    nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU())
+        self.decode = nn.Sequential(nn.ConvTranspose2d(width, width, 4, stride=2, padding=1), nn.ReLU(),
+                                    nn.Conv2d(width, in_channels, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.decode(self.encode(x))[..., : x.shape[-2], : x.shape[-1]]
+        out: torch.Tensor = x + r
+        return out
+
+
+class DenoisedClassifier(nn.Module):
+    """A denoising autoencoder in front of a classifier: ``classifier(denoiser(x))``, one module, one file.
+
+    ``stage`` picks what ``forward`` computes (``"full"``, or for training: ``"classifier"`` alone,
+    ``"denoiser"`` alone, ``"input"`` = the input unchanged); a loaded model is always ``"full"``.
+    """
+
+    def __init__(self, classifier: nn.Module, in_channels: int = 1, width: int = 32) -> None:
+        super().__init__()
+        self.denoiser = DenoisingAutoencoder(in_channels, width)
+        self.classifier = classifier
+        self.stage = "full"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stage == "input":
+            return x
+        if self.stage == "denoiser":
+            out: torch.Tensor = self.denoiser(x)
+            return out
+        if self.stage == "classifier":
+            out = self.classifier(x)
+            return out
+        out = self.classifier(self.denoiser(x))
+        return out
+
+
+class DenoisedDigitsCNN(DenoisedClassifier):
+    """:class:`DenoisingAutoencoder` + :class:`DigitsCNN` (zoo name ``dae-digits-cnn``)."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 32) -> None:
+        super().__init__(DigitsCNN(num_classes, in_channels), in_channels, width)
+
+
+class DenoisedLeNet5(DenoisedClassifier):
+    """:class:`DenoisingAutoencoder` + :class:`LeNet5` (zoo name ``dae-lenet5``)."""
+
+    def __init__(self, num_classes: int = 10, width: int = 32) -> None:
+        super().__init__(LeNet5(num_classes), 1, width)

@@ -67,6 +67,8 @@ ZOO_ARCHS: dict[str, str] = {
     "tabular-mlp": "aisec.models.zoo:TabularMLP",
     "surrogate-cnn": "aisec.models.zoo:SurrogateCNN",
     "surrogate-mlp": "aisec.models.zoo:SurrogateMLP",
+    "dae-digits-cnn": "aisec.models.zoo:DenoisedDigitsCNN",
+    "dae-lenet5": "aisec.models.zoo:DenoisedLeNet5",
 }
 
 _PICKLE_SUFFIXES = {".pkl", ".pickle", ".joblib"}

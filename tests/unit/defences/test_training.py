@@ -99,7 +99,8 @@ def test_an_existing_output_is_refused_before_training_and_the_input_never_overw
 @pytest.mark.parametrize(("recipe", "says"), [
     ("pgd-at:eps=abc", "eps: Input should be a valid number"),
     ("pgd-at:epsilon=0.1", "epsilon: unknown parameter; it takes epochs"),
-    ("no-such:eps=0.1", "unknown training defence 'no-such'; known: fast-fgsm, gaussian-augment, pgd-at, trades"),
+    ("no-such:eps=0.1",
+     "unknown training defence 'no-such'; known: denoiser, fast-fgsm, gaussian-augment, pgd-at, trades"),
     ("trades:beta", "'beta' is not key=value"),
     ("fast-fgsm:norm=l0", "linf and l2"),
     ("pgd-at:epochs=0", "epochs: Input should be greater than or equal to 1"),
@@ -124,7 +125,7 @@ def test_recipes_parse_from_text_and_plan_mappings_alike() -> None:
     assert a == b and a.name == "pgd-at" and a.params.eps == pytest.approx(8 / 255)  # type: ignore[attr-defined]
     assert a.label() == f"pgd-at:epochs=2,eps={8 / 255},steps=7"
     assert parse_recipe("fast-fgsm").params.schedule == "cyclic"  # Wong et al.'s schedule is the default there
-    assert names("training") == ["fast-fgsm", "gaussian-augment", "pgd-at", "trades"]
+    assert names("training") == ["denoiser", "fast-fgsm", "gaussian-augment", "pgd-at", "trades"]
 
 
 @pytest.mark.parametrize("recipe", ["pgd-at:steps=2", "fast-fgsm", "trades:steps=2", "gaussian-augment"])

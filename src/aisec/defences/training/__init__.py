@@ -3,9 +3,10 @@
 One module per defence, each registered in the ``training`` family (``aisec plugins`` lists them):
 :mod:`~aisec.defences.training.pgd_at` (Madry et al. 2018), :mod:`~aisec.defences.training.fast_fgsm`
 (Wong et al. 2020), :mod:`~aisec.defences.training.trades` (Zhang et al. 2019) and
-:mod:`~aisec.defences.training.gaussian` (Gaussian-noise augmentation). They share the loop and the
-optimiser parameters of :mod:`~aisec.defences.training.base`; :mod:`~aisec.defences.training.defend`
-trains and writes the result (``aisec defend``, :func:`aisec.api.defend`).
+:mod:`~aisec.defences.training.gaussian` (Gaussian-noise augmentation) and
+:mod:`~aisec.defences.training.denoiser` (a denoising autoencoder in front of the frozen classifier).
+They share the loop and the optimiser parameters of :mod:`~aisec.defences.training.base`;
+:mod:`~aisec.defences.training.defend` trains and writes the result (``aisec defend``, :func:`aisec.api.defend`).
 
 >>> defended = train_defended(target, aisec.digits(split="train"), "pgd-at:eps=0.1,epochs=5")
 >>> record = save_defended(defended, "defended.safetensors")

@@ -82,6 +82,11 @@ class TrainingDefence(Protocol):
         ...
 
 
+# A defence may also define ``compose(model, params, seed) -> (module, arch_kwargs)``: the module to train
+# instead of a copy of ``model`` (the denoiser puts a fresh autoencoder in front of a frozen copy), and the
+# integer arguments of its zoo architecture, which the written file records.
+
+
 @dataclass
 class TrainingLog:
     """What the loop measured: the mean training loss of each epoch and the seconds it took."""

@@ -179,9 +179,16 @@ def train_defended(
     xe, ye = take(ev, device=dev)
     xe, ye = xe.float(), ye.long()
     before = _accuracy(_forward(module, target), xe, ye)
-    net = start_model(module, r.params, seed)
-    forward = _forward(net, target)
     defence = r.info.obj()
+    compose = getattr(defence, "compose", None)
+    if callable(compose):  # a defence that puts something in front of the model (the denoiser)
+        net, composed_kwargs = compose(module, r.params, seed)
+        rec_arch, rec_kwargs = arch_of(net, None), dict(composed_kwargs)
+        net = net.to(dev)
+    else:
+        net = start_model(module, r.params, seed)
+        rec_arch, rec_kwargs = arch_of(module, arch), dict(arch_kwargs or {})
+    forward = _forward(net, target)
     lo, hi = spec.value_range
     log = train_defence(defence, r.params, net, forward, x, y, value_range=(float(lo), float(hi)), seed=seed,
                         progress=progress, task=f"defend {r.name}")
@@ -189,7 +196,7 @@ def train_defended(
     record = DefenceRecord(
         created=datetime.now(UTC).isoformat(timespec="seconds"), defence=r.name, recipe=r.label(),
         params=r.params.model_dump(mode="json"), seed=seed, device=str(dev), model_name=spec.name,
-        model_digest=spec.digest, arch=arch_of(module, arch), arch_kwargs=dict(arch_kwargs or {}),
+        model_digest=spec.digest, arch=rec_arch, arch_kwargs=rec_kwargs,
         train_data=_digest(data), eval_data=_digest(ev), clean_accuracy_before=before,
         clean_accuracy_after=after, epoch_loss=log.epoch_loss, seconds=log.seconds,
         epochs_per_minute=r.params.epochs / log.seconds * 60 if log.seconds > 0 else math.inf,

@@ -24,7 +24,8 @@ class DefenceRecipe(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
-    name: str = Field(description="Registered training defence (pgd-at, fast-fgsm, trades, gaussian-augment).")
+    name: str = Field(description="Registered training defence (pgd-at, fast-fgsm, trades, gaussian-augment, "
+                                  "denoiser).")
     params: TrainingParams = Field(description="The defence's parameters, validated against its Params.")
 
     @model_validator(mode="before")
