@@ -143,6 +143,35 @@ class WorstCaseSummary(Summary):
     points: list[WorstPointSummary]
 
 
+class DefenceSummary(Summary):
+    """A run on a model behind a preprocessing defence (``--defence``): what the defence costs and buys, at the
+    reference budget of one norm (the report's Defences table)."""
+
+    defence: str
+    """The defence's canonical spec, ``jpeg:quality=75``."""
+    differentiable: bool
+    stochastic: bool
+    undefended_clean_accuracy: float
+    """The model without its defence, on the same samples."""
+    clean_accuracy: float
+    clean_cost: float
+    """Undefended minus defended clean accuracy (positive: the defence costs accuracy)."""
+    norm: str | None
+    eps: float | None
+    """The budget the robust accuracies are read at (the norm's reference eps; None: no curve reached it)."""
+    autoattack_robust_accuracy: float | None
+    """Under the AutoAttack ensemble (``autoattack``), None when it did not run at ``eps``."""
+    adaptive_robust_accuracy: float | None
+    """The lowest over the adaptive attacks (BPDA, EOT, black box) the plan or the reliability escalation ran."""
+    adaptive_attacks: list[str]
+    worst_robust_accuracy: float | None
+    """Per-sample worst case over every attack of the norm."""
+    safair_delta: float | None
+    """Defended clean accuracy minus the worst-case robust accuracy."""
+    reliable: bool | None
+    seconds: float
+
+
 class RobustnessSummary(Summary):
     """Clean accuracy with its CI, one curve per attack, CLEVER per norm (None when skipped), the per-sample
     worst case over attacks per norm (the number to quote) and the reliability verdict."""
@@ -159,6 +188,8 @@ class RobustnessSummary(Summary):
     """Absent when the verdict was switched off (``reliability.enabled: false``) and on the text path."""
     grid_notes: list[str] = Field(default_factory=list, exclude_if=lambda v: not v)
     """Reference budgets added to the eps grids (``RobustnessParams.reference_eps``), in words; absent when none."""
+    defence: DefenceSummary | None = Field(default=None, exclude_if=lambda v: v is None)
+    """The model was assessed behind a preprocessing defence: its cost and gain (absent otherwise)."""
 
     def console_lines(self, result: Result, *, model: str, dataset: str) -> list[ConsoleLine]:
         """The reliability verdict and its flags first, the clean accuracy, a table row per attack and eps, the

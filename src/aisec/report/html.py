@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 #: checks whose section reads a typed summary (aisec's own; a plugin's section may read a dict)
 _TYPED_CHECKS = frozenset({"robustness", "explainability", "poisoning", "backdoor", "privacy", "extraction",
-                           "model-scan"})
+                           "model-scan", "detection"})
 
 
 def _load_sections() -> None:
@@ -34,7 +34,10 @@ def render(run: Run, banner: str | None = None) -> str:
     """The page; ``banner`` (e.g. "re-rendered from result.json ...") heads it when given."""
     _load_sections()
     head = [f'<div class="warn banner" id="rerendered">{escape(banner)}</div>'] if banner else []
-    parts = [*head, executive_summary(run), *_sections_of(run)]
+    from aisec.report.sections.defences import defences_html
+
+    defences = defences_html(run)  # the per-defence table (issue 15), when the run evaluated one
+    parts = [*head, executive_summary(run), *([defences] if defences else []), *_sections_of(run)]
     for other in run.related:  # e.g. the demo's over-fitted and regularised privacy models, side by side
         folder = other.out.relative_to(run.out) if other.out and run.out else None
         link = f' · <a href="{folder}/report.html">its own report</a>' if folder else ""

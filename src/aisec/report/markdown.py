@@ -47,6 +47,9 @@ def render_markdown(run: Run, banner: str | None = None) -> str:
                   *[f"- {w}" for w in caveats], ""]
     if run.verdict is not None:
         lines += ["### Per requirement and rule", "", run.verdict.markdown(), ""]
+    from aisec.report.sections.defences import defences_markdown
+
+    lines += defences_markdown(run)
     for other in [run, *run.related]:
         if other is not run:
             lines += ["", f"# {other.target.spec.name} on {other.data.info.name}", ""]

@@ -39,6 +39,7 @@ SUMMARY_TYPES: dict[str, str] = {
     "privacy": "aisec.checks.privacy:PrivacySummary",
     "extraction": "aisec.checks.extraction:ExtractionSummary",
     "model-scan": "aisec.checks.model_scan:ModelScanSummary",
+    "detection": "aisec.checks.detection:DetectionSummary",
 }
 
 #: checks whose report shows example images kept only in the checkpoints
