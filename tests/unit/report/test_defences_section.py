@@ -6,8 +6,14 @@ from __future__ import annotations
 import pytest
 
 from aisec.api import assess
-from aisec.checks.robustness import CurveSummary, PointSummary, WorstCaseSummary, WorstPointSummary
-from aisec.checks.robustness import RobustnessParams, defence_summary
+from aisec.checks.robustness import (
+    CurveSummary,
+    PointSummary,
+    RobustnessParams,
+    WorstCaseSummary,
+    WorstPointSummary,
+    defence_summary,
+)
 from aisec.core.check import IntervalSummary
 from aisec.defences.preprocess import DefendedTarget
 from aisec.report.html import render

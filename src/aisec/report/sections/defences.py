@@ -45,8 +45,8 @@ COLUMNS = ("defence", "kind", "model", "budget", "clean acc (undefended)", "clea
 
 def defence_rows(run: Run) -> list[DefenceRow]:
     """The rows of ``run`` and of its related runs, in run order."""
-    from aisec.checks.robustness import RobustnessSummary
     from aisec.checks.detection import DetectionSummary
+    from aisec.checks.robustness import RobustnessSummary
 
     rows: list[DefenceRow] = []
     for r in [run, *run.related]:
