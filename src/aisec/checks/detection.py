@@ -150,6 +150,8 @@ class DetectionCheck:
              kind="float"),
         Flag("--detect-fpr", "Detection: share of clean inputs the threshold may reject (default 0.05).",
              kind="float"),
+        Flag("--detect-count", "Detection: samples used, half to fit the detectors, half to evaluate (default 500).",
+             kind="int"),
     )
 
     @staticmethod
@@ -160,6 +162,8 @@ class DetectionCheck:
             p["eps"] = f["detect_eps"]
         if f.get("detect_fpr") is not None:
             p["fpr"] = f["detect_fpr"]
+        if f.get("detect_count") is not None:
+            p["samples"] = f["detect_count"]
         return p
 
     def run(self, target: Target, data: Dataset, params: DetectionParams, *,
