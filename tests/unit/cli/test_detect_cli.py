@@ -60,6 +60,12 @@ def test_assess_detection_end_to_end_on_digits(runner, tmp_path, digits_model): 
     assert "## Defences" in (out / "report.md").read_text()
     assert 'id="defences"' in (out / "report.html").read_text()
     assert (out / "samples" / "detection-samples-feature-squeezing.csv").exists()
+    # re-rendered from result.json (typed summary), the table is the same
+    again = tmp_path / "again"
+    res = runner.invoke(main, ["report", str(out), "--out", str(again)])
+    assert res.exit_code == 0, res.output
+    table = (out / "report.md").read_text().split("## Defences")[1].split("\n\n## ")[0]
+    assert table in (again / "report.md").read_text()
 
 
 @pytest.mark.parametrize(("args", "message"), [
