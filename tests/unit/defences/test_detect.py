@@ -124,3 +124,40 @@ def test_detector_specs_fail_in_one_line():
         with pytest.raises(ConfigError, match=msg) as exc:
             parse_detector(spec)
         assert "\n" not in str(exc.value)
+
+
+class _Constant(FeatureSqueezing):
+    """A squeezing detector whose score is the same for every input; ``reject_all`` moves the threshold below it."""
+
+    reject_all = False
+
+    def attack_score(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(x.shape[0]) + 0.0 * x.flatten(1).sum(1)
+
+    def fit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        super().fit(*args, **kwargs)
+        if self.reject_all:
+            self.threshold = -1.0
+        return self
+
+
+@pytest.mark.parametrize("reject_all", [False, True])
+def test_rejections_count_as_errors_on_clean_inputs_and_defences_on_adversarial_ones(digits_target, split_batch,
+                                                                                     reject_all):
+    from aisec.checks.detection import DetectionCheck, DetectionParams
+
+    (xf, yf), (xe, ye) = split_batch
+    det = _Constant()
+    det.reject_all = reject_all
+    params = DetectionParams(eps=EPS, steps=5, adaptive_steps=5)
+    row, ms, table = DetectionCheck()._one(det, digits_target, xf[:40], yf[:40], xe[:40], ye[:40], params,
+                                           lambda *a: None, [])
+    if reject_all:  # everything refused: no clean input is accepted, so nothing counts as correct or robust
+        assert row.clean_accuracy == row.robust_accuracy == row.adaptive_robust_accuracy == 0.0
+        assert row.recall == 1.0 and row.false_positive_rate == 1.0
+    else:  # nothing refused: the system is the classifier
+        assert row.clean_accuracy == row.undefended_clean_accuracy
+        assert row.robust_accuracy == row.undefended_robust_accuracy
+        assert row.recall == 0.0 and row.adaptive_detection_rate == 0.0
+    assert {m.metric for m in ms} >= {"detection.clean_accuracy", "detection.robust_accuracy"}
+    assert table["rejected_clean"].all() == reject_all
