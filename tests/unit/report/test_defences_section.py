@@ -81,6 +81,7 @@ def test_the_table_has_a_row_per_defence_in_html_and_markdown(run):
     assert fs.adaptive == det.adaptive_robust_accuracy and fs.clean == det.clean_accuracy
     html = render(run)
     assert '<section id="defences"><h2>Defences</h2>' in html
+    assert 'alt="rejection ROC" src="data:image/png;base64,' in html  # the detection check's own section
     assert all(c in html for c in ("robust acc (AutoAttack)", "gaussian-blur:sigma=1,truncate=4", "feature-squeezing"))
     md = render_markdown(run)
     table = md[md.index("## Defences"):].splitlines()

@@ -16,7 +16,11 @@ from typing import TYPE_CHECKING
 
 from markupsafe import escape
 
+from aisec.report.sections import register_section, render_template
+
 if TYPE_CHECKING:
+    from aisec.checks.detection import DetectionSummary
+    from aisec.core.check import Result
     from aisec.core.run import Run
 
 
@@ -111,3 +115,37 @@ def defences_markdown(run: Run) -> list[str]:
         return []
     return ["## Defences", "", _NOTE, "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS),
             *["| " + " | ".join(c.replace("|", "/") for c in _cells(r)) + " |" for r in rows], ""]
+
+
+def roc_figure(summary: DetectionSummary) -> str:
+    """The rejection ROC of every detector (clean vs plain-PGD examples), its operating point marked."""
+    from aisec.report.figures import _mpl, _png
+
+    plt = _mpl()
+    fig, ax = plt.subplots(figsize=(4.6, 4.0))
+    for d in summary.detectors:
+        auc = "undefined" if d.auc is None else f"{d.auc:.3f}"
+        line = ax.plot(d.roc_fpr, d.roc_tpr, label=f"{d.detector} (AUC {auc})")[0]
+        ax.plot([d.false_positive_rate], [d.recall], "o", color=line.get_color())
+    ax.plot([0, 1], [0, 1], color="#888", ls=":", lw=1)
+    ax.set_xlabel("clean inputs rejected (false-positive rate)")
+    ax.set_ylabel("adversarial inputs rejected (detection rate)")
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=8, loc="lower right")
+    ax.set_title("rejection ROC (dot: the threshold)", fontsize=9)
+    return _png(fig)
+
+
+@register_section("detection")
+def detection_section(result: Result, run: Run) -> str:
+    """The detection check: its ROC figure, then its measurements (the Defences table sums it up)."""
+    from aisec.checks.detection import DetectionSummary
+    from aisec.report.sections import summary_of
+
+    s = summary_of(result, DetectionSummary)
+    fig = f'<img alt="rejection ROC" src="{roc_figure(s)}">' if s.detectors else ""
+    table = render_template("generic.html.j2", check=result.check, warnings=result.warnings,
+                            measurements=result.measurements)
+    return table.replace("</h2>", f"</h2>{fig}", 1)
