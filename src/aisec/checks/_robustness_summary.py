@@ -178,6 +178,35 @@ class CertifiedSummary(Summary):
     points: list[CertifiedPointSummary]
 
 
+class DefenceSummary(Summary):
+    """A run on a model behind a preprocessing defence (``--defence``): what the defence costs and buys, at the
+    reference budget of one norm (the report's Defences table)."""
+
+    defence: str
+    """The defence's canonical spec, ``jpeg:quality=75``."""
+    differentiable: bool
+    stochastic: bool
+    undefended_clean_accuracy: float
+    """The model without its defence, on the same samples."""
+    clean_accuracy: float
+    clean_cost: float
+    """Undefended minus defended clean accuracy (positive: the defence costs accuracy)."""
+    norm: str | None
+    eps: float | None
+    """The budget the robust accuracies are read at (the norm's reference eps; None: no curve reached it)."""
+    autoattack_robust_accuracy: float | None
+    """Under the AutoAttack ensemble (``autoattack``), None when it did not run at ``eps``."""
+    adaptive_robust_accuracy: float | None
+    """The lowest over the adaptive attacks (BPDA, EOT, black box) the plan or the reliability escalation ran."""
+    adaptive_attacks: list[str]
+    worst_robust_accuracy: float | None
+    """Per-sample worst case over every attack of the norm."""
+    safair_delta: float | None
+    """Defended clean accuracy minus the worst-case robust accuracy."""
+    reliable: bool | None
+    seconds: float
+
+
 class RobustnessSummary(Summary):
     """Clean accuracy with its CI, one curve per attack, CLEVER per norm (None when skipped), the per-sample
     worst case over attacks per norm (the number to quote) and the reliability verdict."""
@@ -197,6 +226,8 @@ class RobustnessSummary(Summary):
     certified: list[CertifiedSummary] = Field(default_factory=list, exclude_if=lambda v: not v)
     """Per certifier run, certified accuracy per radius beside the empirical worst case; absent when ``certify``
     was off (the default)."""
+    defence: DefenceSummary | None = Field(default=None, exclude_if=lambda v: v is None)
+    """The model was assessed behind a preprocessing defence: its cost and gain (absent otherwise)."""
 
     def console_lines(self, result: Result, *, model: str, dataset: str) -> list[ConsoleLine]:
         """The reliability verdict and its flags first, the clean accuracy, a table row per attack and eps, the

@@ -65,6 +65,7 @@ from aisec.checks._robustness_summary import (
     CertifiedSummary,
     CleverSummary,
     CurveSummary,
+    DefenceSummary,
     EscalationSummary,
     FlagSummary,
     PointSummary,
@@ -511,6 +512,7 @@ class RobustnessCheck:
             samples=n, clean_accuracy=k_clean / n, clean_ci=IntervalSummary.from_interval(wilson(k_clean, n)),
             curves=curves, clever=clever_summary, classes=list(data.info.classes), worst_case=worst,
             reliability=reliability, grid_notes=_reference_notes(st), certified=certified,
+            defence=defence_summary(target, x, yc, k_clean / n, curves, worst, reliability, params, t0),
         )
         return Result(
             check="robustness", measurements=measurements, params=params.model_dump(mode="json"),
@@ -1159,3 +1161,47 @@ def _masking_warnings(curves: Sequence[CurveSummary | Mapping[str, Any]]) -> lis
 
 __all__ = ["ATLAS_EVASION", "CleverParams", "CleverSummary", "CurveSummary", "PointSummary", "RobustnessCheck",
            "RobustnessParams", "RobustnessSummary", "TextCurveSummary", "TextRobustnessSummary", "eps_words"]
+
+
+# -- issue 15, item 4: the defence's cost and gain (the report's Defences table) ------------------------------
+
+#: the reliability flags whose remedies are adaptive attacks on a defence (BPDA, EOT, black box)
+ADAPTIVE_FLAGS = frozenset({"zero_gradients", "no_gradient_path", "randomized", "blackbox_beats_whitebox"})
+
+
+def defence_summary(
+    target: Target, x: torch.Tensor, yc: torch.Tensor, clean_accuracy: float, curves: Sequence[CurveSummary],
+    worst: Sequence[WorstCaseSummary], reliability: ReliabilitySummary | None, params: RobustnessParams, t0: float,
+) -> DefenceSummary | None:
+    """For a target behind a preprocessing defence (``DefendedTarget``): the undefended model's clean accuracy on
+    the same samples, and the robust accuracies at the reference budget of one norm (Linf when it ran) under
+    the AutoAttack ensemble, under the adaptive attacks (BPDA / EOT / black box, from the plan or the
+    reliability escalation) and in the worst case. None for any other target."""
+    record = getattr(target, "defence_record", None)
+    inner = getattr(target, "target", None)
+    if record is None or inner is None:
+        return None
+    undefended = int((_probabilities(inner, x, params.batch_size).argmax(1) == yc).sum()) / max(int(yc.shape[0]), 1)
+    norms = [w.norm for w in worst] or list(dict.fromkeys(c.norm for c in curves))
+    norm = "linf" if "linf" in norms else (norms[0] if norms else None)
+    ref = params.reference_eps.get(norm) if norm is not None else None
+
+    def at(points: Sequence[PointSummary | WorstPointSummary]) -> float | None:
+        hit = [p.robust_accuracy for p in points if ref is not None and math.isclose(p.eps, ref, rel_tol=1e-3)]
+        return hit[0] if hit else None
+
+    mine = [c for c in curves if c.norm == norm]
+    auto = [v for c in mine if c.attack == "autoattack" and c.escalation is None if (v := at(c.points)) is not None]
+    adaptive = [(c.key, v) for c in mine if (c.escalation in ADAPTIVE_FLAGS or c.wrapper is not None)
+                if (v := at(c.points)) is not None]
+    w = next((at(wc.points) for wc in worst if wc.norm == norm), None)
+    return DefenceSummary(
+        defence=str(record["spec"]), differentiable=bool(record["differentiable"]),
+        stochastic=bool(record["stochastic"]), undefended_clean_accuracy=undefended, clean_accuracy=clean_accuracy,
+        clean_cost=undefended - clean_accuracy, norm=norm, eps=ref,
+        autoattack_robust_accuracy=min(auto) if auto else None,
+        adaptive_robust_accuracy=min(v for _, v in adaptive) if adaptive else None,
+        adaptive_attacks=[k for k, _ in adaptive], worst_robust_accuracy=w,
+        safair_delta=clean_accuracy - w if w is not None else None,
+        reliable=reliability.reliable if reliability is not None else None, seconds=time.perf_counter() - t0,
+    )

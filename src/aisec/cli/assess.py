@@ -446,6 +446,8 @@ def _plan_from(plan_file: str | None, f: dict[str, Any], *, threat_model: str | 
         checks = {c: checks.get(c, {}) for c in names}
     if not checks:
         checks = {"robustness": {}}
+    if f.get("detector") and not f["checks"] and "detection" not in checks:
+        checks["detection"] = {}  # --detector alone asks for the detection check next to the others
     for name in list(checks):
         checks[name] = check_flags(name, dict(checks[name]), f, data)
     plan = {"model": model, "data": data, "checks": checks, "seed": raw.get("seed", 0)}

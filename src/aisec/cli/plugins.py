@@ -27,11 +27,12 @@ _TITLES: dict[str, str] = {
     "check": "checks",
     "section": "report sections (by check)",
     "training": "training defences (aisec defend)",
+    "rejector": "input detectors (detection check)",
 }
 # Facts shown in the short column (the JSON has all of them); booleans show their name when true.
 _SHORT_FACTS = ("kind", "norms", "natural_norm", "targeted", "iterative", "budget_unit", "needs_recipe",
                 "labels_only", "clean_label", "trigger", "default_mode", "inspects", "flags_samples", "stochastic",
-                "perturbation", "modalities", "inner")
+                "perturbation", "modalities", "inner", "trained", "adaptive")
 
 
 def _method_json(info: Any) -> dict[str, Any]:

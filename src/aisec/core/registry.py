@@ -308,6 +308,20 @@ class TrainingDefenceInfo(MethodInfo):
     inner: str = ""
 
 
+@dataclass(frozen=True, kw_only=True)
+class RejectorInfo(MethodInfo):
+    """An input detector (family ``rejector``, :mod:`aisec.defences.detect`): it rejects inputs it takes for
+    adversarial examples, in front of a classifier (the ``detection`` check evaluates it).
+
+    Attributes:
+        trained: fitted on adversarial examples the check generates (activation-based), not only calibrated.
+        adaptive: how its adaptive attack gets through it (``differentiable``, ``bpda``).
+    """
+
+    trained: bool = False
+    adaptive: str = ""
+
+
 @dataclass(frozen=True)
 class FamilySpec:
     """A family: its info type, the built-in packages imported on first lookup, its label."""
@@ -334,6 +348,7 @@ FAMILIES: dict[str, FamilySpec] = {f.name: f for f in (
     FamilySpec("check", CheckInfo, ("aisec.checks",), "check"),
     FamilySpec("section", SectionInfo, ("aisec.report.sections",), "report section"),
     FamilySpec("training", TrainingDefenceInfo, ("aisec.defences.training",), "training defence"),
+    FamilySpec("rejector", RejectorInfo, ("aisec.defences.detect",), "input detector"),
 )}
 
 _REGISTRY: dict[str, dict[str, MethodInfo]] = {f: {} for f in FAMILIES}
@@ -487,6 +502,8 @@ def get(family: Literal["preprocessing"], name: str) -> PreprocessingInfo: ...
 def get(family: Literal["check"], name: str) -> CheckInfo: ...
 @overload
 def get(family: Literal["training"], name: str) -> TrainingDefenceInfo: ...
+@overload
+def get(family: Literal["rejector"], name: str) -> RejectorInfo: ...
 @overload
 def get(family: str, name: str) -> MethodInfo: ...
 def get(family: str, name: str) -> MethodInfo:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 #: checks whose section reads a typed summary (aisec's own; a plugin's section may read a dict)
 _TYPED_CHECKS = frozenset({"robustness", "explainability", "poisoning", "backdoor", "privacy", "extraction",
-                           "model-scan", "spade"})
+                           "model-scan", "spade", "detection"})
 
 
 def _load_sections() -> None:
@@ -36,7 +36,11 @@ def render(run: Run, banner: str | None = None, at: Path | None = None) -> str:
     the page is written to (default: the run's own), which its links to the run's files are relative to."""
     _load_sections()
     head = [f'<div class="warn banner" id="rerendered">{escape(banner)}</div>'] if banner else []
-    parts = [*head, executive_summary(run), *residual_section(run), *_sections_of(run)]
+    from aisec.report.sections.defences import defences_html
+
+    defences = defences_html(run)  # the per-defence table (issue 15), when the run evaluated one
+    parts = [*head, executive_summary(run), *([defences] if defences else []), *residual_section(run),
+             *_sections_of(run)]
     for other in run.related:  # e.g. the demo's over-fitted and regularised privacy models, side by side
         link = (f' · <a href="{_href(other.out / "report.html", at or run.out)}">its own report</a>'
                 if other.out and run.out else "")

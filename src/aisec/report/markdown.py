@@ -55,6 +55,9 @@ def render_markdown(run: Run, banner: str | None = None) -> str:
                   for q in requirement_rows(run, verdict)]
         lines += ["", "### Every policy rule (this model)", "", run.verdict.rules_markdown(), ""]
     lines += residual_lines(run)
+    from aisec.report.sections.defences import defences_markdown
+
+    lines += defences_markdown(run)
     for other in [run, *run.related]:
         if other is not run:
             lines += ["", f"# {other.target.spec.name} on {other.data.info.name}", ""]

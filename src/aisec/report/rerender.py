@@ -40,6 +40,7 @@ SUMMARY_TYPES: dict[str, str] = {
     "extraction": "aisec.checks.extraction:ExtractionSummary",
     "model-scan": "aisec.checks.model_scan:ModelScanSummary",
     "spade": "aisec.checks.spade:SpadeSummary",
+    "detection": "aisec.checks.detection:DetectionSummary",
 }
 
 #: checks whose report shows example images kept only in the checkpoints
