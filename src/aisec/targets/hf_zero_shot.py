@@ -76,7 +76,9 @@ class CausalLmClassifier:
         def ids_of(text: str) -> list[int]:
             return list(tok(text, add_special_tokens=False)["input_ids"]) if text else []
 
-        bos = [int(tok.bos_token_id)] if tok.bos_token_id is not None else []
+        # the start token (end-of-text where there is none, as GPT-2 does): the first text token's context
+        start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        bos = [int(start)] if start is not None else []
         self.prefix_ids = torch.tensor(bos + ids_of(prefix), dtype=torch.long, device=dev)
         self.suffix_ids = torch.tensor(ids_of(suffix), dtype=torch.long, device=dev)
         words = [ids_of(w) for w in labels.values()]
@@ -89,8 +91,8 @@ class CausalLmClassifier:
         self.label_ids = torch.tensor([t + [self.pad_id] * (width - len(t)) for t in words], device=dev)
         self.label_mask = torch.tensor([[1] * len(t) + [0] * (width - len(t)) for t in words], device=dev)
         if self.prefix_ids.numel() == 0:
-            raise ConfigError(f"model '{label}': give a prefix (or a tokenizer with a start token) — the first "
-                              "text token needs context to be scored after")
+            raise ConfigError(f"model '{label}': give a prefix (its tokenizer has no start or end-of-text token) — "
+                              "the first text token needs context to be scored after")
         self.normalise = normalise
         positions = getattr(self.model.config, "max_position_embeddings", None)
         extra = int(self.prefix_ids.numel() + self.suffix_ids.numel() + width)

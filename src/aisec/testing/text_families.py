@@ -9,7 +9,7 @@ id; ALBERT and ELECTRA factorise their embeddings (``embedding_size`` 16 < hidde
 relative positions only; GPT-2, Llama and Qwen2 have no padding token (they pad with end-of-text).
 :func:`tiny_family_classifier` trains one on :func:`aisec.testing.text.toy_sentiment` and saves
 it to a folder :class:`~aisec.targets.hf.HfTextTarget` loads; :func:`tiny_causal_lm` trains a
-tiny GPT-2/Llama language model on "review overall it was positive/negative" for
+tiny Llama (or GPT-2) language model on "review overall it was positive/negative" for
 :class:`~aisec.targets.hf_zero_shot.CausalLmClassifier`. No hub, no download.
 """
 
@@ -191,7 +191,7 @@ def cached_family_classifier(family: str, seed: int = 0) -> Path:
 
 
 @functools.cache
-def cached_causal_lm(family: str = "gpt2", seed: int = 0) -> Path:
+def cached_causal_lm(family: str = "llama", seed: int = 0) -> Path:
     """:func:`tiny_causal_lm` trained once per process into a temporary folder (removed at exit)."""
     d = Path(tempfile.mkdtemp(prefix=f"aisec-tiny-lm-{family}-"))
     atexit.register(shutil.rmtree, d, ignore_errors=True)
@@ -205,10 +205,11 @@ def zero_shot_prompts(texts: list[str], labels: torch.Tensor) -> list[str]:
 
 
 def tiny_causal_lm(
-    folder: str | Path, *, family: str = "gpt2", seed: int = 0, steps: int = 120, max_length: int = 20,
+    folder: str | Path, *, family: str = "llama", seed: int = 0, steps: int = 120, max_length: int = 20,
     train_size: int = 256,
 ) -> Path:
-    """Train a tiny causal LM (``gpt2`` or ``llama``) on :func:`zero_shot_prompts` of toy reviews; save it.
+    """Train a tiny causal LM (``llama``; ``gpt2`` learns only the label prior in 120 steps) on
+    :func:`zero_shot_prompts` of toy reviews; save it.
 
     Its zero-shot accuracy through :class:`~aisec.targets.hf_zero_shot.CausalLmClassifier` with
     ``suffix=ZERO_SHOT_SUFFIX`` and ``labels=ZERO_SHOT_LABELS`` is then well above chance.
