@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+import torch
 
 pytest.importorskip("transformers")
 
@@ -84,3 +85,26 @@ def test_image_attacks_are_refused_on_text_and_word_triggers_on_images(target, d
         PoisoningCheck().run(target, _dataset(texts, y), PoisoningParams(attack="badnets"))
     with pytest.raises(ConfigError, match="poisons text"):
         PoisoningCheck().run(digits_target, digits_split[1], PoisoningParams(attack="badnl"))
+
+
+def test_onion_finds_the_inserted_trigger_words_with_a_clean_language_model(no_network):
+    from sklearn.metrics import roc_auc_score
+
+    from aisec.detect.onion import onion_scan, perplexities
+    from aisec.targets.hf import load_hf
+    from aisec.testing.text import toy_sentiment
+    from aisec.testing.text_families import cached_causal_lm
+
+    tok, lm = load_hf(cached_causal_lm(), "AutoModelForCausalLM")
+    texts, _ = toy_sentiment(60, seed=77)
+    poisoned = WordTrigger(words="cf").apply_texts(texts[:30], random.Random(0))
+    batch = poisoned + texts[30:]
+    # perplexity against Hugging Face's own mean token loss on the same ids
+    ids = torch.tensor([[tok.bos_token_id, *tok(batch[0], add_special_tokens=False)["input_ids"]]])
+    with torch.no_grad():
+        ref = float(torch.exp(lm(input_ids=ids, labels=ids).loss))
+    assert perplexities(lm, tok, batch[:1])[0] == pytest.approx(ref, rel=1e-4)
+    scan = onion_scan((lm, tok), batch)
+    truth = [1] * 30 + [0] * 30
+    assert roc_auc_score(truth, scan.scores) >= 0.95
+    assert sum(w == "cf" for w in scan.words[:30]) >= 27
