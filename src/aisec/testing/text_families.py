@@ -96,6 +96,22 @@ def family_tokenizer(family: str, *, padding_side: str | None = None) -> Any:
     )
 
 
+def byte_level_bpe_tokenizer(vocab_size: int = 500) -> Any:
+    """A GPT-2-style byte-level BPE tokenizer ("Ġword" word starts, words split into pieces) trained on
+    toy reviews, with ``<|endoftext|>`` as its only special token — the sub-word case a word-level
+    vocabulary cannot show."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tk.train_from_iterator(toy_sentiment(512, seed=7)[0], trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|endoftext|>", padding_side="right")
+
+
 def family_config(family: str, tokenizer: Any, *, hidden: int = 32, layers: int = 2, positions: int = 32) -> Any:
     """A tiny random config of ``family`` (hidden 32, 2 layers, 2 heads) for ``tokenizer``'s vocabulary."""
     import transformers as tr
@@ -148,7 +164,7 @@ def padded(tok: Any, texts: list[str], max_length: int, **kw: Any) -> Any:
 
 def tiny_family_classifier(
     family: str, folder: str | Path, *, seed: int = 0, steps: int = 80, max_length: int = 14, train_size: int = 256,
-    lr: float = 5e-3,
+    lr: float = 5e-3, tokenizer: Any | None = None,
 ) -> Path:
     """Train a tiny ``family`` sequence classifier on toy reviews for ``steps`` Adam steps; save it to ``folder``.
 
@@ -157,7 +173,7 @@ def tiny_family_classifier(
     """
     from transformers import AutoModelForSequenceClassification
 
-    tok = family_tokenizer(family)
+    tok = tokenizer if tokenizer is not None else family_tokenizer(family)
     cfg = family_config(family, tok)
     if cfg.pad_token_id is None:  # HF's last-token pooling finds text by the padding id (end-of-text here)
         cfg.pad_token_id = tok.eos_token_id
@@ -245,5 +261,6 @@ def tiny_causal_lm(
 
 
 __all__ = ["DECODERS", "ENCODERS", "FAMILIES", "PROMPT_WORDS", "ZERO_SHOT_LABELS", "ZERO_SHOT_SUFFIX", "Family",
-           "cached_causal_lm", "cached_family_classifier", "family_config", "family_tokenizer", "padded",
+           "byte_level_bpe_tokenizer", "cached_causal_lm",
+           "cached_family_classifier", "family_config", "family_tokenizer", "padded",
            "tiny_causal_lm", "tiny_family_classifier", "zero_shot_prompts"]

@@ -135,3 +135,32 @@ def test_robustness_check_runs_hotflip_and_embedding_pgd_on_every_family(family,
                                     table["hotflip-l0@2:fooled"], strict=True):
         diff = sum(a != b for a, b in zip(text.split(), adv.split(), strict=True))
         assert diff == k <= 2 and (k > 0 or not fooled)
+
+
+def test_hotflip_swaps_whole_words_under_a_byte_level_bpe_tokenizer(tmp_path, no_network):
+    """GPT-2-style "Ġword" tokens: whole words are editable, word pieces and their heads are not."""
+    from aisec.attacks.text import Vocabulary, run_text_attack
+    from aisec.targets.hf import HfTextTarget
+    from aisec.testing.text import toy_sentiment
+    from aisec.testing.text_families import byte_level_bpe_tokenizer, tiny_family_classifier
+
+    tok = byte_level_bpe_tokenizer()
+    t = HfTextTarget(tiny_family_classifier("gpt2", tmp_path, tokenizer=tok), max_length=16)
+    vocab = Vocabulary(t, need_tokenizer=True, what="test")
+    names = t.tokenizer.convert_ids_to_tokens(list(range(vocab.size)))
+    words = {n for n, w in zip(names, vocab.word.tolist(), strict=True) if w}
+    assert words and all(n.startswith("\u0120") for n in words)
+    assert "\u0120the" not in words  # a stop word
+    # an unseen word falls into pieces: neither its head nor its tail may be swapped
+    split = t.tokenizer(["the film was magnificent"], return_tensors="pt")["input_ids"]
+    pieces = t.tokenizer.convert_ids_to_tokens(split[0].tolist())
+    assert len(pieces) > 4 and pieces[3].startswith("\u0120m")
+    assert vocab.editable(split)[0].tolist() == [False, True, False] + [False] * (len(pieces) - 3)
+    texts, y = toy_sentiment(16, seed=5)
+    ids = t.encode(texts)
+    assert (t.predict(ids).argmax(1) == y).float().mean() >= 0.85
+    out = run_text_attack("hotflip", t, texts, y, {"eps": 2})
+    assert out.success.any()
+    for i in torch.nonzero(out.success).squeeze(1).tolist():
+        a, b = texts[i].split(), out.adv_texts[i].split()
+        assert len(a) == len(b) and 1 <= sum(x != z for x, z in zip(a, b, strict=True)) <= 2
