@@ -45,6 +45,7 @@ _EXPORTS: dict[str, str] = {
     "OnnxTarget": "aisec.targets.onnx",
     "HttpTarget": "aisec.targets.http",
     "HfTextTarget": "aisec.targets.hf",
+    "CausalLmClassifier": "aisec.targets.hf_zero_shot",
     "load_target": "aisec.targets.loading",
     "load_dataset": "aisec.data.loading",
     "digits": "aisec.data.builtin",
@@ -79,6 +80,7 @@ __all__ = [
     "BudgetExceeded",
     "Capability",
     "CapabilityError",
+    "CausalLmClassifier",
     "ConfigError",
     "DataError",
     "Dataset",
@@ -152,6 +154,7 @@ if TYPE_CHECKING:
     from aisec.policy.rules import Policy, PolicyReport, evaluate_policy, load_policy
     from aisec.store import EvidenceStore, open_store
     from aisec.targets.hf import HfTextTarget
+    from aisec.targets.hf_zero_shot import CausalLmClassifier
     from aisec.targets.http import HttpTarget
     from aisec.targets.loading import load_target
     from aisec.targets.onnx import OnnxTarget

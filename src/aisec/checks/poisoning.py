@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from aisec.attacks.poisoning.badnets import PatchTrigger, PoisonTask, Trigger, check_classes
+from aisec.attacks.poisoning.badnl import WordTrigger
 from aisec.attacks.poisoning.blended import BlendTrigger
 from aisec.attacks.poisoning.hidden_trigger import HiddenTriggerParams
 from aisec.attacks.poisoning.sleeper_agent import SleeperAgentParams, recipe_retrainer
@@ -50,12 +51,14 @@ from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import PoisoningInfo, get, names, register_check
 from aisec.core.stats import Interval, wilson
 from aisec.core.target import Target, check_inputs
+from aisec.core.types import Modality
 from aisec.models.recipe import RecipeDivergedError, TrainingRecipe
 from aisec.models.torch_module import batched_predict, module_copy
 
 ATLAS_POISONING = ("AML.T0020", "AML.T0018.000", "AML.T0043.004")
 #: The trigger model of each trigger kind a poisoning attack declares (``PoisoningInfo.trigger``).
-TRIGGERS: dict[str, type[PatchTrigger] | type[BlendTrigger]] = {"patch": PatchTrigger, "blend": BlendTrigger}
+TRIGGERS: dict[str, type[PatchTrigger] | type[BlendTrigger] | type[WordTrigger]] = {
+    "patch": PatchTrigger, "blend": BlendTrigger, "words": WordTrigger}
 
 
 class PoisoningParams(BaseModel):
@@ -71,7 +74,7 @@ class PoisoningParams(BaseModel):
     )
     source_class: int | None = Field(default=0, description="Class the trigger should flip (None: every other).")
     target_class: int = Field(default=1, description="Class the backdoor sends triggered images to.")
-    trigger: Annotated[PatchTrigger | BlendTrigger, Field(discriminator="kind")] = Field(
+    trigger: Annotated[PatchTrigger | BlendTrigger | WordTrigger, Field(discriminator="kind")] = Field(
         default_factory=PatchTrigger
     )
     success_threshold: float = Field(default=0.9, gt=0, le=1, description="ASR that counts as a planted backdoor.")
@@ -98,6 +101,9 @@ class PoisoningParams(BaseModel):
                                 "artefacts/poisoned-train.npz.")
     generate_only: bool = Field(default=False, description="Craft the poisons of the largest rate, write the "
                                 "poisoned training set and stop: no victim is trained, nothing is measured.")
+    text_detection_threshold: float = Field(
+        default=0.5, description="Text targets: robust z-score of a class's activation-clustering silhouette above "
+        "which the scan of the largest rate's victim suspects it (with 2 classes the scores are ±0.67).")
     seed: int = 0
 
     @field_validator("attack")
@@ -317,10 +323,12 @@ class PoisoningCheck:
         """The trigger to plant: the given one if it is of the kind the attack declares; an attack whose kind
         is not the default (patch) gets a seeded trigger of its kind when none of it was given."""
         want = TRIGGERS[info.trigger]
-        if isinstance(p.trigger, want):
+        if isinstance(p.trigger, want) and not isinstance(p.trigger, WordTrigger):
             return p.trigger
-        if info.trigger != "patch":
-            return want(seed=p.seed)
+        if info.trigger not in ("patch", "words"):
+            made = want(seed=p.seed)
+            assert not isinstance(made, WordTrigger)  # word triggers are text-only (_run_text)
+            return made
         given = p.trigger.kind
         raise ConfigError(
             f"attack '{p.attack}' uses a {info.trigger} trigger; give trigger.kind='{info.trigger}' or an attack "
@@ -346,6 +354,8 @@ class PoisoningCheck:
         k_cls = spec.num_classes
         check_classes(k_cls, p.target_class, p.source_class)
         info = get("poisoning", p.attack)
+        if spec.modality is Modality.TEXT or info.trigger == "words":
+            return self._run_text(target, data, p, info, progress)
         dirty = not info.clean_label
         if info.clean_label and p.source_class is None:
             raise ConfigError(f"{p.attack} is a clean-label attack and needs a source_class")
@@ -553,6 +563,19 @@ class PoisoningCheck:
         return Result(check="poisoning", measurements=measurements, params=p.model_dump(mode="json"),
                       summary=summary, tables={"training": table}, images=images, artefacts=artefacts,
                       warnings=warnings, seconds=time.perf_counter() - t0, threats=ATLAS_POISONING)
+
+    def _run_text(self, target: Target, data: Dataset, p: PoisoningParams, info: PoisoningInfo,
+                  progress: Progress) -> Result:
+        """Text targets take word triggers (BadNL); see :mod:`aisec.checks._text_poisoning`."""
+        if target.spec.modality is not Modality.TEXT or info.trigger != "words":
+            text = ", ".join(names("poisoning", trigger="words"))
+            raise ConfigError(f"attack '{p.attack}' poisons {'text' if info.trigger == 'words' else 'images'}; "
+                              f"model '{target.spec.name}' takes {target.spec.modality.value}"
+                              + (f" — for text use {text}" if target.spec.modality is Modality.TEXT else ""))
+        from aisec.checks._text_poisoning import run_text_poisoning
+
+        trigger = p.trigger if isinstance(p.trigger, WordTrigger) else WordTrigger(seed=p.seed)
+        return run_text_poisoning(target, data, p, trigger, progress=progress)
 
     @staticmethod
     def _poisoned_set(p: PoisoningParams, xtr: torch.Tensor, ytr: torch.Tensor, idx: torch.Tensor, xp: torch.Tensor,

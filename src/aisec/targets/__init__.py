@@ -4,6 +4,7 @@ Framework-specific targets (ONNX, HTTP, Hugging Face) import their framework laz
 """
 
 from aisec.targets.hf import HfTextTarget
+from aisec.targets.hf_zero_shot import CausalLmClassifier
 from aisec.targets.http import EndpointError, HttpTarget
 from aisec.targets.loading import load_target
 from aisec.targets.onnx import OnnxTarget
@@ -12,6 +13,7 @@ from aisec.targets.text import TextPipelineTarget
 from aisec.targets.torch import TorchTarget
 
 __all__ = [
+    "CausalLmClassifier",
     "EndpointError",
     "HfTextTarget",
     "HttpTarget",

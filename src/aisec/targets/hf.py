@@ -8,6 +8,15 @@ is masked out) or the UTF-8 byte tensors of aisec's text datasets, tokenised on 
 ``embed`` / ``logits_from_embeddings`` expose the embedding layer for embedding-space and
 gradient-guided token attacks.
 
+Encoders (BERT, RoBERTa, DeBERTa, ALBERT, XLNet, ELECTRA, ...) run as they are, with the attention
+mask of the padding. Decoder-only classifiers (``GPT2/Llama/Qwen2/OPT...ForSequenceClassification``,
+a ``score`` head over the last token) are pooled here rather than by Hugging Face: given
+``inputs_embeds`` HF cannot tell padding from text and pools the last *position* ("will not detect
+padding tokens in inputs_embeds"), a padding token under right padding. aisec runs the base model
+with the padding mask and position ids counted over real tokens only, and reads the head at each
+row's last real token — so left and right padding give the same logits as the unpadded text. A
+tokenizer without a padding token (GPT-2) pads with its end-of-text token.
+
 >>> target = HfTextTarget("models/distilbert-imdb", max_length=128)
 >>> target.predict(target.encode(["a fine film"])).shape
 torch.Size([1, 2])
@@ -28,6 +37,8 @@ from aisec.core.target import TargetSpec
 from aisec.core.types import Access, Capability, Modality, OutputKind
 from aisec.targets.torch import state_dict_digest
 
+#: model types whose learnt positions start after the padding id (RoBERTa: 514 positions, 512 tokens)
+_OFFSET_POSITIONS = frozenset({"roberta", "xlm-roberta", "camembert", "roberta-prelayernorm", "xmod", "data2vec-text"})
 _CAPS = frozenset({Capability.GRADIENTS, Capability.LOGITS, Capability.PROBABILITIES, Capability.EMBEDDINGS})
 
 
@@ -47,8 +58,82 @@ def _offline() -> Iterator[None]:
                 os.environ[k] = v
 
 
+def _tokenizer_class(path: Path, transformers: Any) -> Any:
+    """The class that reads the folder's tokenizer as it was saved.
+
+    A folder saved from a generic ``tokenizers`` tokenizer (``tokenizer_class`` TokenizersBackend /
+    PreTrainedTokenizerFast, with a ``tokenizer.json``) is read by that generic class: AutoTokenizer
+    would pick the class registered for the model type instead (transformers 5 does for Qwen2, and
+    rebuilds a byte-level BPE from the vocabulary — different token ids from those the model learnt).
+    """
+    import json
+
+    cfg = path / "tokenizer_config.json"
+    if cfg.is_file() and (path / "tokenizer.json").is_file():
+        try:
+            declared = json.loads(cfg.read_text(encoding="utf-8")).get("tokenizer_class")
+        except (ValueError, UnicodeDecodeError):
+            declared = None
+        if declared in ("TokenizersBackend", "PreTrainedTokenizerFast"):
+            return transformers.PreTrainedTokenizerFast
+    return transformers.AutoTokenizer
+
+
+def load_hf(path: Path, auto_class: str) -> tuple[Any, Any]:
+    """Tokenizer and model (``transformers.<auto_class>``) from a local folder, offline, safetensors only."""
+    if not path.is_dir() or not (path / "config.json").is_file():
+        raise TargetError(
+            f"{path} is not a local Hugging Face model folder (no config.json); aisec never downloads "
+            "models — save one with model.save_pretrained(folder) and tokenizer.save_pretrained(folder)"
+        )
+    try:
+        import transformers
+    except ImportError as exc:  # pragma: no cover - environment
+        raise TargetError("Hugging Face models need transformers: pip install 'aisec[hf]'") from exc
+    with _offline():
+        try:
+            tokenizer = _tokenizer_class(path, transformers).from_pretrained(str(path), local_files_only=True)
+            model = getattr(transformers, auto_class).from_pretrained(
+                str(path), local_files_only=True, use_safetensors=True
+            )
+        except (OSError, ValueError) as exc:
+            raise TargetError(f"cannot load the model in {path}: {str(exc).splitlines()[0]}") from exc
+    return tokenizer, model
+
+
+def pad_token_id(tokenizer: Any, model: Any, name: str) -> int:
+    """The padding id, set on tokenizer and model config alike; end-of-text when the tokenizer has no
+    padding token (GPT-2, Llama), a ConfigError when it has neither."""
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token is None:
+            raise ConfigError(f"model '{name}': its tokenizer has neither a padding nor an end-of-text token; "
+                              "set tokenizer.pad_token before saving it")
+        tokenizer.pad_token = tokenizer.eos_token
+    pad = int(tokenizer.pad_token_id)
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = pad
+    return pad
+
+
+def is_decoder_classifier(model: Any) -> bool:
+    """A decoder-only sequence classifier: a ``score`` head read at the last token (GPT-2, Llama, Qwen2, OPT, ...)."""
+    return (isinstance(getattr(model, "score", None), torch.nn.Module)
+            and not getattr(model.config, "is_encoder_decoder", False))
+
+
+def position_ids(mask: torch.Tensor) -> torch.Tensor:
+    """Positions counted over real tokens only (padding gets 0), as if each text were unpadded."""
+    return (mask.long().cumsum(1) - 1).clamp_min(0)
+
+
+def last_token_index(mask: torch.Tensor) -> torch.Tensor:
+    """Each row's last real token (right or left padding alike); 0 for an all-padding row."""
+    ar = torch.arange(mask.shape[1], device=mask.device)
+    return (ar * mask.long()).argmax(-1)
+
+
 class HfTextTarget:
-    """A local Hugging Face sequence classifier as a white-box text target."""
+    """A local Hugging Face sequence classifier (encoder or decoder-only) as a white-box text target."""
 
     #: UTF-8 byte tensors are tokenised in :meth:`logits`; ``input_shape`` counts tokens, not bytes.
     tokenizes_bytes = True
@@ -63,23 +148,7 @@ class HfTextTarget:
         class_names: Sequence[str] | None = None,
     ) -> None:
         path = Path(folder)
-        if not path.is_dir() or not (path / "config.json").is_file():
-            raise TargetError(
-                f"{path} is not a local Hugging Face model folder (no config.json); aisec never downloads "
-                "models — save one with model.save_pretrained(folder) and tokenizer.save_pretrained(folder)"
-            )
-        try:
-            from transformers import AutoModelForSequenceClassification, AutoTokenizer
-        except ImportError as exc:  # pragma: no cover - environment
-            raise TargetError("Hugging Face models need transformers: pip install 'aisec[hf]'") from exc
-        with _offline():
-            try:
-                self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-                self.model = AutoModelForSequenceClassification.from_pretrained(
-                    str(path), local_files_only=True, use_safetensors=True
-                )
-            except OSError as exc:
-                raise TargetError(f"cannot load the model in {path}: {exc}") from exc
+        self.tokenizer, self.model = load_hf(path, "AutoModelForSequenceClassification")
         dev = torch.device(device)
         self.model.to(dev).eval()
         for p in self.model.parameters():
@@ -89,10 +158,17 @@ class HfTextTarget:
         if len(names) != k:
             raise ConfigError(f"{len(names)} class names for a model with {k} labels")
         positions = getattr(self.model.config, "max_position_embeddings", None)
+        self.pad_id = pad_token_id(self.tokenizer, self.model, name or path.name)
         # a model with fewer positions than max_length (e.g. a small local BERT) fails on longer inputs
-        self.max_length = min(max_length, int(positions)) if isinstance(positions, int) else max_length
+        if isinstance(positions, int) and positions > 0:  # XLNet (relative positions) reports -1
+            # RoBERTa-style embeddings number positions from pad_token_id + 1: that many fewer tokens fit
+            offset = int(self.model.config.pad_token_id or 0) + 1 \
+                if getattr(self.model.config, "model_type", "") in _OFFSET_POSITIONS else 0
+            max_length = min(max_length, positions - offset)
+        self.max_length = max_length
         max_length = self.max_length
-        self.pad_id = int(self.tokenizer.pad_token_id or 0)
+        #: last-token pooling done here (see the module docstring) rather than by the HF head
+        self.decoder_only = is_decoder_classifier(self.model)
         vocab = int(self.model.get_input_embeddings().weight.shape[0])
         self._spec = TargetSpec(
             name=name or path.name, modality=Modality.TEXT, input_shape=(max_length,), num_classes=k,
@@ -119,7 +195,8 @@ class HfTextTarget:
         return cast(torch.Tensor, enc["input_ids"].to(self._spec.device))
 
     def decode(self, ids: torch.Tensor) -> list[str]:
-        return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        # byte-level BPE (GPT-2, RoBERTa) decodes a leading space from its word-start marker
+        return [str(s).strip() for s in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
     def _mask(self, ids: torch.Tensor) -> torch.Tensor:
         return (ids != self.pad_id).long()
@@ -128,10 +205,21 @@ class HfTextTarget:
         return cast(torch.Tensor, self.model.get_input_embeddings()(ids.long().to(self._spec.device)))
 
     def logits_from_embeddings(self, embeddings: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of token embeddings ``(N, L, D)``; ``ids`` (the tokens they came from) give the padding
+        mask — without them every position counts as text."""
         self._queries += int(embeddings.shape[0])
         mask = self._mask(ids) if ids is not None else None
-        out: Any = self.model(inputs_embeds=embeddings, attention_mask=mask)
-        z: torch.Tensor = out.logits
+        z: torch.Tensor
+        if self.decoder_only:
+            if mask is None:
+                mask = torch.ones(embeddings.shape[:2], dtype=torch.long, device=embeddings.device)
+            hidden = self.model.base_model(inputs_embeds=embeddings, attention_mask=mask,
+                                           position_ids=position_ids(mask)).last_hidden_state
+            last = hidden[torch.arange(hidden.shape[0], device=hidden.device), last_token_index(mask)]
+            z = self.model.score(last)
+        else:
+            out: Any = self.model(inputs_embeds=embeddings, attention_mask=mask)
+            z = out.logits
         if not torch.isfinite(z).all():
             raise OutputError(f"model '{self._spec.name}' produced NaN/inf logits")
         return z

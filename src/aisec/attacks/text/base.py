@@ -33,6 +33,8 @@ from aisec.core.registry import AttackInfo, get_attack, names
 from aisec.core.target import Target, TextTarget, require
 from aisec.core.types import Capability, Modality
 
+#: word-start markers of byte-level BPE (Ġ) and SentencePiece (▁) vocabularies
+WORD_START = ("\u0120", "\u2581")
 TEXT_CAPS = frozenset({Capability.GRADIENTS, Capability.EMBEDDINGS})
 LOWER_BOUND_NOTE = (
     "embedding-space attack: the perturbed embeddings are not real text, so this robust accuracy is a "
@@ -227,11 +229,19 @@ class Vocabulary:
                     special[int(i)] = True
             tokens = tok.convert_ids_to_tokens(list(range(vocab)))
             stops = stop_words()
-            ok = [isinstance(t, str) and t.isascii() and t.isalpha() and len(t) > 1 and t.lower() not in stops
-                  for t in tokens]
+            # Byte-level BPE (GPT-2, RoBERTa: "Ġword") and SentencePiece (ALBERT, XLNet, Llama: "▁word")
+            # mark the *start* of a word; a marked token is a whole word when no unmarked piece follows.
+            marked = [isinstance(t, str) and t[:1] in WORD_START for t in tokens]
+            starts = sum(marked) > vocab // 10
+            cores = [t[1:] if starts and m else (None if starts else t) for t, m in zip(tokens, marked, strict=True)]
+            ok = [isinstance(c, str) and c.isascii() and c.isalpha() and len(c) > 1 and c.lower() not in stops
+                  for c in cores]
             word = torch.tensor(ok, dtype=torch.bool, device=dev) & ~special
-            self.continuation = torch.tensor(
-                [isinstance(t, str) and t.startswith("##") for t in tokens], dtype=torch.bool, device=dev)
+            if starts:
+                cont = [isinstance(t, str) and not m and t.isalnum() for t, m in zip(tokens, marked, strict=True)]
+            else:
+                cont = [isinstance(t, str) and t.startswith("##") for t in tokens]
+            self.continuation = torch.tensor(cont, dtype=torch.bool, device=dev) & ~special
         if tok is None:
             self.continuation = torch.zeros(vocab, dtype=torch.bool, device=dev)
         self.size = vocab
