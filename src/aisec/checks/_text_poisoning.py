@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from aisec.attacks.poisoning.badnl import WordTrigger
-from aisec.checks.poisoning import PoisoningSummary, PoisonRatePoint, resilience_score
+from aisec.checks._poisoning_summary import PoisoningSummary, PoisonRatePoint, resilience_score
 from aisec.core.check import IntervalSummary, Result
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import CapabilityError, ConfigError, DataError

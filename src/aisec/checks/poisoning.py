@@ -41,8 +41,15 @@ from aisec.attacks.poisoning.blended import BlendTrigger
 from aisec.attacks.poisoning.hidden_trigger import HiddenTriggerParams
 from aisec.attacks.poisoning.sleeper_agent import SleeperAgentParams, recipe_retrainer
 from aisec.checks._artefacts import poisoned_artefact
+from aisec.checks._poisoning_summary import (
+    PoisonedDataSummary,
+    PoisoningSummary,
+    PoisonRatePoint,
+    TriggerSizePoint,
+    resilience_score,
+)
 from aisec.core.artefacts import ARTEFACTS, Artefact
-from aisec.core.check import ConsoleLine, IntervalSummary, Result, Summary, require_same_classes
+from aisec.core.check import IntervalSummary, Result, require_same_classes
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import ConfigError, DataError
 from aisec.core.evidence import Measurement
@@ -126,82 +133,6 @@ FINETUNE_DEFAULTS: dict[str, Any] = {"epochs": 4, "lr": 1e-3}
 """Default fine-tuning schedule: half the epochs and a third of the learning rate of a retrain."""
 
 
-class PoisonRatePoint(Summary):
-    """One poisoning rate of the sweep: attack success and clean accuracy of its victim, with Wilson CIs."""
-
-    rate: float
-    poisons: int
-    asr: float
-    asr_ci: IntervalSummary
-    clean_accuracy: float
-    clean_ci: IntervalSummary
-
-
-class TriggerSizePoint(Summary):
-    """One patch side of the 'pixels needed' sweep, at ``pixels_rate``."""
-
-    size: int
-    pixels: int
-    asr: float
-    asr_ci: IntervalSummary
-    clean_accuracy: float
-
-
-class PoisoningSummary(Summary):
-    """The poisoning sweep: a point per rate and per trigger size, the smallest rate that plants the
-    backdoor (``reached`` false: none did, the value is the largest rate) and the resilience score."""
-
-    attack: str
-    mode: str
-    train_samples: int
-    test_samples: int
-    victim_samples: int
-    source_class: int | None
-    target_class: int
-    points: list[PoisonRatePoint]
-    pixels: list[TriggerSizePoint]
-    pixels_needed: int | None
-    pixels_rate: float
-    min_poison_rate: float
-    reached: bool
-    success_threshold: float
-    resilience: float
-    classes: list[str]
-    trigger: dict[str, Any]
-    poison_linf: float | None
-    """Largest Linf distance of a clean-label poison from its original (None for dirty-label attacks)."""
-
-    def console_lines(self, result: Result, *, model: str, dataset: str) -> list[ConsoleLine]:
-        """Resilience, ASR by rate and the range of the victims' clean accuracy, on one line."""
-        acc = [p.clean_accuracy for p in self.points]
-        return [f"poisoning {self.attack} ({self.mode}): resilience {self.resilience:.3f}; ASR by rate "
-                + ", ".join(f"{100 * p.rate:g}%: {p.asr:.2f}" for p in self.points)
-                + f"; clean accuracy {min(acc):.3f}–{max(acc):.3f}"]
-
-
-class PoisonedDataSummary(Summary):
-    """A generate-only poisoning run: the poisoned training set written, no victim trained, nothing measured."""
-
-    generate_only: bool = True
-    attack: str
-    rate: float
-    poisons: int
-    train_samples: int
-    test_samples: int
-    source_class: int | None
-    target_class: int
-    classes: list[str]
-    trigger: dict[str, Any]
-    poison_linf: float | None
-    file: str | None
-    """The poisoned set's path in the run folder (None: ``save_poisoned`` is off)."""
-
-    def console_lines(self, result: Result, *, model: str, dataset: str) -> list[ConsoleLine]:
-        where = f"written to {self.file}" if self.file else "not written (save_poisoned is off)"
-        return [f"poisoning {self.attack} (generate only): {self.poisons} of {self.train_samples} training samples "
-                f"poisoned (rate {self.rate:g}), {where}; no model was trained and nothing was measured"]
-
-
 def default_recipe(target: Target, mode: str = "retrain", **fields: Any) -> TrainingRecipe:
     """Fresh copies of the target's own architecture: Adam lr 3e-3, 8 epochs, batch 64 (retrain);
     or a copy of the target's weights, Adam lr 1e-3, 4 epochs (finetune). ``fields`` override."""
@@ -244,17 +175,6 @@ def _trigger_kind(attack: str) -> str | None:
     except ConfigError:
         return None
     return str(getattr(info, "trigger", "patch"))
-
-
-def resilience_score(asr: list[float], rates: list[float]) -> float:
-    """``1 - mean_{r>0} max(0, ASR(r) - ASR(0)) / (1 - ASR(0))`` (see the module docstring)."""
-    base = asr[rates.index(0.0)]
-    pos = [a for a, r in zip(asr, rates, strict=True) if r > 0]
-    if not pos:
-        return 1.0
-    denom = max(1.0 - base, 1e-12)
-    excess = [min(1.0, max(0.0, a - base) / denom) for a in pos]
-    return float(min(1.0, max(0.0, 1.0 - sum(excess) / len(excess))))
 
 
 @register_check("poisoning")
@@ -613,3 +533,7 @@ class PoisoningCheck:
             if not math.isfinite(logit_sum):
                 raise RecipeDivergedError("a poisoned victim produced NaN/inf outputs; lower the learning rate")
         return out
+
+
+__all__ = ["PoisonRatePoint", "PoisonedDataSummary", "PoisoningCheck", "PoisoningParams", "PoisoningSummary",
+           "TriggerSizePoint", "resilience_score"]
