@@ -147,7 +147,7 @@ def build_leaderboard(source: str | Path, *, store: str | None = None,
             if rows:
                 tables.append(Table(dataset=dataset, norm=tm.norm, eps=tm.eps, rows=rows))
     return Leaderboard(name=manifest["name"], folder=folder, tables=tables, unfinished=unfinished,
-                       contest=spec.contest)
+                       contest=bool(spec.contest))
 
 
 def _at(e: Evidence, tm: ThreatModel) -> bool:
