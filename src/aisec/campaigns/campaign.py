@@ -215,6 +215,9 @@ def execute(
                 _record_failure(prepared, pj, str(outcome["error"]), key_dir)
         if on_job is not None:
             on_job(outcome, len(outcomes), len(payloads))
+    from aisec.campaigns.contest import run_campaign_contest
+
+    run_campaign_contest(prepared.campaign, prepared.out)  # a contest block: submissions scored on the hidden split
     return CampaignResult(prepared=prepared, outcomes=outcomes, seconds=time.perf_counter() - t0,
                           backend=backend.name)
 

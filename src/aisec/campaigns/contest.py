@@ -217,3 +217,39 @@ def run_contest(target: Target, rules: ContestRules, *, data: TensorDataset | No
     for i, r in enumerate(result.rows):
         r.rank = i + 1
     return result
+
+
+def contest_folder(out: str | Path) -> Path:
+    """Where a campaign's contest results go: ``<campaign folder>/contest/<model>.json``."""
+    return Path(out) / "contest"
+
+
+def run_campaign_contest(campaign: Any, out: str | Path) -> list[Path]:
+    """Run the contest block of ``campaign`` (a :class:`~aisec.campaigns.spec.Campaign`) for each of its
+    models and write one JSON result per model under :func:`contest_folder`; nothing without a block."""
+    from aisec.api import load_data, load_model
+    from aisec.core.plan import ModelRef
+
+    rules = campaign.contest
+    if not isinstance(rules, ContestRules):
+        return []
+    data = load_data(rules.dataset)
+    if not isinstance(data, TensorDataset):
+        raise ConfigError(f"contest dataset '{rules.dataset}' must be an in-memory dataset")
+    folder = contest_folder(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    limit = campaign.limits.seconds_per_1000_samples or CONTEST_SECONDS_PER_1000
+    written = []
+    for model in campaign.models:
+        target = load_model(ModelRef(**model.model_dump(exclude={"name"})), data)
+        result = run_contest(target, rules, data=data, seconds_per_1000_samples=limit)
+        written.append(result.write(folder / f"{model.label}.json"))
+    return written
+
+
+def read_contest_results(out: str | Path) -> dict[str, dict[str, Any]]:
+    """The contest results written under ``out`` (model name → result JSON), for the leaderboard."""
+    folder = contest_folder(out)
+    if not folder.is_dir():
+        return {}
+    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}

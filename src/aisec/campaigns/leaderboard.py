@@ -32,6 +32,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from aisec.campaigns.campaign import MANIFEST, campaign_out
+from aisec.campaigns.contest import read_contest_results
 from aisec.campaigns.spec import Campaign, ThreatModel
 from aisec.core.errors import DataError
 from aisec.core.evidence import Evidence
@@ -83,6 +84,8 @@ class Leaderboard:
     tables: list[Table]
     unfinished: list[dict[str, Any]]
     contest: bool = False
+    #: a contest block's results per model (:mod:`aisec.campaigns.contest`): hidden split digest, ranked rows
+    submissions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ranked_by(self) -> str:
@@ -92,7 +95,7 @@ class Leaderboard:
         return {"campaign": self.name, "ranked_by": self.ranked_by, "contest": self.contest,
                 "tables": [{"dataset": t.dataset, "norm": t.norm, "eps": t.eps,
                             "rows": [{**asdict(r), "name": r.name} for r in t.rows]} for t in self.tables],
-                "unfinished": self.unfinished}
+                "unfinished": self.unfinished, **({"submissions": self.submissions} if self.submissions else {})}
 
 
 def _manifest(source: str | Path) -> tuple[Path, dict[str, Any]]:
@@ -147,7 +150,7 @@ def build_leaderboard(source: str | Path, *, store: str | None = None,
             if rows:
                 tables.append(Table(dataset=dataset, norm=tm.norm, eps=tm.eps, rows=rows))
     return Leaderboard(name=manifest["name"], folder=folder, tables=tables, unfinished=unfinished,
-                       contest=bool(spec.contest))
+                       contest=bool(spec.contest), submissions=read_contest_results(folder))
 
 
 def _at(e: Evidence, tm: ThreatModel) -> bool:

@@ -138,3 +138,20 @@ def test_contest_block_in_a_campaign_and_unknown_submissions(plugins: Any, digit
         run_contest(digits_target, ContestRules(attacks=["toy-sign"], defences=["nope"]), data=digits())
     with pytest.raises(ConfigError, match="at least one attack"):
         run_contest(digits_target, ContestRules(), data=digits())
+
+
+def test_a_campaign_with_a_contest_block_writes_results_the_leaderboard_shows(
+        plugins: Any, tmp_path: Any, aisec_cache: str) -> None:
+    from aisec.campaigns.campaign import run_campaign
+    from aisec.campaigns.leaderboard import build_leaderboard
+
+    spec = Campaign.parse({"name": "tc", "models": ["digits-cnn"], "datasets": ["digits"],
+                           "checks": {"robustness": {"attacks": ["fgsm"], "samples": 8, "clever": {"enabled": False}}},
+                           "contest": {"dataset": "digits", "seed": 5, "samples": 16, "attacks": ["toy-sign"],
+                                       "defences": [None, "toy-recorder"]}})
+    run_campaign(spec, base_dir=tmp_path)
+    board = build_leaderboard(tmp_path / "tc")
+    (result,) = board.submissions.values()
+    assert result["hidden_digest"] == hidden_split(digits(), fraction=0.3, seed=5).hidden_digest
+    assert [r["rank"] for r in result["rows"]] == [1, 2] and len(SEEN) == 1
+    assert board.to_json()["submissions"]["digits-cnn"]["ranked_by"] == "safair_delta"
