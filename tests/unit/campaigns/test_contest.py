@@ -143,7 +143,7 @@ def test_contest_block_in_a_campaign_and_unknown_submissions(plugins: Any, digit
 def test_a_campaign_with_a_contest_block_writes_results_the_leaderboard_shows(
         plugins: Any, tmp_path: Any, aisec_cache: str) -> None:
     from aisec.campaigns.campaign import run_campaign
-    from aisec.campaigns.leaderboard import build_leaderboard
+    from aisec.campaigns.leaderboard import build_leaderboard, write_leaderboard
 
     spec = Campaign.parse({"name": "tc", "models": ["digits-cnn"], "datasets": ["digits"],
                            "checks": {"robustness": {"attacks": ["fgsm"], "samples": 8, "clever": {"enabled": False}}},
@@ -155,3 +155,6 @@ def test_a_campaign_with_a_contest_block_writes_results_the_leaderboard_shows(
     assert result["hidden_digest"] == hidden_split(digits(), fraction=0.3, seed=5).hidden_digest
     assert [r["rank"] for r in result["rows"]] == [1, 2] and len(SEEN) == 1
     assert board.to_json()["submissions"]["digits-cnn"]["ranked_by"] == "safair_delta"
+    write_leaderboard(board, tmp_path / "board")
+    html = (tmp_path / "board" / "leaderboard.html").read_text()
+    assert result["hidden_digest"] in html and "toy-recorder" in html and "toy-sign" in html
