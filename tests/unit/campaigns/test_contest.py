@@ -158,3 +158,11 @@ def test_a_campaign_with_a_contest_block_writes_results_the_leaderboard_shows(
     write_leaderboard(board, tmp_path / "board")
     html = (tmp_path / "board" / "leaderboard.html").read_text()
     assert result["hidden_digest"] in html and "toy-recorder" in html and "toy-sign" in html
+
+
+def test_a_defence_over_the_time_limit_is_marked_and_ranked_last(plugins: Any, digits_target: Any) -> None:
+    rules = ContestRules(samples=8, attacks=["toy-noop"], defences=["toy-recorder", None])
+    result = run_contest(digits_target, rules, data=digits(), seconds_per_1000_samples=1e-9)
+    assert all(r.over_time for r in result.rows) and result.time_limit_seconds == pytest.approx(8e-12)
+    ok = run_contest(digits_target, rules, data=digits())
+    assert not any(r.over_time for r in ok.rows) and ok.time_limit_seconds == pytest.approx(4 * 3600 * 8 / 1000)
