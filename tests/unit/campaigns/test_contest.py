@@ -149,11 +149,12 @@ def test_a_campaign_with_a_contest_block_writes_results_the_leaderboard_shows(
                            "checks": {"robustness": {"attacks": ["fgsm"], "samples": 8, "clever": {"enabled": False}}},
                            "contest": {"dataset": "digits", "seed": 5, "samples": 16, "attacks": ["toy-sign"],
                                        "defences": [None, "toy-recorder"]}})
-    run_campaign(spec, base_dir=tmp_path)
+    out = run_campaign(spec, base_dir=tmp_path)
     board = build_leaderboard(tmp_path / "tc")
     (result,) = board.submissions.values()
     assert result["hidden_digest"] == hidden_split(digits(), fraction=0.3, seed=5).hidden_digest
     assert [r["rank"] for r in result["rows"]] == [1, 2] and len(SEEN) == 1
+    assert out.contest == [tmp_path / "tc" / "contest" / "digits-cnn.json"]
     assert board.to_json()["submissions"]["digits-cnn"]["ranked_by"] == "safair_delta"
     write_leaderboard(board, tmp_path / "board")
     html = (tmp_path / "board" / "leaderboard.html").read_text()
