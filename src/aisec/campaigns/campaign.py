@@ -90,6 +90,8 @@ class CampaignResult:
     outcomes: list[dict[str, Any]]
     seconds: float
     backend: str
+    #: the contest results written (``contest/<model>.json``), when the campaign has a contest block
+    contest: list[Path] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -215,8 +217,11 @@ def execute(
                 _record_failure(prepared, pj, str(outcome["error"]), key_dir)
         if on_job is not None:
             on_job(outcome, len(outcomes), len(payloads))
+    from aisec.campaigns.contest import run_campaign_contest
+
+    contest = run_campaign_contest(prepared.campaign, prepared.out)  # submissions scored on the hidden split
     return CampaignResult(prepared=prepared, outcomes=outcomes, seconds=time.perf_counter() - t0,
-                          backend=backend.name)
+                          backend=backend.name, contest=contest)
 
 
 def _record_failure(prepared: Prepared, pj: PreparedJob, error: str, key_dir: str | Path | None) -> None:

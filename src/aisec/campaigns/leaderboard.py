@@ -32,6 +32,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from aisec.campaigns.campaign import MANIFEST, campaign_out
+from aisec.campaigns.contest import read_contest_results
 from aisec.campaigns.spec import Campaign, ThreatModel
 from aisec.core.errors import DataError
 from aisec.core.evidence import Evidence
@@ -83,6 +84,8 @@ class Leaderboard:
     tables: list[Table]
     unfinished: list[dict[str, Any]]
     contest: bool = False
+    #: a contest block's results per model (:mod:`aisec.campaigns.contest`): hidden split digest, ranked rows
+    submissions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ranked_by(self) -> str:
@@ -92,7 +95,7 @@ class Leaderboard:
         return {"campaign": self.name, "ranked_by": self.ranked_by, "contest": self.contest,
                 "tables": [{"dataset": t.dataset, "norm": t.norm, "eps": t.eps,
                             "rows": [{**asdict(r), "name": r.name} for r in t.rows]} for t in self.tables],
-                "unfinished": self.unfinished}
+                "unfinished": self.unfinished, **({"submissions": self.submissions} if self.submissions else {})}
 
 
 def _manifest(source: str | Path) -> tuple[Path, dict[str, Any]]:
@@ -147,7 +150,7 @@ def build_leaderboard(source: str | Path, *, store: str | None = None,
             if rows:
                 tables.append(Table(dataset=dataset, norm=tm.norm, eps=tm.eps, rows=rows))
     return Leaderboard(name=manifest["name"], folder=folder, tables=tables, unfinished=unfinished,
-                       contest=spec.contest)
+                       contest=bool(spec.contest), submissions=read_contest_results(folder))
 
 
 def _at(e: Evidence, tm: ThreatModel) -> bool:
@@ -265,12 +268,33 @@ def _html(board: Leaderboard, rel: str) -> str:
                          f"<td class=l>{escape(r.best_attack)}</td><td>{rel_flag}</td><td>{_pct(r.safair_delta)}</td>"
                          f"<td>{_pct(r.certified_accuracy)}</td><td>{r.seconds:.1f}</td><td class=l>{links}</td></tr>")
         parts.append("</table>")
+    for model, res in board.submissions.items():
+        parts.append(_submissions_html(model, res))
     if board.unfinished:
         parts.append("<h2>Jobs not finished</h2><ul>" + "".join(
             f"<li>{escape(u['model'])}{'+' + escape(u['defence']) if u['defence'] else ''} / {escape(u['check'])}: "
             f"{escape(u['status'])} {escape(u['error'] or '')}</li>" for u in board.unfinished) + "</ul>")
     parts.append("</body></html>")
     return "".join(parts)
+
+
+def _submissions_html(model: str, res: dict[str, Any]) -> str:
+    """One contest block's table: each defence submission against every attack submission and the ensemble."""
+    attacks = [str(a) for a in res.get("attacks", [])]
+    head = "".join(f"<th>{escape(a)}</th>" for a in attacks)
+    out = [f"<h2>Contest submissions on {escape(model)}: {escape(str(res.get('dataset')))} hidden split</h2>"
+           f"<p>{int(res.get('hidden_samples', 0))} hidden samples, sha256 <code>"
+           f"{escape(str(res.get('hidden_digest')))}</code>; Linf 8/255, 8-bit adversarials; ranked by SAFAIR "
+           "delta.</p><table><tr><th>rank</th><th class=l>defence</th><th>clean</th>" + head
+           + "<th>ensemble</th><th>SAFAIR delta</th><th>time (s)</th><th class=l>over time</th></tr>"]
+    for r in res.get("rows", []):
+        cells = "".join(f"<td>{_pct(r['robust_accuracy'].get(a))}</td>" for a in attacks)
+        out.append(f"<tr><td>{r['rank']}</td><td class=l>{escape(str(r['defence']))}</td>"
+                   f"<td>{_pct(r['clean_accuracy'])}</td>{cells}<td><b>{_pct(r['ensemble_robust_accuracy'])}</b></td>"
+                   f"<td>{_pct(r['safair_delta'])}</td><td>{r['seconds']:.1f}</td>"
+                   f"<td class=l>{'yes' if r['over_time'] else 'no'}</td></tr>")
+    out.append("</table>")
+    return "".join(out)
 
 
 @dataclass(frozen=True)

@@ -30,13 +30,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from aisec.campaigns.contest import CONTEST_EPS, CONTEST_SECONDS_PER_1000, ContestRules
 from aisec.core.errors import ConfigError
 from aisec.core.plan import DataRef, ModelRef, Plan
 from aisec.core.safety import load_yaml, short_repr
 
-#: the SAFAIR contest's budget and time rule
-CONTEST_EPS = 8 / 255
-CONTEST_SECONDS_PER_1000 = 4 * 3600.0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -115,9 +113,11 @@ class Campaign(BaseModel):
     budget: Budget = Field(default_factory=Budget)
     threat_models: list[ThreatModel] = Field(
         default_factory=list, description="Leaderboard tables (default: every robustness reference budget run).")
-    contest: bool = Field(
+    contest: bool | ContestRules = Field(
         default=False, description="SAFAIR contest rules: Linf 8/255, adversarials rounded to 8-bit pixel values, "
-        "4 hours per 1,000 samples unless limits say otherwise, leaderboard ranked by SAFAIR delta.")
+        "4 hours per 1,000 samples unless limits say otherwise, leaderboard ranked by SAFAIR delta. A mapping "
+        "(a contest block, :class:`aisec.campaigns.contest.ContestRules`) also names the dataset and seed of "
+        "the hidden test split and the attack and defence submissions.")
     store: str | None = Field(default=None, description="Evidence store URL (default: evidence.db in the out folder).")
     out: str | None = Field(default=None, description="Campaign folder (default: <file's folder>/<name>).")
 

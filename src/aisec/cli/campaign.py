@@ -74,6 +74,8 @@ def run_command(file: str, workers: int | None, ray_address: str | None, gpus_pe
     counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts.items())) or "nothing to run"
     click.echo(f"campaign {spec.name}: {counts} in {result.seconds:.1f} s on {result.backend}; "
                f"store {prepared.store_url}; folder {prepared.out}")
+    for path in result.contest:
+        click.echo(f"contest submissions ranked on the hidden split: {path}")
     if result.counts.get("failed"):
         sys.exit(1)
 
