@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from aisec.campaigns.contest import CONTEST_EPS, CONTEST_SECONDS_PER_1000, ContestRules
 from aisec.core.errors import ConfigError
 from aisec.core.plan import DataRef, ModelRef, Plan
-from aisec.core.safety import load_yaml, short_repr
+from aisec.core.safety import read_yaml_mapping, short_repr, validation_lines
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -175,24 +175,15 @@ class Campaign(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Campaign:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"campaign file not found: {p}")
-        raw = load_yaml(p, what="campaign file")
-        if not isinstance(raw, dict):
-            raise ConfigError(f"campaign file {p} must hold a mapping with name, models, datasets and checks")
-        return cls.parse(raw, source=str(p))
+        raw = read_yaml_mapping(path, what="campaign file", holds="name, models, datasets and checks")
+        return cls.parse(raw, source=str(path))
 
     @classmethod
     def parse(cls, raw: dict[str, Any], *, source: str = "campaign") -> Campaign:
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            lines = []
-            for e in exc.errors(include_url=False):
-                loc = ".".join(str(x) for x in e["loc"])
-                lines.append(f"  {loc}: {e['msg']}" + (f" (got {short_repr(e['input'])})" if "input" in e else ""))
-            raise ConfigError(f"invalid {source}:\n" + "\n".join(lines)) from exc
+            raise ConfigError(f"invalid {source}:\n" + "\n".join(f"  {x}" for x in validation_lines(exc))) from exc
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from aisec.core.errors import AisecError, ConfigError
 from aisec.core.flags import Flag
 from aisec.core.plan import Plan
 from aisec.core.registry import CHECKS, get_check, load_plugins
-from aisec.core.safety import short_repr
+from aisec.core.safety import validation_lines
 
 if TYPE_CHECKING:
     from aisec.api import Existing
@@ -100,18 +100,13 @@ def check_flags(name: str, entry: dict[str, Any], f: dict[str, Any], data: dict[
 
 
 def _first_error(exc: ValidationError, *, where: bool = True) -> str:
-    """The errors of ``exc`` on one line: ``loc: message (got value)``. ``where=False`` (the error is blamed on
-    a flag, which the message names): the plan locations are left out and repeats said once, so ``--eot 0``
-    on two attacks reads ``--eot 0: Input should be greater than or equal to 1``."""
-    parts: list[str] = []
-    for e in exc.errors(include_url=False)[:3]:
-        msg = str(e["msg"]).removeprefix("Value error, ")
-        loc = ".".join(str(x) for x in e["loc"]) if where else ""
-        got = f" (got {short_repr(e['input'])})" if where and "input" in e and not isinstance(e["input"], dict) else ""
-        part = f"{loc + ': ' if loc else ''}{msg}{got}"
-        if part not in parts:
-            parts.append(part)
-    return "; ".join(parts)
+    """The first errors of ``exc`` on one line: ``loc: message (got value)``. ``where=False`` (the error is blamed
+    on a flag, which the message names): the plan locations and values are left out and repeats said once, so
+    ``--eot 0`` on two attacks reads ``--eot 0: Input should be greater than or equal to 1``."""
+    if where:
+        return "; ".join(validation_lines(exc, limit=3))
+    return "; ".join(dict.fromkeys(str(e["msg"]).removeprefix("Value error, ")
+                                   for e in exc.errors(include_url=False)[:3]))
 
 
 def _with_check_flags(cmd: Callable[..., Any]) -> Callable[..., Any]:

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from aisec.core.errors import ConfigError
 from aisec.core.evidence import DEFAULT_TOE
-from aisec.core.safety import MAX_CLASSES, load_yaml, short_repr
+from aisec.core.safety import MAX_CLASSES, read_yaml_mapping, short_repr, validation_lines
 from aisec.core.target import Normalization, check_value_range
 
 #: Elements one input sample may have (``input_shape``): 2**26, e.g. 3 x 4,096 x 5,461.
@@ -234,29 +234,15 @@ class Plan(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Plan:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"plan file not found: {p}")
-        raw = load_yaml(p, what="plan file")
-        if not isinstance(raw, dict):
-            raise ConfigError(f"plan file {p} must hold a mapping with model, data and checks")
-        return cls.parse(raw, source=str(p))
+        raw = read_yaml_mapping(path, what="plan file", holds="model, data and checks")
+        return cls.parse(raw, source=str(path))
 
     @classmethod
     def parse(cls, raw: dict[str, Any], *, source: str = "plan") -> Plan:
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            raise ConfigError(f"invalid {source}:\n{_errors(exc)}") from exc
+            raise ConfigError(f"invalid {source}:\n" + "\n".join(f"  {x}" for x in validation_lines(exc))) from exc
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
-
-
-def _errors(exc: ValidationError) -> str:
-    """One line per error; given values shown by :func:`~aisec.core.safety.short_repr` (bounded)."""
-    lines = []
-    for e in exc.errors(include_url=False):
-        loc = ".".join(str(x) for x in e["loc"])
-        lines.append(f"  {loc}: {e['msg']}" + (f" (got {short_repr(e['input'])})" if "input" in e else ""))
-    return "\n".join(lines)

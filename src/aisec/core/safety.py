@@ -245,6 +245,32 @@ def _loader() -> type[Any]:
     return _NoAliasLoader
 
 
+def read_yaml_mapping(path: str | Path, *, what: str, holds: str) -> dict[str, Any]:
+    """The mapping a YAML input file (plan, campaign, threat model) holds, read by :func:`load_yaml`; a one-line
+    ConfigError when the file is missing or holds something else (``holds``: what the mapping should name)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} not found: {p}")
+    raw = load_yaml(p, what=what)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{what} {p} must hold a mapping with {holds}")
+    return raw
+
+
+def validation_lines(exc: Any, *, limit: int | None = None) -> list[str]:
+    """Each error of a pydantic ``ValidationError`` as ``loc: message (got value)``: pydantic's "Value error, "
+    prefix dropped, the given value bounded by :func:`short_repr` (a mapping's value is not repeated)."""
+    lines = []
+    for e in exc.errors(include_url=False)[:limit]:
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        loc = ".".join(str(x) for x in e["loc"])
+        got = f" (got {short_repr(e['input'])})" if "input" in e and not isinstance(e["input"], dict) else ""
+        line = f"{loc + ': ' if loc else ''}{msg}{got}"
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
 def load_yaml(path: Path, *, what: str) -> Any:
     """Parse the YAML file ``path`` safely (no objects; bounded size, depth and alias expansion).
 

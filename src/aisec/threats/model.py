@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from aisec.core.errors import ConfigError
 from aisec.core.plan import DataRef, ModelRef
-from aisec.core.safety import load_yaml, short_repr
+from aisec.core.safety import read_yaml_mapping, validation_lines
 
 Modality = Literal["image", "text", "tabular"]
 Access = Literal["weights", "scores", "labels", "none"]
@@ -190,31 +190,15 @@ class ThreatModel(_Strict):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> ThreatModel:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"threat-model file not found: {p}")
-        raw = load_yaml(p, what="threat-model file")
-        if not isinstance(raw, dict):
-            raise ConfigError(f"threat-model file {p} must hold a mapping with system and attacker")
-        return cls.parse(raw, source=str(p))
+        raw = read_yaml_mapping(path, what="threat-model file", holds="system and attacker")
+        return cls.parse(raw, source=str(path))
 
     @classmethod
     def parse(cls, raw: dict[str, Any], *, source: str = "threat model") -> ThreatModel:
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            raise ConfigError(f"invalid threat model {source}: {_errors(exc)}") from None
+            raise ConfigError(f"invalid threat model {source}: {'; '.join(validation_lines(exc))}") from None
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
-
-
-def _errors(exc: ValidationError) -> str:
-    """The errors on one line each, ``loc: message (got value)``, joined by '; '."""
-    parts = []
-    for e in exc.errors(include_url=False):
-        loc = ".".join(str(x) for x in e["loc"])
-        msg = str(e["msg"]).removeprefix("Value error, ")
-        got = f" (got {short_repr(e['input'])})" if "input" in e and not isinstance(e["input"], dict) else ""
-        parts.append(f"{loc + ': ' if loc else ''}{msg}{got}")
-    return "; ".join(parts)
