@@ -132,7 +132,68 @@ def last_token_index(mask: torch.Tensor) -> torch.Tensor:
     return (ar * mask.long()).argmax(-1)
 
 
-class HfTextTarget:
+class _HfTokenTarget:
+    """What a white-box text target over a Hugging Face model and tokenizer shares: the spec, the query count,
+    the embedding matrix, decoding, embedding, and logits of token ids or of a text dataset's UTF-8 bytes.
+    A subclass sets ``model``, ``tokenizer`` and ``_spec`` (:meth:`_text_spec`) and gives ``encode`` and
+    ``logits_from_embeddings``."""
+
+    model: Any
+    tokenizer: Any
+    _spec: TargetSpec
+    _queries: int = 0
+
+    def _text_spec(self, name: str, max_length: int, class_names: Sequence[str], dev: torch.device) -> TargetSpec:
+        vocab = int(self.model.get_input_embeddings().weight.shape[0])
+        return TargetSpec(
+            name=name, modality=Modality.TEXT, input_shape=(max_length,), num_classes=len(class_names),
+            class_names=tuple(class_names), value_range=(0.0, float(vocab - 1)), access=Access.WHITE,
+            output=OutputKind.LOGITS, capabilities=_CAPS, device=str(dev), digest=state_dict_digest(self.model),
+        )
+
+    @property
+    def spec(self) -> TargetSpec:
+        return self._spec
+
+    @property
+    def queries(self) -> int:
+        return self._queries
+
+    @property
+    def embedding_matrix(self) -> torch.Tensor:
+        return cast(torch.Tensor, self.model.get_input_embeddings().weight)
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def logits_from_embeddings(self, embeddings: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode(self, ids: torch.Tensor) -> list[str]:
+        # byte-level BPE (GPT-2, RoBERTa) decodes a leading space from its word-start marker
+        return [str(s).strip() for s in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return cast(torch.Tensor, self.model.get_input_embeddings()(ids.long().to(self._spec.device)))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for token ids ``(N, max_length)`` or, as every aisec text dataset holds them, the
+        texts' UTF-8 bytes (a ``uint8`` tensor, :mod:`aisec.data.text`), which are tokenised here so
+        checks that only query the model (LIME, membership thresholds) need no text-specific path."""
+        if x.dtype == torch.uint8:
+            from aisec.data.text import decode_texts
+
+            ids = self.encode(decode_texts(x))
+        else:
+            ids = x.long().to(self._spec.device)
+        return self.logits_from_embeddings(self.embed(ids), ids)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.softmax(self.logits(x).float(), dim=1)
+
+
+class HfTextTarget(_HfTokenTarget):
     """A local Hugging Face sequence classifier (encoder or decoder-only) as a white-box text target."""
 
     #: UTF-8 byte tensors are tokenised in :meth:`logits`; ``input_shape`` counts tokens, not bytes.
@@ -169,40 +230,16 @@ class HfTextTarget:
         max_length = self.max_length
         #: last-token pooling done here (see the module docstring) rather than by the HF head
         self.decoder_only = is_decoder_classifier(self.model)
-        vocab = int(self.model.get_input_embeddings().weight.shape[0])
-        self._spec = TargetSpec(
-            name=name or path.name, modality=Modality.TEXT, input_shape=(max_length,), num_classes=k,
-            class_names=tuple(names), value_range=(0.0, float(vocab - 1)), access=Access.WHITE,
-            output=OutputKind.LOGITS, capabilities=_CAPS, device=str(dev), digest=state_dict_digest(self.model),
-        )
+        self._spec = self._text_spec(name or path.name, max_length, names, dev)
         self._queries = 0
-
-    @property
-    def spec(self) -> TargetSpec:
-        return self._spec
-
-    @property
-    def queries(self) -> int:
-        return self._queries
-
-    @property
-    def embedding_matrix(self) -> torch.Tensor:
-        return cast(torch.Tensor, self.model.get_input_embeddings().weight)
 
     def encode(self, texts: list[str]) -> torch.Tensor:
         enc = self.tokenizer(list(texts), padding="max_length", truncation=True, max_length=self.max_length,
                              return_tensors="pt")
         return cast(torch.Tensor, enc["input_ids"].to(self._spec.device))
 
-    def decode(self, ids: torch.Tensor) -> list[str]:
-        # byte-level BPE (GPT-2, RoBERTa) decodes a leading space from its word-start marker
-        return [str(s).strip() for s in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
-
     def _mask(self, ids: torch.Tensor) -> torch.Tensor:
         return (ids != self.pad_id).long()
-
-    def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        return cast(torch.Tensor, self.model.get_input_embeddings()(ids.long().to(self._spec.device)))
 
     def logits_from_embeddings(self, embeddings: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of token embeddings ``(N, L, D)``; ``ids`` (the tokens they came from) give the padding
@@ -223,19 +260,3 @@ class HfTextTarget:
         if not torch.isfinite(z).all():
             raise OutputError(f"model '{self._spec.name}' produced NaN/inf logits")
         return z
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for token ids ``(N, max_length)`` or, as every aisec text dataset holds them, the
-        texts' UTF-8 bytes (a ``uint8`` tensor, :mod:`aisec.data.text`), which are tokenised here so
-        checks that only query the model (LIME, membership thresholds) need no text-specific path."""
-        if x.dtype == torch.uint8:
-            from aisec.data.text import decode_texts
-
-            ids = self.encode(decode_texts(x))
-        else:
-            ids = x.long().to(self._spec.device)
-        return self.logits_from_embeddings(self.embed(ids), ids)
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return torch.softmax(self.logits(x).float(), dim=1)

@@ -30,13 +30,10 @@ import torch
 import torch.nn.functional as F
 
 from aisec.core.errors import ConfigError, OutputError
-from aisec.core.target import TargetSpec
-from aisec.core.types import Access, Modality, OutputKind
-from aisec.targets.hf import _CAPS, load_hf, pad_token_id, position_ids
-from aisec.targets.torch import state_dict_digest
+from aisec.targets.hf import _HfTokenTarget, load_hf, pad_token_id, position_ids
 
 
-class CausalLmClassifier:
+class CausalLmClassifier(_HfTokenTarget):
     """A local ``AutoModelForCausalLM`` folder as a white-box zero-shot classifier (see the module docstring).
 
     Args:
@@ -101,37 +98,14 @@ class CausalLmClassifier:
                 raise ConfigError(f"model '{label}' has {positions} positions; the prompt and label take {extra}")
             max_length = min(max_length, positions - extra)
         self.max_length = max_length
-        vocab = int(self.model.get_input_embeddings().weight.shape[0])
-        self._spec = TargetSpec(
-            name=label, modality=Modality.TEXT, input_shape=(max_length,), num_classes=len(labels),
-            class_names=tuple(labels), value_range=(0.0, float(vocab - 1)), access=Access.WHITE,
-            output=OutputKind.LOGITS, capabilities=_CAPS, device=str(dev), digest=state_dict_digest(self.model),
-        )
+        self._spec = self._text_spec(label, max_length, list(labels), dev)
         self._queries = 0
-
-    @property
-    def spec(self) -> TargetSpec:
-        return self._spec
-
-    @property
-    def queries(self) -> int:
-        return self._queries
-
-    @property
-    def embedding_matrix(self) -> torch.Tensor:
-        return cast(torch.Tensor, self.model.get_input_embeddings().weight)
 
     def encode(self, texts: list[str]) -> torch.Tensor:
         """The texts' own tokens (no prompt, no special tokens), right-padded to ``max_length``."""
         enc = self.tokenizer(list(texts), padding="max_length", truncation=True, max_length=self.max_length,
                              add_special_tokens=False, padding_side="right", return_tensors="pt")
         return cast(torch.Tensor, enc["input_ids"].to(self._spec.device))
-
-    def decode(self, ids: torch.Tensor) -> list[str]:
-        return [s.strip() for s in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
-
-    def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        return cast(torch.Tensor, self.model.get_input_embeddings()(ids.long().to(self._spec.device)))
 
     def logits_from_embeddings(self, embeddings: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
         """Label log-likelihoods ``(N, C)`` of the texts' embeddings ``(N, L, D)`` inside the prompt."""
@@ -164,20 +138,6 @@ class CausalLmClassifier:
         if not torch.isfinite(z).all():
             raise OutputError(f"model '{self._spec.name}' produced NaN/inf label log-likelihoods")
         return z
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Label log-likelihoods for text token ids ``(N, max_length)`` or a text dataset's UTF-8 bytes."""
-        if x.dtype == torch.uint8:
-            from aisec.data.text import decode_texts
-
-            ids = self.encode(decode_texts(x))
-        else:
-            ids = x.long().to(self._spec.device)
-        return self.logits_from_embeddings(self.embed(ids), ids)
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return torch.softmax(self.logits(x).float(), dim=1)
 
 
 __all__ = ["CausalLmClassifier"]
