@@ -16,6 +16,7 @@ import inspect
 import random
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,19 +97,29 @@ def tiny_sentiment_bert(
                      label2id={"negative": 0, "positive": 1})
     texts, labels = training_texts(seed=seed)
     enc = tok(texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
-    with torch.random.fork_rng():  # initialisation and dropout seeded without touching the caller's RNG
+    return train_and_save(lambda: BertForSequenceClassification(cfg), tok, enc, labels, d, seed=seed, steps=steps,
+                          lr=3e-3, batch=64)
+
+
+def train_and_save(build: Callable[[], Any], tok: Any, enc: Any, labels: torch.Tensor, folder: str | Path, *,
+                   seed: int, steps: int, lr: float, batch: int) -> Path:
+    """Build a Hugging Face model, fit it for ``steps`` Adam steps on random batches of the encoded inputs
+    ``enc`` (``input_ids``, ``attention_mask``) and ``labels``, and save it with ``tok`` to ``folder``.
+    Initialisation and batches are seeded without touching the caller's RNG."""
+    with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = BertForSequenceClassification(cfg)
-        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        model = build()
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
         model.train()
         for _ in range(steps):
-            idx = torch.randint(0, len(texts), (64,))
+            idx = torch.randint(0, len(labels), (batch,))
             out = model(input_ids=enc["input_ids"][idx], attention_mask=enc["attention_mask"][idx],
                         labels=labels[idx])
             opt.zero_grad()
             out.loss.backward()
             opt.step()
     model.eval()
+    d = Path(folder)
     model.save_pretrained(d)
     tok.save_pretrained(d)
     return d

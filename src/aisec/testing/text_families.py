@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from aisec.testing.text import toy_sentiment, vocabulary
+from aisec.testing.text import toy_sentiment, train_and_save, vocabulary
 
 #: words of the zero-shot prompt and its label words, on top of the review vocabulary
 PROMPT_WORDS = ("overall", "positive", "negative")
@@ -179,23 +179,8 @@ def tiny_family_classifier(
         cfg.pad_token_id = tok.eos_token_id
     texts, labels = toy_sentiment(train_size, seed=seed + 1)
     enc = padded(tok, texts, max_length)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = AutoModelForSequenceClassification.from_config(cfg)
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        model.train()
-        for _ in range(steps):
-            idx = torch.randint(0, len(texts), (32,))
-            out = model(input_ids=enc["input_ids"][idx], attention_mask=enc["attention_mask"][idx],
-                        labels=labels[idx])
-            opt.zero_grad()
-            out.loss.backward()
-            opt.step()
-    model.eval()
-    d = Path(folder)
-    model.save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
+    return train_and_save(lambda: AutoModelForSequenceClassification.from_config(cfg), tok, enc, labels, folder,
+                          seed=seed, steps=steps, lr=lr, batch=32)
 
 
 @functools.cache
@@ -241,23 +226,8 @@ def tiny_causal_lm(
     strings = [f"{bos} {s}" for s in zero_shot_prompts(texts, labels)]
     enc = padded(tok, strings, max_length, add_special_tokens=False, padding_side="right")
     target = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(cfg)
-        opt = torch.optim.Adam(model.parameters(), lr=5e-3)
-        model.train()
-        for _ in range(steps):
-            idx = torch.randint(0, len(strings), (32,))
-            out = model(input_ids=enc["input_ids"][idx], attention_mask=enc["attention_mask"][idx],
-                        labels=target[idx])
-            opt.zero_grad()
-            out.loss.backward()
-            opt.step()
-    model.eval()
-    d = Path(folder)
-    model.save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
+    return train_and_save(lambda: AutoModelForCausalLM.from_config(cfg), tok, enc, target, folder, seed=seed,
+                          steps=steps, lr=5e-3, batch=32)
 
 
 __all__ = ["DECODERS", "ENCODERS", "FAMILIES", "PROMPT_WORDS", "ZERO_SHOT_LABELS", "ZERO_SHOT_SUFFIX", "Family",
