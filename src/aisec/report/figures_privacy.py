@@ -77,21 +77,30 @@ def shapr_histogram(values: np.ndarray, score: float) -> str:
 
 def riskiest_grid(ex: dict[str, np.ndarray], classes: list[str]) -> str:
     """The members with the highest SHAPr values, with label, prediction and value."""
+    return ranked_sample_grid(ex, classes, "SHAPr", "Members at highest risk (SHAPr); red title: misclassified",
+                              value_range=(0.0, 1.0))
+
+
+def ranked_sample_grid(ex: dict[str, np.ndarray], classes: list[str], value_name: str, title: str, *,
+                       value_range: tuple[float, float] | None = None) -> str:
+    """Images ``ex["x"]`` in rows of up to 8, each titled with its id, label and ``value_name ex["value"]`` (red
+    when ``ex["pred"]`` misses the label); ``value_range`` scales every image alike (None: each to its own)."""
     plt = _mpl()
     x = ex["x"]
     k = x.shape[0]
     cols = min(k, 8)
     rows = int(np.ceil(k / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(1.35 * cols, 1.6 * rows), squeeze=False)
+    lo, hi = value_range if value_range is not None else (None, None)
     for i in range(rows * cols):
         ax = axes[i // cols][i % cols]
         ax.axis("off")
         if i >= k:
             continue
         img = x[i]
-        ax.imshow(_hwc(img), cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=1, interpolation="nearest")
+        ax.imshow(_hwc(img), cmap="gray" if img.shape[0] == 1 else None, vmin=lo, vmax=hi, interpolation="nearest")
         wrong = ex["pred"][i] != ex["label"][i]
-        ax.set_title(f"#{int(ex['index'][i])} y={_name(classes, ex['label'][i])}\nSHAPr {ex['value'][i]:.2f}",
+        ax.set_title(f"#{int(ex['index'][i])} y={_name(classes, ex['label'][i])}\n{value_name} {ex['value'][i]:.2f}",
                      fontsize=7, color="#c0392b" if wrong else "#222")
-    fig.suptitle("Members at highest risk (SHAPr); red title: misclassified", fontsize=9)
+    fig.suptitle(title, fontsize=9, y=1.0 + 0.12 / rows if value_range is None else None)
     return _png(fig)

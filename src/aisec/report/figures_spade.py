@@ -4,30 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from aisec.report.figures import _hwc, _mpl, _name, _png
+from aisec.report.figures import _mpl, _png
+from aisec.report.figures_privacy import ranked_sample_grid
 
 
 def least_robust_grid(ex: dict[str, np.ndarray], classes: list[str]) -> str:
     """The samples with the highest SPADE node scores, with label, prediction and score (each image scaled
     to its own range)."""
-    plt = _mpl()
-    x = ex["x"]
-    k = x.shape[0]
-    cols = min(k, 8)
-    rows = int(np.ceil(k / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.35 * cols, 1.6 * rows), squeeze=False)
-    for i in range(rows * cols):
-        ax = axes[i // cols][i % cols]
-        ax.axis("off")
-        if i >= k:
-            continue
-        img = x[i]
-        ax.imshow(_hwc(img), cmap="gray" if img.shape[0] == 1 else None, interpolation="nearest")
-        wrong = ex["pred"][i] != ex["label"][i]
-        ax.set_title(f"#{int(ex['index'][i])} y={_name(classes, ex['label'][i])}\nnode {ex['value'][i]:.2f}",
-                     fontsize=7, color="#c0392b" if wrong else "#222")
-    fig.suptitle("Least robust samples by SPADE node score; red title: misclassified", fontsize=9, y=1.0 + 0.12 / rows)
-    return _png(fig)
+    return ranked_sample_grid(ex, classes, "node", "Least robust samples by SPADE node score; red title: misclassified")
 
 
 def agreement_scatter(node: np.ndarray, measures: dict[str, np.ndarray]) -> str:
