@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aisec.certify.base import Certificate, register_certifier
 from aisec.core.errors import ConfigError
-from aisec.core.target import Target, TargetSpec
+from aisec.core.target import Target, WrappedTarget
 
 ABSTAIN = -1
 """The label an abstention is given (the smoothed classifier refuses to answer)."""
@@ -207,7 +207,7 @@ def certify_smoothing(target: Target, x: torch.Tensor, y: torch.Tensor, norm: st
                         params=record, notes=notes, about="smoothed") for r in radii]
 
 
-class SmoothedTarget:
+class SmoothedTarget(WrappedTarget):
     """The smoothed classifier ``g`` of ``target`` as a :class:`~aisec.core.target.Target`, so it can be attacked.
 
     - ``predict(x)``: the vote frequencies of ``draws`` noisy copies (their argmax is g's Monte-Carlo answer);
@@ -222,19 +222,10 @@ class SmoothedTarget:
 
     def __init__(self, target: Target, sigma: float, *, draws: int = 100, alpha: float = 0.001,
                  batch_size: int = 1000, seed: int = 0) -> None:
-        self.target = target
         self.params = parse_params({"sigma": sigma, "n": draws, "alpha": alpha, "batch_size": batch_size,
                                     "seed": seed}, what="SmoothedTarget")
-        self._spec = target.spec.model_copy(update={"name": f"smoothed(σ={sigma:g})-{target.spec.name}"})
+        super().__init__(target, f"smoothed(σ={sigma:g})-{target.spec.name}")
         self._gen = _generator(torch.device(target.spec.device), seed)
-
-    @property
-    def spec(self) -> TargetSpec:
-        return self._spec
-
-    @property
-    def queries(self) -> int:
-        return self.target.queries
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The base classifier's logits at one noisy copy of each input (a fresh draw per call)."""

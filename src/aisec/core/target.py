@@ -118,6 +118,23 @@ class TextTarget(Target, Protocol):
     def logits_from_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor: ...
 
 
+class WrappedTarget:
+    """A target in front of another (EOT, BPDA, a preprocessing defence, a detector, a smoothed classifier): its
+    spec is the wrapped target's renamed, its queries are the wrapped target's. Subclasses add the forward."""
+
+    def __init__(self, target: Target, name: str) -> None:
+        self.target = target
+        self._spec = target.spec.model_copy(update={"name": name})
+
+    @property
+    def spec(self) -> TargetSpec:
+        return self._spec
+
+    @property
+    def queries(self) -> int:
+        return self.target.queries
+
+
 def require(target: Target, needs: frozenset[Capability], *, what: str, alternatives: str = "") -> None:
     """Raise :class:`CapabilityError` unless ``target`` offers every capability in ``needs``."""
     missing = needs - target.spec.capabilities

@@ -28,14 +28,14 @@ import torch
 
 from aisec.attacks.adaptive.preprocess import Preprocessing, preprocessing
 from aisec.core.errors import ConfigError
-from aisec.core.target import Target, TargetSpec
+from aisec.core.target import Target, WrappedTarget
 from aisec.core.types import Capability
 
 #: A preprocessing given by hand: ``x -> h(x)`` (the value range is the caller's business).
 Function = Callable[[torch.Tensor], torch.Tensor]
 
 
-class BPDATarget:
+class BPDATarget(WrappedTarget):
     """A white-box target ``g`` behind a non-differentiable preprocessing ``h``, with BPDA gradients.
 
     Args:
@@ -53,21 +53,12 @@ class BPDATarget:
         if Capability.GRADIENTS not in target.spec.capabilities:
             raise ConfigError(f"BPDA needs a white-box classifier behind the preprocessing; target "
                               f"'{target.spec.name}' offers no gradients")
-        self.target = target
         self.approx = approx
         if isinstance(preprocess, str):
             label, self._h = preprocess, _bound(preprocessing(preprocess), target.spec.value_range)
         else:
             label, self._h = getattr(preprocess, "__name__", type(preprocess).__name__), preprocess
-        self._spec = target.spec.model_copy(update={"name": f"bpda({label})-{target.spec.name}"})
-
-    @property
-    def spec(self) -> TargetSpec:
-        return self._spec
-
-    @property
-    def queries(self) -> int:
-        return self.target.queries
+        super().__init__(target, f"bpda({label})-{target.spec.name}")
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """``h(x)``, the exact preprocessing (no gradient)."""

@@ -34,11 +34,11 @@ from typing import Literal
 import torch
 
 from aisec.core.errors import ConfigError
-from aisec.core.target import Target, TargetSpec
+from aisec.core.target import Target, WrappedTarget
 from aisec.core.types import Capability
 
 
-class EOTTarget:
+class EOTTarget(WrappedTarget):
     """A target whose ``logits`` average ``draws`` stochastic forwards of ``target`` (EOT).
 
     Args:
@@ -61,19 +61,10 @@ class EOTTarget:
             raise ConfigError(f"EOT needs draws >= 1 and predict_draws >= 1, got {draws} and {predict_draws}")
         if average not in ("logits", "probs"):
             raise ConfigError(f"EOT average must be 'logits' or 'probs', got '{average}'")
-        self.target = target
+        super().__init__(target, f"eot{draws}-{target.spec.name}")
         self.draws = draws
         self.average = average
         self.predict_draws = predict_draws
-        self._spec = target.spec.model_copy(update={"name": f"eot{draws}-{target.spec.name}"})
-
-    @property
-    def spec(self) -> TargetSpec:
-        return self._spec
-
-    @property
-    def queries(self) -> int:
-        return self.target.queries
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Mean of ``draws`` stochastic logits (or log of the mean softmax); differentiable if the

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from aisec.core.errors import ConfigError
 from aisec.core.progress import Progress, no_progress
 from aisec.core.registry import RejectorInfo, get, names
-from aisec.core.target import Target, TargetSpec
+from aisec.core.target import Target, WrappedTarget
 
 
 class DetectorParams(BaseModel):
@@ -168,7 +168,7 @@ def parse_detector(spec: str) -> InputDetector:
     return built
 
 
-class GuardedTarget:
+class GuardedTarget(WrappedTarget):
     """``target`` behind the fitted ``detector``: the classifier's answers plus a rejection per input.
 
     ``predict`` and ``logits`` are the classifier's (the detector does not change a label, it refuses
@@ -178,17 +178,8 @@ class GuardedTarget:
 
     def __init__(self, target: Target, detector: InputDetector) -> None:
         detector.calibrated()
-        self.target = target
+        super().__init__(target, f"{target.spec.name}+detector({detector.name})")
         self.detector = detector
-        self._spec = target.spec.model_copy(update={"name": f"{target.spec.name}+detector({detector.name})"})
-
-    @property
-    def spec(self) -> TargetSpec:
-        return self._spec
-
-    @property
-    def queries(self) -> int:
-        return self.target.queries
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.target.predict(x)

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from aisec.attacks.adaptive.bpda import BPDATarget
 from aisec.core.errors import ConfigError
 from aisec.core.registry import DefenceInfo, get, methods
-from aisec.core.target import Target, TargetSpec
+from aisec.core.target import Target, WrappedTarget
 
 
 class DefenceParams(BaseModel):
@@ -148,7 +148,7 @@ def _example(cls: type[PreprocessDefence]) -> str:
     return ",".join(f"{k}={_fmt(f.default)}" for k, f in fields.items()) or "(no parameters)"
 
 
-class DefendedTarget:
+class DefendedTarget(WrappedTarget):
     """The model ``target`` behind the preprocessing ``defence``: the deployed system ``g(h(x))``.
 
     ``predict`` and ``logits`` apply the defence first (each call a fresh draw for a stochastic one);
@@ -160,19 +160,10 @@ class DefendedTarget:
     """
 
     def __init__(self, target: Target, defence: PreprocessDefence | str) -> None:
-        self.target = target
         self.defence = parse_defence(defence) if isinstance(defence, str) else defence
         self.defence.check_shape(tuple(target.spec.input_shape), target.spec.name)
-        self._spec = target.spec.model_copy(update={"name": f"{target.spec.name}+{self.defence.label()}"})
+        super().__init__(target, f"{target.spec.name}+{self.defence.label()}")
         self.defence_record = self.defence.record()
-
-    @property
-    def spec(self) -> TargetSpec:
-        return self._spec
-
-    @property
-    def queries(self) -> int:
-        return self.target.queries
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """``h(x)`` without a gradient (the exact forward of the defence)."""
