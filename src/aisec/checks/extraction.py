@@ -57,6 +57,9 @@ class ExtractionSummary(Summary):
     transfer_success_rate: float
     surrogate_white_box_success_rate: float
     queries: int
+    """Target queries the surrogate's training spent (the attacker's cost; never above ``query_budget``)."""
+    evaluation_queries: int = 0
+    """Queries aisec spent measuring fidelity and transfer on the held-out part (not part of the attack)."""
     surrogate_file: str | None = None
     """The saved surrogate's path in the run folder (``artefacts/surrogate.safetensors``), None if not saved."""
     surrogate_arch: str | None = None
@@ -97,13 +100,14 @@ class ExtractionCheck:
         progress("extraction: train surrogate", 0, 3)
         soft = p.soft_labels and Capability.LABELS_ONLY not in target.spec.capabilities
         ex = extract(target, pool, query_budget=p.query_budget, epochs=p.epochs, soft=soft, seed=p.seed)
+        used = target.queries - q0  # the attacker's cost: fidelity and transfer below are aisec's measurement
         progress("extraction: fidelity", 1, 3)
         fid = fidelity(ex.surrogate, target, xe)
         progress("extraction: transfer", 2, 3)
         tr = surrogate_transfer(ex.surrogate, target, xe, ye, params={"eps": p.eps, "norm": p.norm, "steps": p.steps},
                              seed=p.seed)
         progress("extraction", 3, 3)
-        used = target.queries - q0
+        evaluated = target.queries - q0 - used
         pp = {"query_budget": p.query_budget, "train_samples": ex.train_samples, "soft_labels": soft}
         tp = {**pp, "attack": "pgd", "norm": p.norm.value, "eps": p.eps, "steps": p.steps}
         ms = [
@@ -113,7 +117,7 @@ class ExtractionCheck:
                         higher_is_better=False, interval=tr.interval, sample_count=tr.eligible, parameters=tp,
                         raw_key="samples"),
             Measurement(metric="extraction.queries", value=float(used), unit="queries", higher_is_better=True,
-                        sample_count=fid.n, parameters=pp),
+                        sample_count=fid.n, parameters={**pp, "evaluation_queries": evaluated}),
         ]
         table = {"agree": fid.agree.numpy(), "transfer_fooled": tr.outcome_on_target.numpy(),
                  "y": ye.cpu().numpy().astype(np.int64)}
@@ -124,6 +128,7 @@ class ExtractionCheck:
             artefacts.append(surrogate_artefact(ex.surrogate.module, arch, kwargs, of=target.spec.name))
         summary = ExtractionSummary(fidelity=fid.agreement, transfer_success_rate=tr.success_rate,
                                     surrogate_white_box_success_rate=tr.surrogate_success_rate, queries=used,
+                                    evaluation_queries=evaluated,
                                     surrogate_file=f"{ARTEFACTS}/{artefacts[0].path}" if artefacts else None,
                                     surrogate_arch=arch)
         warnings = []

@@ -205,7 +205,8 @@ def test_extraction_summary(digits_target, digits_split, tmp_path):
                  out=tmp_path)
     assert isinstance(run.results[0].summary, ExtractionSummary)
     assert list(_written(run, "extraction")) == ["fidelity", "transfer_success_rate",
-                                                 "surrogate_white_box_success_rate", "queries", "surrogate_file",
+                                                 "surrogate_white_box_success_rate", "queries", "evaluation_queries",
+                                                 "surrogate_file",
                                                  "surrogate_arch"]
 
 
