@@ -74,7 +74,14 @@ class PGDAT:
 
     def loss(self, forward: Forward, model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: PGDATParams,
              value_range: tuple[float, float]) -> torch.Tensor:
-        model.eval()
-        x_adv = pgd_examples(forward, x, y, params, value_range)
+        model.eval()  # as ART's AdversarialTrainerMadryPGD (its loss_gradient runs training_mode=False)
+        weights = [w for w in model.parameters() if w.requires_grad]
+        for w in weights:  # the inner steps need d loss / d x only: no weight-gradient graph is recorded
+            w.requires_grad_(False)
+        try:
+            x_adv = pgd_examples(forward, x, y, params, value_range)
+        finally:
+            for w in weights:
+                w.requires_grad_(True)
         model.train()
         return F.cross_entropy(forward(x_adv), y)
