@@ -225,25 +225,18 @@ def fab_search(
             radius = torch.clamp(best_d[idx], max=params.eps) / 2
             x1 = _random_start(x0, radius, norm, lo, hi)
         shape = (idx.numel(), *x.shape[1:])
-        rows_all = torch.arange(idx.numel(), device=x.device)
-
-        def check(z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-            """Record the rows ``rows`` of ``x1`` whose logits ``z`` are adversarial; returns that mask."""
-            trace_margin(z, ti[rows] if ti is not None else yi[rows], targeted=ti is not None)
-            adv = adversarial(z, idx[rows])
-            dist = perturbation_norm(x1[rows] - x0[rows], norm)
-            better = adv & (dist < best_d[idx[rows]])
-            best_x[idx[rows[better]]] = x1[rows[better]]
-            best_d[idx[rows[better]]] = dist[better]
-            return adv
-
         # The forward pass of a step's linearisation is also the success check of the previous step's
         # iterate (the same point): one forward per step instead of two. Only the rows found adversarial
         # step back toward x0 and need a second pass (few on a robust model).
         for step in range(params.steps + 1):
             f, w, z = _boundary(target, x1.view(shape), yi, ti, norm)
             if step > 0:  # step 0 is the start (x0 or the random start), not a candidate, as in the paper
-                adv = check(z, rows_all)
+                trace_margin(z, ti if ti is not None else yi, targeted=ti is not None)
+                adv = adversarial(z, idx)
+                dist = perturbation_norm(x1 - x0, norm)
+                better = adv & (dist < best_d[idx])
+                best_x[idx[better]] = x1[better]
+                best_d[idx[better]] = dist[better]
                 if bool(adv.any()):
                     back = torch.nonzero(adv).flatten()
                     x1 = x1.clone()
