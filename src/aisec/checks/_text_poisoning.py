@@ -335,7 +335,8 @@ def _after_onion(model: Any, onion: dict[str, Any], rate: float, target_class: i
                             higher_is_better=True, interval=c, sample_count=nt, parameters=q)]}
 
 
-def _onion_training_scan(p: Any, lm: Any, train_texts: list[str], truth: np.ndarray, pp: dict[str, Any]) -> dict[str, Any]:
+def _onion_training_scan(p: Any, lm: Any, train_texts: list[str], truth: np.ndarray,
+                         pp: dict[str, Any]) -> dict[str, Any]:
     """ONION's text scores on the largest rate's poisoned training set: AUC (DeLong) against the true poisons."""
     from aisec.detect.onion import onion_scan
     from aisec.metrics.membership import auc_delong

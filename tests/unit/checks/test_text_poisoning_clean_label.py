@@ -88,3 +88,11 @@ def test_onion_without_a_language_model_is_a_one_line_config_error():
 
     with pytest.raises(ConfigError, match="needs onion_lm"):
         _run("badnl", detect=["onion"])
+
+
+def test_the_report_section_shows_onion_and_the_poisoned_texts(dirty):
+    from aisec.report.sections.poisoning import poisoning_section
+
+    html = poisoning_section(dirty, None)  # type: ignore[arg-type]
+    assert "ONION detection AUC" in html and "ASR after ONION" in html
+    assert dirty.summary.examples[0]["poisoned"] in html
