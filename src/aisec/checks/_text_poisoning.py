@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from aisec.attacks.poisoning.badnl import WordTrigger
 from aisec.checks._poisoning_summary import PoisoningSummary, PoisonRatePoint, resilience_score
-from aisec.core.check import IntervalSummary, Result
+from aisec.core.check import ConsoleLine, IntervalSummary, Result
 from aisec.core.dataset import Dataset, take
 from aisec.core.errors import CapabilityError, ConfigError, DataError
 from aisec.core.evidence import Measurement
@@ -137,7 +137,11 @@ def run_text_poisoning(
     te_texts, yte = [texts[i] for i in te], y[te]
     n = len(tr_texts)
     src = p.source_class
-    cand = ((ytr == src) if src is not None else (ytr != p.target_class)).nonzero().squeeze(1)
+    clean_label = p.attack == "clean-label-badnl"
+    if clean_label:  # poisons are made from texts already labelled as the target: no label changes
+        cand = (ytr == p.target_class).nonzero().squeeze(1)
+    else:
+        cand = ((ytr == src) if src is not None else (ytr != p.target_class)).nonzero().squeeze(1)
     victims_src = (yte == src) if src is not None else (yte != p.target_class)
     if not bool(victims_src.any()):
         raise DataError(f"the test part holds no samples of source class {src}; use more data or a larger "
@@ -145,8 +149,9 @@ def run_text_poisoning(
     rates = p.rates
     m_of = [round(r * n) for r in rates]
     if max(m_of) > cand.numel():
+        which = "target-class" if clean_label else "source-class"
         raise DataError(f"rate {rates[-1]} needs {max(m_of)} poisons but the training part holds only "
-                        f"{cand.numel()} source-class texts (max rate {cand.numel() / n:.3f}); lower the rates")
+                        f"{cand.numel()} {which} texts (max rate {cand.numel() / n:.3f}); lower the rates")
     mode = p.mode or (p.recipe.mode if p.recipe is not None and "mode" in p.recipe.model_fields_set else "retrain")
     fields = dict(TEXT_DEFAULTS[mode])
     if p.recipe is not None:
@@ -154,7 +159,9 @@ def run_text_poisoning(
     bs = p.recipe.batch_size if p.recipe is not None and "batch_size" in p.recipe.model_fields_set else 32
     rng = random.Random(p.seed)
     idx = cand[torch.randperm(cand.numel(), generator=g)[: max(m_of)]]
-    poisoned = trigger.apply_texts([tr_texts[int(i)] for i in idx], rng)
+    originals = [tr_texts[int(i)] for i in idx]
+    # dirty label: the trigger now; clean label: after the rate-0 victim exists (the hardening surrogate)
+    poisoned: list[str] | None = None if clean_label else trigger.apply_texts(originals, rng)
     warnings: list[str] = []
     unk = getattr(tt.tokenizer, "unk_token_id", None)
     trig_ids = tt.tokenizer(trigger.words, add_special_tokens=False)["input_ids"]
@@ -178,11 +185,18 @@ def run_text_poisoning(
     last_model = None
     last_ids = last_mask = None
     last_y = ytr
+    last_train: list[str] | None = None
+    onion = _onion_inputs(p, te_texts, trig_te, encode) if "onion" in p.detect else None
+    onion_points: list[dict[str, Any]] = []
     for k, (rate, m) in enumerate(zip(rates, m_of, strict=True)):
         progress("training poisoned text victims", k, len(rates))
+        if poisoned is None and m:
+            assert last_model is not None  # rates start at 0: the clean victim is the surrogate
+            poisoned = _clean_label_poisons(tt, last_model, originals, trigger, rng, p, encode)
         train_texts = list(tr_texts)
         yk = ytr.clone()
         for j in range(m):
+            assert poisoned is not None
             train_texts[int(idx[j])] = poisoned[j]
             yk[int(idx[j])] = p.target_class
         ids, mask = encode(train_texts)
@@ -191,6 +205,10 @@ def run_text_poisoning(
         hit = int((_predict(model, trig_ids_te, trig_mask_te) == p.target_class).sum())
         nv = int(src_rows.numel())
         acc = int((_predict(model, te_ids, te_mask) == yte).sum())
+        if onion is not None:
+            onion_points.append(_after_onion(model, onion, rate, p.target_class, yte, {**base, "rate": rate,
+                                                                                     "poisons": m}))
+            measurements += onion_points[-1].pop("measurements")
         ci_asr, ci_acc = wilson(hit, nv), wilson(acc, n_test)
         pp = {**base, "rate": rate, "poisons": m}
         points.append(PoisonRatePoint(rate=rate, poisons=m, asr=hit / nv,
@@ -202,7 +220,7 @@ def run_text_poisoning(
             Measurement(metric="poisoning.clean_accuracy", value=acc / n_test, unit="fraction",
                         higher_is_better=True, interval=ci_acc, sample_count=n_test, parameters=pp),
         ]
-        last_model, last_ids, last_mask, last_y = model, ids, mask, yk
+        last_model, last_ids, last_mask, last_y, last_train = model, ids, mask, yk, train_texts
     progress("training poisoned text victims", len(rates), len(rates))
     thr = p.success_threshold
     asr = [q.asr for q in points]
@@ -224,6 +242,15 @@ def run_text_poisoning(
     ))
     truth = np.zeros(n, dtype=bool)
     truth[idx[: m_of[-1]].numpy()] = True
+    onion_summary: dict[str, Any] | None = None
+    if onion is not None:
+        onion_summary = {"threshold": p.onion_threshold, "lm": p.onion_lm, "points": onion_points,
+                         "filtered_examples": [{"input": a, "filtered": b} for a, b in
+                                               zip(trig_te[: p.examples], onion["trig_filtered"], strict=False)]}
+        if m_of[-1] and last_train is not None:
+            onion_summary |= _onion_training_scan(p, onion["lm"], last_train, truth, {**base, "rate": rates[-1],
+                                                                         "poisons": m_of[-1]})
+            measurements.append(onion_summary.pop("measurement"))
     detection: dict[str, Any] | None = None
     if last_model is not None and last_ids is not None and last_mask is not None and m_of[-1]:
         feats = head_features(last_model, last_ids, last_mask)
@@ -244,20 +271,113 @@ def run_text_poisoning(
         min_poison_rate=float(min_rate), reached=bool(reached), success_threshold=thr, resilience=res,
         classes=list(data.info.classes), trigger=trigger.model_dump(mode="json"), poison_linf=None,
         examples=[{"clean": tr_texts[int(i)], "poisoned": t}
-                  for i, t in zip(idx[: p.examples], poisoned, strict=False)],
-        detection=detection,
+                  for i, t in zip(idx[: p.examples], poisoned or [], strict=False)],
+        detection=detection, onion=onion_summary, clean_label=clean_label,
     )
-    table = {"train_index": tr.numpy(), "poisoned": truth, "text": np.array(tr_texts, dtype=object)}
+    table = {"train_index": tr.numpy(), "poisoned": truth, "text": np.array(tr_texts, dtype=object),
+             "label": ytr.numpy(), "trained_label": last_y.cpu().numpy(),
+             "trained_text": np.array(last_train if last_train is not None else tr_texts, dtype=object)}
     return Result(check="poisoning", measurements=measurements, params=p.model_dump(mode="json"), summary=summary,
                   tables={"training": table}, images={}, warnings=warnings, seconds=time.perf_counter() - t0,
                   threats=ATLAS_POISONING)
 
 
+def _clean_label_poisons(tt: Any, surrogate: Any, originals: list[str], trigger: WordTrigger, rng: random.Random,
+                         p: Any, encode: Any) -> list[str]:
+    """Clean-label BadNL's poisons: the target-class texts hardened against the clean (rate-0) victim,
+    then triggered (:func:`aisec.attacks.poisoning.clean_label_text.clean_label_badnl`)."""
+    from aisec.attacks.poisoning.clean_label_text import clean_label_badnl
+
+    def target_prob(strs: list[str]) -> list[float]:
+        if not strs:
+            return []
+        ids, mask = encode(strs)
+        with torch.no_grad():
+            out = [F.softmax(surrogate(input_ids=ids[i : i + 256], attention_mask=mask[i : i + 256]).logits.float(),
+                             -1)[:, p.target_class] for i in range(0, ids.shape[0], 256)]
+        return [float(v) for v in torch.cat(out).cpu()]
+
+    return clean_label_badnl(originals, lambda ts: trigger.apply_texts(ts, rng), target_prob, p.clean_label_badnl)
+
+
+def _onion_inputs(p: Any, te_texts: list[str], trig_te: list[str], encode: Any) -> dict[str, Any]:
+    """ONION's test-time filter applied once to the clean and the triggered test texts (victim-independent)."""
+    from aisec.detect.onion import load_lm, onion_filter
+
+    if p.onion_lm is None:
+        raise ConfigError("detect: [onion] needs onion_lm: a local causal-LM folder (e.g. --onion-lm models/tiny-lm)")
+    lm = load_lm(p.onion_lm)
+    t0 = time.perf_counter()
+    clean_f = onion_filter(lm, te_texts, threshold=p.onion_threshold)
+    trig_f = onion_filter(lm, trig_te, threshold=p.onion_threshold)
+    ci, cm = encode(clean_f)
+    ti, tm = encode(trig_f)
+    return {"lm": lm, "clean": (ci, cm), "trig": (ti, tm), "trig_filtered": trig_f[: p.examples],
+            "seconds": time.perf_counter() - t0}
+
+
+def _after_onion(model: Any, onion: dict[str, Any], rate: float, target_class: int, yte: torch.Tensor,
+                 pp: dict[str, Any]) -> dict[str, Any]:
+    """One victim behind ONION: ASR on the filtered triggered texts, accuracy on the filtered clean ones."""
+    ti, tm = onion["trig"]
+    ci, cm = onion["clean"]
+    hit = int((_predict(model, ti, tm) == target_class).sum())
+    acc = int((_predict(model, ci, cm) == yte).sum())
+    nv, nt = int(ti.shape[0]), int(ci.shape[0])
+    a, c = wilson(hit, nv), wilson(acc, nt)
+    q = {**pp, "defence": "onion"}
+    return {"rate": rate, "asr": hit / nv, "asr_ci": IntervalSummary.from_interval(a).model_dump(),
+            "clean_accuracy": acc / nt, "clean_ci": IntervalSummary.from_interval(c).model_dump(),
+            "measurements": [
+                Measurement(metric="poisoning.asr_after_onion", value=hit / nv, unit="fraction",
+                            higher_is_better=False, interval=a, sample_count=nv, parameters=q),
+                Measurement(metric="poisoning.clean_accuracy_after_onion", value=acc / nt, unit="fraction",
+                            higher_is_better=True, interval=c, sample_count=nt, parameters=q)]}
+
+
+def _onion_training_scan(p: Any, lm: Any, train_texts: list[str], truth: np.ndarray,
+                         pp: dict[str, Any]) -> dict[str, Any]:
+    """ONION's text scores on the largest rate's poisoned training set: AUC (DeLong) against the true poisons."""
+    from aisec.detect.onion import onion_scan
+    from aisec.metrics.membership import auc_delong
+
+    scan = onion_scan(lm, train_texts, threshold=p.onion_threshold)
+    scores = np.where(np.isfinite(scan.scores), scan.scores, np.min(scan.scores[np.isfinite(scan.scores)],
+                                                                    initial=0.0) - 1.0)
+    auc, ci, _ = auc_delong(scores[truth], scores[~truth])
+    flagged = scan.flagged
+    tp = int((flagged & truth).sum())
+    trig_word = sum(w is not None and w in p.trigger.words.split() for w, t in zip(scan.words, truth, strict=True)
+                    if t) if isinstance(p.trigger, WordTrigger) else 0
+    return {"auc": auc, "auc_ci": IntervalSummary.from_interval(ci).model_dump(), "flagged_count": int(flagged.sum()),
+            "precision": tp / max(int(flagged.sum()), 1), "recall": tp / max(int(truth.sum()), 1),
+            "trigger_named": trig_word, "poisons": int(truth.sum()),
+            "measurement": Measurement(metric="poisoning.onion_auc", value=auc, unit="fraction", higher_is_better=True,
+                                       interval=ci, sample_count=int(truth.size),
+                                       parameters={**pp, "defence": "onion", "threshold": p.onion_threshold})}
+
+
 class TextPoisoningSummary(PoisoningSummary):
-    """The image sweep's summary plus clean/poisoned text pairs and the backdoor scan of the largest rate."""
+    """The image sweep's summary plus clean/poisoned text pairs, the backdoor scan of the largest rate and,
+    when asked, ONION's effect (training-set detection AUC, ASR and clean accuracy after its filter per rate)."""
 
     examples: list[dict[str, str]]
     detection: dict[str, Any] | None
+    onion: dict[str, Any] | None = None
+    clean_label: bool = False
+
+    def console_lines(self, result: Result, *, model: str, dataset: str) -> list[ConsoleLine]:
+        """The sweep's line, then ONION's: AUC on the poisoned training set, ASR after its filter."""
+        lines = super().console_lines(result, model=model, dataset=dataset)
+        o = self.onion
+        if o:
+            auc = f"detection AUC {o['auc']:.3f} on the poisoned training set; " if "auc" in o else ""
+            lines.append(f"ONION (threshold {o['threshold']:g}): {auc}ASR after filtering "
+                         + ", ".join(f"{100 * q['rate']:g}%: {q['asr']:.2f}" for q in o["points"])
+                         + "; clean accuracy after filtering "
+                         + f"{min(q['clean_accuracy'] for q in o['points']):.3f}–"
+                         + f"{max(q['clean_accuracy'] for q in o['points']):.3f}")
+        return lines
 
 
 __all__ = ["TextPoisoningSummary", "head_features", "run_text_poisoning", "train_text_victim"]

@@ -38,6 +38,7 @@ from torch import nn
 from aisec.attacks.poisoning.badnets import PatchTrigger, PoisonTask, Trigger, check_classes
 from aisec.attacks.poisoning.badnl import WordTrigger
 from aisec.attacks.poisoning.blended import BlendTrigger
+from aisec.attacks.poisoning.clean_label_text import CleanLabelTextParams
 from aisec.attacks.poisoning.hidden_trigger import HiddenTriggerParams
 from aisec.attacks.poisoning.sleeper_agent import SleeperAgentParams, recipe_retrainer
 from aisec.checks._artefacts import poisoned_artefact
@@ -103,6 +104,7 @@ class PoisoningParams(BaseModel):
     samples: int | None = Field(default=None, ge=10, description="Use at most this many samples of the data.")
     hidden_trigger: HiddenTriggerParams = Field(default_factory=HiddenTriggerParams)
     sleeper_agent: SleeperAgentParams = Field(default_factory=SleeperAgentParams)
+    clean_label_badnl: CleanLabelTextParams = Field(default_factory=CleanLabelTextParams)
     examples: int = Field(default=6, ge=0, description="Clean/poisoned pairs kept for the report.")
     save_poisoned: bool = Field(default=True, description="Write the poisoned training set of the largest rate to "
                                 "artefacts/poisoned-train.npz.")
@@ -111,6 +113,14 @@ class PoisoningParams(BaseModel):
     text_detection_threshold: float = Field(
         default=0.5, description="Text targets: robust z-score of a class's activation-clustering silhouette above "
         "which the scan of the largest rate's victim suspects it (with 2 classes the scores are ±0.67).")
+    detect: list[Literal["onion"]] = Field(
+        default_factory=list, description="Text targets: defences measured against the backdoor. onion: ONION "
+        "(Qi et al. 2021) scores the largest rate's poisoned training set (detection AUC) and filters every test "
+        "input before each victim classifies it (ASR and clean accuracy after the filter); needs onion_lm.")
+    onion_lm: str | None = Field(default=None, description="A local causal-LM folder (safetensors) for ONION's "
+                                 "perplexities, trained on clean text of the task's language.")
+    onion_threshold: float = Field(default=0.0, description="ONION removes the words whose deletion lowers the "
+                                   "perplexity by more than this (and flags texts with such a word).")
     seed: int = 0
 
     @field_validator("attack")
@@ -197,6 +207,8 @@ class PoisoningCheck:
              kind="text"),
         Flag("--target-class", "Poisoning: the class the backdoor sends triggered images to (default 1).",
              kind="int"),
+        Flag("--onion-lm", "Poisoning (text): run ONION with this local causal-LM folder against the backdoor "
+             "(detection AUC, ASR after filtering).", kind="text"),
     )
 
     @staticmethod
@@ -224,6 +236,9 @@ class PoisoningCheck:
                 raise ConfigError(f"--source-class {f['source_class']}: give a class number, or 'all' for every "
                                   "class but the target")
             p["source_class"] = None if text in ("all", "any") else int(text)
+        if f.get("onion_lm") is not None:
+            p["onion_lm"] = str(f["onion_lm"])
+            p["detect"] = sorted({*p.get("detect", []), "onion"})
         if f.get("patch_size") is not None:
             attack = str(p.get("attack", "badnets"))
             kind = _trigger_kind(attack)

@@ -65,6 +65,35 @@ def perplexities(model: Any, tokenizer: Any, texts: Sequence[str], *, batch_size
     return out
 
 
+def load_lm(lm: str | Path | tuple[Any, Any]) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` from a local causal-LM folder (offline, safetensors only) or as given."""
+    if isinstance(lm, tuple):
+        return lm
+    from aisec.targets.hf import load_hf
+
+    tok, model = load_hf(Path(lm), "AutoModelForCausalLM")
+    return model.eval(), tok
+
+
+def word_suspicions(lm: str | Path | tuple[Any, Any], texts: Sequence[str], *,
+                    batch_size: int = 64) -> tuple[list[np.ndarray], np.ndarray]:
+    """ONION's ``f_i = PPL(text) - PPL(text without w_i)`` for every word of every text (whitespace
+    words), and each text's own perplexity. A one-word text gets an empty array (no fluency left to
+    compare against). All deletions of all texts are scored in batches of one LM forward."""
+    model, tok = load_lm(lm)
+    words = [t.split() for t in texts]
+    base = perplexities(model, tok, list(texts), batch_size=batch_size)
+    variants = [" ".join(w[:i] + w[i + 1 :]) for w in words for i in range(len(w))]
+    drops = base.repeat([len(w) for w in words]) - perplexities(model, tok, variants, batch_size=batch_size) \
+        if variants else np.zeros(0)
+    out: list[np.ndarray] = []
+    at = 0
+    for w in words:
+        out.append(drops[at : at + len(w)] if len(w) > 1 else np.zeros(0))
+        at += len(w)
+    return out, base
+
+
 def onion_scan(lm: str | Path | tuple[Any, Any], texts: Sequence[str], *, threshold: float = 0.0,
                batch_size: int = 64) -> OnionScan:
     """ONION suspicion of every text (see the module docstring).
@@ -73,28 +102,23 @@ def onion_scan(lm: str | Path | tuple[Any, Any], texts: Sequence[str], *, thresh
     pair. ``threshold``: a text is flagged when deleting one of its words lowers the perplexity by
     more than this (ONION's paper tunes it on clean validation text; 0 flags any word whose removal helps).
     """
-    if isinstance(lm, tuple):
-        model, tok = lm
-    else:
-        from aisec.targets.hf import load_hf
-
-        tok, model = load_hf(Path(lm), "AutoModelForCausalLM")
-        model.eval()
-    words = [t.split() for t in texts]
-    base = perplexities(model, tok, list(texts), batch_size=batch_size)
-    variants = [" ".join(w[:i] + w[i + 1 :]) for w in words for i in range(len(w))]
-    drops = base.repeat([len(w) for w in words]) - perplexities(model, tok, variants, batch_size=batch_size) \
-        if variants else np.zeros(0)
-    scores = np.full(len(words), -np.inf)
-    worst: list[str | None] = [None] * len(words)
-    at = 0
-    for k, w in enumerate(words):
-        if len(w) > 1:  # a one-word text has no fluency left to compare against
-            d = drops[at : at + len(w)]
+    sus, base = word_suspicions(lm, texts, batch_size=batch_size)
+    scores = np.full(len(sus), -np.inf)
+    worst: list[str | None] = [None] * len(sus)
+    for k, (t, d) in enumerate(zip(texts, sus, strict=True)):
+        if d.size:
             j = int(np.argmax(d))
-            scores[k], worst[k] = float(d[j]), w[j]
-        at += len(w)
+            scores[k], worst[k] = float(d[j]), t.split()[j]
     return OnionScan(scores=scores, words=worst, flagged=scores > threshold, threshold=threshold, perplexity=base)
 
 
-__all__ = ["OnionScan", "onion_scan", "perplexities"]
+def onion_filter(lm: str | Path | tuple[Any, Any], texts: Sequence[str], *, threshold: float = 0.0,
+                 batch_size: int = 64) -> list[str]:
+    """ONION's test-time defence: each text without the words whose suspicion ``f_i`` exceeds
+    ``threshold`` (Qi et al. 2021, section 3), to be classified instead of the raw input."""
+    sus, _ = word_suspicions(lm, texts, batch_size=batch_size)
+    return [" ".join(w for w, f in zip(t.split(), d, strict=True) if f <= threshold) if d.size else t
+            for t, d in zip(texts, sus, strict=True)]
+
+
+__all__ = ["OnionScan", "load_lm", "onion_filter", "onion_scan", "perplexities", "word_suspicions"]

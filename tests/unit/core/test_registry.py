@@ -17,7 +17,7 @@ BUILTINS = {
     "evasion": {"fgsm", "pgd", "bim", "cw", "deepfool", "jsma", "square", "simba", "boundary", "hopskipjump"},
     "text": {"hotflip", "embedding_pgd"},
     "inference": {"loss", "confidence", "gap", "label_only", "shadow", "lira", "rmia"},
-    "poisoning": {"badnets", "blended", "hidden-trigger", "sleeper-agent", "badnl"},
+    "poisoning": {"badnets", "blended", "hidden-trigger", "sleeper-agent", "badnl", "clean-label-badnl"},
     "detector": {"activation-clustering", "spectral-signatures", "neural-cleanse"},
     "explainer": {"lime", "kernel_shap", "saliency", "integrated_gradients", "random"},
     "check": {"robustness", "privacy", "poisoning", "backdoor", "explainability", "extraction"},
