@@ -143,10 +143,11 @@ def run_text_robustness(target: Target, data: Dataset, params: Any, *, progress:
             last = run_text_attack(info, tt, ids, y, {**base, "eps": grid[-1]}, target_labels=tl,
                                    seed=params.seed, progress=progress, pred_clean=pred_clean)
             for eps in grid:
-                fooled = last.success & (last.words_changed <= eps)
+                # distance is in the budget's unit: words changed (hotflip), fraction of words (synonym)
+                fooled = last.success & (last.distance <= eps + 1e-9)
                 points.append({"eps": eps, "raw_robust_accuracy": None})
                 fooled_at.append(fooled)
-                dist_at.append(np.where(fooled.numpy(), last.words_changed.numpy().astype(float), np.nan))
+                dist_at.append(np.where(fooled.numpy(), last.distance.numpy().astype(float), np.nan))
                 pred_at.append(torch.where(fooled, last.pred_adv, pred_clean))
             queries = last.queries
         else:
