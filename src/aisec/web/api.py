@@ -34,6 +34,10 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 REPORT_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; frame-ancestors 'none'"
 
 
+def _robustness() -> dict[str, dict[str, Any]]:
+    return {"robustness": {}}
+
+
 class PlanRequest(BaseModel):
     """An assessment as the form gives it, or a whole plan YAML."""
 
@@ -41,7 +45,7 @@ class PlanRequest(BaseModel):
     dataset: str | None = Field(default=None, max_length=300)
     split: str | None = Field(default=None, max_length=20)
     model: str | None = Field(default=None, max_length=300)
-    checks: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"robustness": {}})
+    checks: dict[str, dict[str, Any]] = Field(default_factory=_robustness)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     plan_yaml: str | None = Field(default=None, max_length=200_000)
 
@@ -208,10 +212,9 @@ class WebApi:
         else:
             if not body.model or not body.dataset:
                 raise HTTPException(422, "give model and dataset (or plan_yaml)")
-            data: dict[str, Any] = {"source": self.resolve(body.dataset, "dataset"), "options": {}}
-            if body.split:
-                data["options"]["split"] = body.split
-            raw = {"model": {"path": self.resolve(body.model, "model")}, "data": data,
+            options: dict[str, Any] = {"split": body.split} if body.split else {}
+            source = {"source": self.resolve(body.dataset, "dataset"), "options": options}
+            raw = {"model": {"path": self.resolve(body.model, "model")}, "data": source,
                    "checks": body.checks, "seed": body.seed}
         model_raw = raw["model"] if isinstance(raw["model"], dict) else {"path": raw["model"]}
         raw["model"] = {**model_raw, "trust_model_code": self.settings.trust_model_code}
