@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from aisec.core.errors import ConfigError  # noqa: E402
-from aisec.web.app import create_app  # noqa: E402
-from aisec.web.settings import ServeSettings  # noqa: E402
+from aisec.core.errors import ConfigError
+from aisec.web.app import create_app
+from aisec.web.settings import ServeSettings
 
 TOKEN = "t" * 32
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
