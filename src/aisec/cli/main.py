@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "compare": "aisec.cli.compare:compare",
     "report": "aisec.cli.report:report",
     "plugins": "aisec.cli.plugins:plugins",
+    "serve": "aisec.cli.serve:serve",
 }
 
 #: one-line summaries for ``aisec --help`` without importing every command
@@ -56,6 +57,7 @@ _SUMMARIES: dict[str, str] = {
     "compare": "Compare two runs metric by metric: differences, CIs, paired McNemar on shared samples.",
     "report": "Re-render a run folder's report from its result.json (another policy, a newer aisec).",
     "plugins": "List every attack, method and check with what it needs.",
+    "serve": "Serve the web UI and JSON API (runs execute in worker processes).",
 }
 
 
