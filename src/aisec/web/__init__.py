@@ -1,0 +1,1 @@
+"""aisec serve: the web UI (pages, static files) and its JSON API."""
