@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.browser._stub_api import create_stub_app
 from tests.browser.conftest import Server
 
