@@ -1,9 +1,7 @@
-"""``create_app(settings)``: the FastAPI app of ``aisec serve`` (API, the UI pages when installed, security headers)."""
+"""``create_app(settings)``: the FastAPI app of ``aisec serve`` (API, the UI pages, security headers)."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -11,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from aisec.core.errors import AisecError
+from aisec.web import pages
 from aisec.web.api import build_router
 from aisec.web.auth import auth_middleware
 from aisec.web.runs import RunManager, RunNotFound
@@ -34,9 +33,7 @@ def create_app(settings: ServeSettings, *, manager: RunManager | None = None) ->
     app.state.settings = settings
     app.state.manager = runs
     app.include_router(build_router(settings, runs))
-    if importlib.util.find_spec("aisec.web.pages") is not None:  # the UI pages (their own module)
-        pages = importlib.import_module("aisec.web.pages")
-        pages.install(app, settings)
+    app.include_router(pages.make_router())  # the auth middleware below guards the pages like the API
 
     @app.exception_handler(RunNotFound)
     async def not_found(request: Request, exc: RunNotFound) -> JSONResponse:
