@@ -31,7 +31,7 @@ TASKS: dict[str, dict[str, list[str]]] = {
     "text": {"datasets": [], "models": []},
 }
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-REPORT_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; frame-ancestors 'none'"
+REPORT_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; frame-ancestors 'self'"
 
 
 def _robustness() -> dict[str, dict[str, Any]]:

@@ -54,7 +54,9 @@ def create_app(settings: ServeSettings, *, manager: RunManager | None = None) ->
         resp = await call_next(request)
         resp.headers.setdefault("Content-Security-Policy", CSP)
         resp.headers["X-Content-Type-Options"] = "nosniff"
-        resp.headers["X-Frame-Options"] = "DENY"
+        # the run page shows the report in a sandboxed same-origin iframe; everything else is never framed
+        resp.headers["X-Frame-Options"] = "SAMEORIGIN" if "frame-ancestors 'self'" in resp.headers.get(
+            "Content-Security-Policy", "") else "DENY"
         resp.headers["Referrer-Policy"] = "no-referrer"
         return resp
 

