@@ -26,8 +26,10 @@ from aisec.cli.summary import print_summary
 @click.option("--no-store", is_flag=True, help="Keep the evidence only in the report folder.")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("-q", "--quiet", is_flag=True)
+@click.option("--serve", is_flag=True, help="Then open the results in the web UI (aisec serve on 127.0.0.1:8000).")
+@click.option("--port", default=8000, show_default=True, type=int, help="With --serve: the port.")
 def demo(out: str, count: int, privacy: bool, privacy_full: bool, poison_rates: str | None, store_url: str | None,
-         no_store: bool, as_json: bool, quiet: bool) -> None:
+         no_store: bool, as_json: bool, quiet: bool, serve: bool, port: int) -> None:
     """Train (cached) small CNNs on digits, assess them, write one report (and store its evidence)."""
     from aisec.cli.progress import RichProgress
     from aisec.demo.digits import POISON_RATES, demo_plan, run_demo
@@ -65,6 +67,15 @@ def demo(out: str, count: int, privacy: bool, privacy_full: bool, poison_rates: 
         if stored:
             click.echo(stored)
         click.echo(f"open {Path(out) / 'report.html'} in a browser")
+    if serve:
+        from aisec.cli.serve import make_settings, start
+        from aisec.web.runs import adopt
+
+        settings = make_settings(host="127.0.0.1", port=port, store_url=store_url, work_dir=None, token=None,
+                                 trust_model_code=False, workers=1, allow_remote=False)
+        assert run.plan is not None
+        rid = adopt(settings, Path(out), run.plan, run.run_id)  # type: ignore[arg-type]
+        start(settings, path=f"/runs/{rid}")
 
 
 def _rates(text: str) -> tuple[float, ...]:

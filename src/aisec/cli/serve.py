@@ -18,16 +18,20 @@ import click
 @click.option("--trust-model-code", is_flag=True, help="Let runs unpickle uploaded model files (UNSAFE).")
 @click.option("--workers", default=1, type=click.IntRange(1, 2), show_default=True, help="Runs at a time.")
 @click.option("--allow-remote", is_flag=True, help="Allow a non-loopback --host (put TLS in front of it).")
+@click.option("--campaigns", "campaigns_dir", type=click.Path(file_okay=False, exists=True),
+              help="A folder of campaign outputs (aisec campaign run): their leaderboards on the compare page.")
 def serve(host: str, port: int, store_url: str | None, work_dir: str | None, token: str | None,
-          trust_model_code: bool, workers: int, allow_remote: bool) -> None:
+          trust_model_code: bool, workers: int, allow_remote: bool, campaigns_dir: str | None) -> None:
     """Serve the web UI and JSON API (runs execute in worker processes)."""
     settings = make_settings(host=host, port=port, store_url=store_url, work_dir=work_dir, token=token,
-                             trust_model_code=trust_model_code, workers=workers, allow_remote=allow_remote)
+                             trust_model_code=trust_model_code, workers=workers, allow_remote=allow_remote,
+                             campaigns_dir=campaigns_dir)
     start(settings)
 
 
 def make_settings(*, host: str, port: int, store_url: str | None, work_dir: str | None, token: str | None,
-                  trust_model_code: bool, workers: int, allow_remote: bool) -> object:
+                  trust_model_code: bool, workers: int, allow_remote: bool,
+                  campaigns_dir: str | None = None) -> object:
     from aisec.web.settings import ServeSettings
 
     kw: dict[str, object] = {"host": host, "port": port, "trust_model_code": trust_model_code,
@@ -38,6 +42,8 @@ def make_settings(*, host: str, port: int, store_url: str | None, work_dir: str 
         kw["work_dir"] = Path(work_dir)
     if token:
         kw["token"] = token
+    if campaigns_dir:
+        kw["campaigns_dir"] = Path(campaigns_dir)
     settings = ServeSettings.model_validate(kw)
     settings.check_host()
     if allow_remote:

@@ -13,7 +13,7 @@ from collections import defaultdict, deque
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from sse_starlette.sse import EventSourceResponse
@@ -401,7 +401,7 @@ def build_router(settings: ServeSettings, manager: RunManager) -> APIRouter:
         return Upload(upload_id=uid, name=name, size=size, kind=kind)
 
     @r.get("/compare")
-    def compare(runs: list[str]) -> JSONResponse:
+    def compare(runs: list[str] = Query(...)) -> JSONResponse:
         rows: dict[str, dict[str, Any]] = {}
         for rid in runs:
             found(rid)
@@ -409,6 +409,28 @@ def build_router(settings: ServeSettings, manager: RunManager) -> APIRouter:
             doc = json.loads(res.read_text(encoding="utf-8")) if res.is_file() else {}
             rows[rid] = {"status": api.manager.state(rid).get("status"), "headline": _headline(doc)}
         return JSONResponse({"runs": rows})
+
+    @r.get("/leaderboard")
+    def leaderboard() -> JSONResponse:
+        """Every campaign leaderboard under ``--campaigns`` (rows flattened, with campaign and threat model)."""
+        from aisec.campaigns.campaign import MANIFEST
+        from aisec.campaigns.leaderboard import build_leaderboard
+
+        rows: list[dict[str, Any]] = []
+        root = settings.campaigns_dir
+        folders = sorted(p.parent for p in root.glob(f"*/{MANIFEST}")) if root is not None else []
+        if root is not None and (root / MANIFEST).is_file():
+            folders.insert(0, root)
+        for folder in folders:
+            board = build_leaderboard(folder, store=settings.store_url).to_json()
+            for t in board["tables"]:
+                for row in t["rows"]:
+                    rows.append({"campaign": board["campaign"], "dataset": t["dataset"], "norm": t["norm"],
+                                 "eps": t["eps"], **{k: row[k] for k in (
+                                     "rank", "name", "clean_accuracy", "ensemble_robust_accuracy",
+                                     "best_known_robust_accuracy", "best_attack", "reliable", "safair_delta",
+                                     "certified_accuracy")}})
+        return JSONResponse({"rows": rows})
 
     @r.get("/evidence", response_model=list[EvidenceItem])
     def evidence(run: str | None = None, check: str | None = None, metric: str | None = None,

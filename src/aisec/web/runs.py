@@ -121,7 +121,9 @@ class RunManager:
             if p.is_alive():
                 p.terminate()
                 p.join(10)
-                write_state(self.settings.runs_dir / rid, status="interrupted", error="the server stopped")
+                d = self.settings.runs_dir / rid
+                if read_state(d).get("status") not in TERMINAL:  # a worker still exiting after its run finished
+                    write_state(d, status="interrupted", error="the server stopped")
 
     # -- threads -------------------------------------------------------------------------------
 
@@ -151,3 +153,20 @@ class RunManager:
             except Exception:
                 continue
             self.latest.setdefault(rid, {}).update(event)
+
+
+def adopt(settings: ServeSettings, out_dir: Path, plan: Plan, run_id: str) -> str:
+    """Show a run made outside the server (``aisec demo --serve``) in its UI: its report folder is copied into
+    ``<work_dir>/runs/<run_id>/out`` and it is listed as complete; re-running it runs ``plan`` in a worker."""
+    import shutil
+
+    from aisec.web.worker import OUT
+
+    uuid.UUID(run_id)  # the server's run ids are the store's UUIDs
+    d = settings.runs_dir / run_id
+    d.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(out_dir, d / OUT, dirs_exist_ok=True)
+    (d / PLAN_FILE).write_text(plan.to_yaml(), encoding="utf-8")
+    now = time.time()
+    write_state(d, status="complete", created=now, started=now, finished=now, adopted_from=str(out_dir))
+    return run_id

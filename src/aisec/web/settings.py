@@ -45,6 +45,8 @@ class ServeSettings(BaseModel):
     runs_per_minute: int = Field(default=10, ge=1)
     allow_remote: bool = False
     allow_outside_paths: bool = False
+    campaigns_dir: Path | None = None
+    """Campaign folders (``aisec campaign run`` outputs) whose leaderboards the compare page shows."""
 
     def check_host(self) -> None:
         """Refuse a non-loopback bind unless ``allow_remote`` (the token then travels over the network)."""

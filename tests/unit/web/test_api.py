@@ -158,3 +158,7 @@ def test_rate_limit_on_run_creation(tmp_path: Path) -> None:
         limited = c.post("/api/v1/runs", json=TINY, headers=AUTH)
         assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
         assert c.post(f"/api/v1/runs/{rid}/cancel", headers=AUTH).json()["status"] == "cancelled"
+
+
+def test_leaderboard_empty_without_campaigns(client: TestClient) -> None:
+    assert client.get("/api/v1/leaderboard", headers=AUTH).json() == {"rows": []}
