@@ -1,0 +1,58 @@
+"""The pages in Chromium against the real server (``create_app``, a worker process, a temp store): a digits
+assessment created through the form, its progress to done, its results page, two runs compared, evidence
+verified."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.browser.conftest import Server
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+    from aisec.web.app import create_app
+    from aisec.web.settings import ServeSettings
+
+    d = tmp_path_factory.mktemp("serve")
+    token = secrets.token_urlsafe(16)
+    settings = ServeSettings(token=token, store_url=f"sqlite:///{d / 'ev.db'}", work_dir=d / "work")
+    with Server(create_app(settings)) as s:
+        yield s, token
+
+
+def _assess(page: Any, server: Server, token: str) -> str:
+    page.goto(f"{server.url}/?token={token}")
+    page.get_by_label("image", exact=True).check()
+    page.get_by_label("Dataset", exact=True).select_option("digits")
+    page.locator("#c-robustness").check()
+    page.locator("#p-robustness-eps").fill("0.05")
+    page.locator("#p-robustness-n_samples").fill("32")
+    page.locator("#command").filter(has_text="robustness.n_samples=32").wait_for()
+    assert "--model digits-cnn --data digits --checks robustness" in page.locator("#command").inner_text()
+    page.locator("#run").click()
+    page.wait_for_url("**/runs/*")
+    page.locator("#status").filter(has_text="complete").wait_for(timeout=240_000)
+    return str(page.url.rsplit("/", 1)[-1])
+
+
+def test_assessment_compare_and_evidence(page: Any, real: tuple[Server, str], artefacts: Path) -> None:
+    server, token = real
+    first = _assess(page, server, token)
+    page.locator("#results").wait_for()
+    assert page.locator("#progress li").count() > 0
+    page.screenshot(path=str(artefacts / "e2e-run.png"), full_page=True)
+    second = _assess(page, server, token)
+    page.goto(f"{server.url}/compare?runs={first}&runs={second}")
+    page.get_by_text(first[:8]).first.wait_for()
+    page.screenshot(path=str(artefacts / "e2e-compare.png"), full_page=True)
+    page.goto(f"{server.url}/evidence")
+    page.get_by_role("button", name="Verify").click()
+    page.get_by_text("ok", exact=False).first.wait_for()
+    page.screenshot(path=str(artefacts / "e2e-evidence.png"), full_page=True)
