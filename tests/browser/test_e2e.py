@@ -32,10 +32,12 @@ def _assess(page: Any, server: Server, token: str) -> str:
     page.get_by_label("image", exact=True).check()
     page.get_by_label("Dataset", exact=True).select_option("digits")
     page.locator("#c-robustness").check()
+    page.locator("#p-robustness-attacks").fill("fgsm")
     page.locator("#p-robustness-eps").fill("0.05")
-    page.locator("#p-robustness-n_samples").fill("32")
-    page.locator("#command").filter(has_text="robustness.n_samples=32").wait_for()
-    assert "--model digits-cnn --data digits --checks robustness" in page.locator("#command").inner_text()
+    page.locator("#p-robustness-samples").fill("32")
+    page.locator("#plan-yaml").filter(has_text="samples: 32").wait_for()
+    assert "aisec assess --plan plan.yaml" in page.locator("#command").inner_text()
+    assert "- fgsm" in page.locator("#plan-yaml").inner_text()
     page.locator("#run").click()
     page.wait_for_url("**/runs/*")
     page.locator("#status").filter(has_text="complete").wait_for(timeout=240_000)
@@ -46,11 +48,14 @@ def test_assessment_compare_and_evidence(page: Any, real: tuple[Server, str], ar
     server, token = real
     first = _assess(page, server, token)
     page.locator("#results").wait_for()
+    page.locator("#evidence tbody tr").first.wait_for()  # the run's evidence records, from the store
     assert page.locator("#progress li").count() > 0
+    assert "robustness." in page.locator("#evidence tbody").inner_text()
+    page.locator("#chart .main-svg").first.wait_for()  # the plotly chart rendered
     page.screenshot(path=str(artefacts / "e2e-run.png"), full_page=True)
     second = _assess(page, server, token)
     page.goto(f"{server.url}/compare?runs={first}&runs={second}")
-    page.get_by_text(first[:8]).first.wait_for()
+    page.get_by_text("robustness.clean_accuracy").first.wait_for()  # the side-by-side metric rows
     page.screenshot(path=str(artefacts / "e2e-compare.png"), full_page=True)
     page.goto(f"{server.url}/evidence")
     page.get_by_role("button", name="Verify").click()

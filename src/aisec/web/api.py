@@ -8,6 +8,7 @@ import re
 import shlex
 import tempfile
 import time
+import types
 import uuid
 from collections import defaultdict, deque
 from pathlib import Path
@@ -128,6 +129,29 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())[:500]
 
 
+def _kind(annotation: Any) -> str:
+    """A form field's kind for an annotation: list, dict, bool, int, float, str or object (a nested block)."""
+    import typing
+
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        return _kind(args[0])
+    if origin is typing.Annotated:
+        return _kind(args[0])
+    if origin is list or annotation is list:
+        return "list"
+    if origin is dict or annotation is dict:
+        return "dict"
+    if isinstance(annotation, type):
+        if issubclass(annotation, BaseModel):
+            return "object"
+        for kind, cls in (("bool", bool), ("int", int), ("float", float)):
+            if issubclass(annotation, cls):
+                return kind
+    return "str"
+
+
 def _catalogue() -> Catalogue:
     from aisec.core.registry import CHECKS, load_plugins
 
@@ -139,12 +163,14 @@ def _catalogue() -> Catalogue:
         if params_model is not None:
             for pname, field in params_model.model_fields.items():
                 default = field.get_default(call_default_factory=True) if not field.is_required() else None
+                if isinstance(default, BaseModel):
+                    default = default.model_dump(mode="json")
                 try:
                     json.dumps(default)
                 except TypeError:
                     default = str(default)
-                ann = getattr(field.annotation, "__name__", None) or str(field.annotation)
-                params.append(CheckParam(name=pname, type=ann, default=default, help=field.description or ""))
+                params.append(CheckParam(name=pname, type=_kind(field.annotation), default=default,
+                                         help=field.description or ""))
         checks.append(CheckEntry(name=name, summary=info.summary or "", params=params))
     return Catalogue(tasks=TASKS, checks=checks)
 
@@ -408,7 +434,9 @@ def build_router(settings: ServeSettings, manager: RunManager) -> APIRouter:
             res = api.manager.folder(rid) / OUT / "result.json"
             doc = json.loads(res.read_text(encoding="utf-8")) if res.is_file() else {}
             rows[rid] = {"status": api.manager.state(rid).get("status"), "headline": _headline(doc)}
-        return JSONResponse({"runs": rows})
+        metrics = sorted({m for r in rows.values() for m in r["headline"]})
+        table = [{"metric": m, **{rid: r["headline"].get(m) for rid, r in rows.items()}} for m in metrics]
+        return JSONResponse({"runs": rows, "rows": table})
 
     @r.get("/leaderboard")
     def leaderboard() -> JSONResponse:
@@ -473,12 +501,21 @@ def _item(s: Any) -> EvidenceItem:
 
 
 def _headline(doc: dict[str, Any]) -> dict[str, Any]:
-    """Per check, its numeric metrics from ``result.json`` (what the compare view sets side by side)."""
+    """Per ``check.metric``, the numbers ``result.json`` gives (what the compare view sets side by side): each
+    summary's scalar fields, and for robustness curves the robust accuracy at each attack's largest eps."""
     out: dict[str, Any] = {}
-    for res in doc.get("results", []) or []:
-        if isinstance(res, dict):
-            metrics = {k: v for k, v in (res.get("metrics") or {}).items() if isinstance(v, (int, float))}
-            out[str(res.get("check", "?"))] = metrics
+    checks = doc.get("checks") or {}
+    for name, res in checks.items() if isinstance(checks, dict) else []:
+        summary = (res or {}).get("summary") or {}
+        for k, v in summary.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[f"{name}.{k}"] = v
+        for c in summary.get("curves") or []:
+            pts = [p for p in c.get("points") or [] if isinstance(p.get("robust_accuracy"), (int, float))]
+            if pts:
+                last = max(pts, key=lambda p: p.get("eps") or 0)
+                out[f"{name}.{c.get('attack')}-{c.get('norm')} robust accuracy @ {last.get('eps', 0):.4g}"] = \
+                    last["robust_accuracy"]
     return out
 
 

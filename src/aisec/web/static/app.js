@@ -38,6 +38,7 @@ function paramInput(check, p) {
   else { inp = el("input", { id, type: (t === "integer" || t === "number" || t === "int" || t === "float") ? "text" : "text" });
          inp.value = p.default == null ? "" : (Array.isArray(p.default) ? p.default.join(",") : p.default); }
   inp.dataset.check = check; inp.dataset.param = p.name; inp.dataset.type = t;
+  inp.dataset.initial = inp.type === "checkbox" ? String(inp.checked) : inp.value;  // unchanged: not sent
   if (p.help) inp.title = p.help;
   return [el("label", { for: id, text: p.name }), inp];
 }
@@ -55,10 +56,10 @@ function renderChecks(task) {
     const id = `c-${c.name}`;
     const cb = el("input", { type: "checkbox", id, value: c.name }); cb.dataset.checkbox = c.name;
     const params = el("div", { class: "params" });
-    for (const p of c.params || []) params.append(...paramInput(c.name, p));
+    for (const p of c.params || []) if (p.type !== "object" && p.type !== "dict" && p.name !== "seed") params.append(...paramInput(c.name, p));
     if (c.attacks && c.attacks.length && !(c.params || []).some((p) => p.name === "attacks"))
       params.append(...paramInput(c.name, { name: "attacks", type: "array", default: names(c.attacks).slice(0, 1), help: `one or more of ${names(c.attacks).join(", ")}` }));
-    box.append(el("div", { class: "check" }, cb, el("label", { for: id, text: ` ${c.name}` }), c.help ? el("small", { text: ` — ${c.help}` }) : "", params));
+    box.append(el("div", { class: "check" }, cb, el("label", { for: id, text: ` ${c.name}` }), (c.help || c.summary) ? el("small", { text: ` — ${c.help || c.summary}` }) : "", params));
   }
 }
 function body() {
@@ -67,7 +68,10 @@ function body() {
   document.querySelectorAll("[data-checkbox]").forEach((cb) => {
     if (!cb.checked) return;
     const ps = {};
-    document.querySelectorAll(`[data-check="${cb.value}"]`).forEach((i) => { const v = value(i); if (v !== null && v !== "") ps[i.dataset.param] = v; });
+    document.querySelectorAll(`[data-check="${cb.value}"]`).forEach((i) => {
+      const now = i.type === "checkbox" ? String(i.checked) : i.value;
+      if (now === i.dataset.initial) return;  // the check's own default applies
+      const v = value(i); if (v !== null && v !== "") ps[i.dataset.param] = v; });
     checks[cb.value] = ps;
   });
   return { task, dataset: document.getElementById("dataset").value, model: document.getElementById("model").value,
@@ -102,6 +106,7 @@ async function upload(ev) {
 }
 async function pageNew() {
   CAT = await api("/catalogue");
+  if (CAT.tasks && !Array.isArray(CAT.tasks)) CAT.tasks = Object.entries(CAT.tasks).map(([name, v]) => ({ name, ...v }));
   const box = document.getElementById("tasks");
   (CAT.tasks || []).forEach((t, i) => {
     const n = t.name || t, id = `task-${n}`;
@@ -168,7 +173,9 @@ const curveLabel = (c) => `${c.attack} ${c.norm || ""}${c.targeted ? " targeted"
 async function showResults(id, info) {
   document.getElementById("results").hidden = false;
   const s = info.summary || {};
-  document.getElementById("verdict").textContent = info.verdict || (info.policy && info.policy.verdict) || s.verdict || "—";
+  const v = info.verdict || (info.policy && info.policy.verdict) || s.verdict;
+  document.getElementById("verdict").textContent = typeof v === "boolean" ? (v ? "pass" : "fail")
+    : v && typeof v === "object" ? (v.verdict || v.status || (v.passed ? "pass" : "fail")) : (v || "not judged (no policy)");
   document.getElementById("reliability").textContent = info.reliability || s.reliability || "—";
   const dl = document.getElementById("downloads");
   dl.replaceChildren(el("a", { href: `${API}/runs/${id}/report`, text: "report.html", download: "report.html" }), " · ",
@@ -183,7 +190,7 @@ async function showResults(id, info) {
     if (/explanation|explain/i.test(kk) && typeof v === "string") ex.push(v); else walk(v, kk); } })(result);
   document.getElementById("explanations").replaceChildren(...(ex.length ? ex : ["—"]).slice(0, 20).map((t) => el("li", { text: t })));
   try { const ev = await api(`/evidence?run=${encodeURIComponent(id)}`); const items = Array.isArray(ev) ? ev : ev.records || [];
-    document.querySelector("#evidence tbody").replaceChildren(...items.map((r) => el("tr", {}, el("td", { text: r.id }), el("td", { text: r.kind || "" }), el("td", { text: (r.digest || "").slice(0, 16) }))));
+    document.querySelector("#evidence tbody").replaceChildren(...items.map((r) => el("tr", {}, el("td", { text: r.id }), el("td", { text: r.metric || r.kind || "" }), el("td", { text: r.value == null ? "" : String(r.value) }))));
   } catch (e) { /* the evidence table stays empty */ }
   document.getElementById("report").src = `${API}/runs/${id}/report`;
 }
@@ -192,9 +199,9 @@ async function pageRun(root) {
   const status = document.getElementById("status"), rows = {};
   document.getElementById("cancel").onclick = async () => { try { await api(`/runs/${id}/cancel`, { method: "POST" }); } catch (e) { say(e.message); } };
   document.getElementById("rerun").onclick = async () => { try { const n = await api(`/runs/${id}/rerun`, { method: "POST" }); location.href = `/runs/${n.run_id}`; } catch (e) { say(e.message); } };
-  const finish = async () => { const info = await api(`/runs/${id}`); status.textContent = info.status; if (info.status === "done" || info.status === "finished") await showResults(id, info); };
+  const finish = async () => { const info = await api(`/runs/${id}`); status.textContent = info.status; if (["complete", "done", "finished"].includes(info.status)) await showResults(id, info); };
   const info = await api(`/runs/${id}`); status.textContent = info.status;
-  if (["done", "finished", "failed", "cancelled", "interrupted"].includes(info.status)) { await finish(); return; }
+  if (["complete", "done", "finished", "failed", "cancelled", "interrupted"].includes(info.status)) { await finish(); return; }
   const es = new EventSource(`${API}/runs/${id}/events`);
   es.addEventListener("progress", (m) => { const d = JSON.parse(m.data), key = d.task || "run";
     rows[key] = rows[key] || prog.appendChild(el("li"));
