@@ -65,7 +65,9 @@ def replace(text: str, span: tuple[int, int], new: str) -> str:
 @register(
     "text",
     "synonym",
-    requires=frozenset({Capability.PROBABILITIES}),
+    # it only reads probabilities, but the shared text driver runs on aisec's text targets (which expose
+    # embeddings), so embeddings also keep it off image and tabular targets in `-a all` and `aisec scan`
+    requires=frozenset({Capability.PROBABILITIES, Capability.EMBEDDINGS}),
     norms={Norm.L0},
     targeted=False,
     kind=AttackKind.FIXED_EPS,
