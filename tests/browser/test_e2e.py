@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.browser.conftest import Server
+from tests.live_server import Server
 
 pytestmark = pytest.mark.browser
 
@@ -52,12 +52,18 @@ def test_assessment_compare_and_evidence(page: Any, real: tuple[Server, str], ar
     assert page.locator("#progress li").count() > 0
     assert "robustness." in page.locator("#evidence tbody").inner_text()
     page.locator("#chart .main-svg").first.wait_for()  # the plotly chart rendered
+    report = page.frame_locator("#report")  # the static report, framed (sandboxed, same origin, its own CSP)
+    report.locator("table").first.wait_for()
+    assert "robust" in report.locator("body").inner_text().lower()
     page.screenshot(path=str(artefacts / "e2e-run.png"), full_page=True)
     second = _assess(page, server, token)
     page.goto(f"{server.url}/compare?runs={first}&runs={second}")
     page.get_by_text("robustness.clean_accuracy").first.wait_for()  # the side-by-side metric rows
     page.screenshot(path=str(artefacts / "e2e-compare.png"), full_page=True)
     page.goto(f"{server.url}/evidence")
+    page.locator("#evidence-table tbody tr").first.wait_for()  # the store's records listed
+    assert first in page.locator("#evidence-table tbody").inner_text()
     page.get_by_role("button", name="Verify").click()
-    page.get_by_text("ok", exact=False).first.wait_for()
+    page.get_by_text("Evidence verified: ok").wait_for(timeout=60_000)
+    assert page.locator("#verify-report").inner_text().strip()
     page.screenshot(path=str(artefacts / "e2e-evidence.png"), full_page=True)

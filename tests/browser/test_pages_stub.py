@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from tests.browser._stub_api import create_stub_app
-from tests.browser.conftest import Server
+from tests.live_server import Server
 
 pytestmark = pytest.mark.browser
 

@@ -375,7 +375,9 @@ class Remedy:
         return name + (f" ({', '.join(bits)})" if bits else "")
 
 
-_BLACK_BOX = (Remedy("square"), Remedy("transfer"))
+#: transfer tries up to 10 examples per sample on the victim (untargeted, then targeted at the surrogate's next
+#: classes): 10 queries each, next to the max_queries per sample its surrogate's labels cost
+_BLACK_BOX = (Remedy("square"), Remedy("transfer", {"candidates": 10}))
 #: PGD through BPDA: a defended target's own non-differentiable preprocessing in the forward pass, the identity
 #: in the backward one (skipped with a note for a target that names no preprocessing, e.g. a plain model file)
 _BPDA = Remedy("pgd", wrap="BPDA")

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import shlex
+import shutil
 import tempfile
 import time
 import types
@@ -18,6 +19,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Upload
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from sse_starlette.sse import EventSourceResponse
+from starlette.background import BackgroundTask
 
 from aisec.core.errors import AisecError
 from aisec.core.plan import Plan
@@ -424,6 +426,8 @@ def build_router(settings: ServeSettings, manager: RunManager) -> APIRouter:
                     folder.rmdir()
                     raise HTTPException(413, f"upload larger than {settings.max_upload_bytes} bytes")
                 fh.write(chunk)
+        if suffix == ".zip":
+            _unzip_model(folder / name, kind, settings.max_upload_bytes)
         return Upload(upload_id=uid, name=name, size=size, kind=kind)
 
     @r.get("/compare")
@@ -450,7 +454,7 @@ def build_router(settings: ServeSettings, manager: RunManager) -> APIRouter:
         if root is not None and (root / MANIFEST).is_file():
             folders.insert(0, root)
         for folder in folders:
-            board = build_leaderboard(folder, store=settings.store_url).to_json()
+            board = build_leaderboard(folder).to_json()  # each campaign's own store, as its manifest names it
             for t in board["tables"]:
                 for row in t["rows"]:
                     rows.append({"campaign": board["campaign"], "dataset": t["dataset"], "norm": t["norm"],
@@ -494,6 +498,25 @@ def build_router(settings: ServeSettings, manager: RunManager) -> APIRouter:
     return r
 
 
+def _unzip_model(archive: Path, kind: str, max_bytes: int) -> None:
+    """A zipped model folder (e.g. Hugging Face ``save_pretrained``) becomes that folder, the upload's one entry."""
+    from aisec.core.errors import DataError
+    from aisec.web.unpack import unpack_model_zip
+
+    folder = archive.parent
+    if kind != "model":
+        shutil.rmtree(folder)
+        raise HTTPException(415, "a .zip is accepted for models only (a zipped Hugging Face model folder)")
+    try:
+        model_dir = unpack_model_zip(archive, folder / ".unpack", max_bytes=max_bytes)
+    except DataError as exc:
+        shutil.rmtree(folder)
+        raise HTTPException(413 if "inflates" in str(exc) else 422, _one_line(exc)) from None
+    model_dir.rename(folder / archive.stem)
+    shutil.rmtree(folder / ".unpack", ignore_errors=True)
+    archive.unlink()
+
+
 def _item(s: Any) -> EvidenceItem:
     ev = s.evidence
     return EvidenceItem(id=ev.id, run_id=ev.run_id, check=getattr(ev, "check", None), metric=ev.metric,
@@ -522,13 +545,17 @@ def _headline(doc: dict[str, Any]) -> dict[str, Any]:
 def _bundle(settings: ServeSettings, **filters: Any) -> FileResponse:
     from aisec.store import open_store
 
-    tmp = Path(tempfile.mkdtemp(prefix="aisec-bundle-")) / "evidence-bundle.jsonl"
+    folder = Path(tempfile.mkdtemp(prefix="aisec-bundle-"))
+    tmp = folder / "evidence-bundle.jsonl"
     store = open_store(settings.store_url)
     try:
         store.export_bundle(tmp, **filters)
     except AisecError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
         raise HTTPException(404, _one_line(exc)) from None
-    return FileResponse(tmp, media_type="application/jsonl", filename=tmp.name)
+    # the copy is deleted once sent: a server that exports often must not fill /tmp
+    return FileResponse(tmp, media_type="application/jsonl", filename=tmp.name,
+                        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True))
 
 
 __all__ = ["PICKLE_SUFFIXES", "build_router"]

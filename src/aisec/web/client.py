@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import httpx
 
@@ -37,6 +38,16 @@ class AisecClient:
         if r.status_code >= 400:
             raise ServeError(f"GET {path}: {r.status_code} {r.text[:200]}")
         return r.content
+
+    def __enter__(self) -> AisecClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def health(self) -> dict[str, Any]:
+        out: dict[str, Any] = self._json("GET", "/health")
+        return out
 
     def catalogue(self) -> dict[str, Any]:
         out: dict[str, Any] = self._json("GET", "/catalogue")
@@ -90,8 +101,30 @@ class AisecClient:
     def report(self, run_id: str) -> str:
         return self._bytes(f"/runs/{run_id}/report").decode("utf-8")
 
+    def result(self, run_id: str) -> dict[str, Any]:
+        """The run's ``result.json`` (what ``aisec assess`` writes)."""
+        out: dict[str, Any] = json.loads(self._bytes(f"/runs/{run_id}/result"))
+        return out
+
     def bundle(self, run_id: str) -> bytes:
+        """The run's evidence as a signed JSONL bundle (``aisec evidence verify --bundle FILE`` checks it)."""
         return self._bytes(f"/runs/{run_id}/bundle")
+
+    def upload(self, path: str | Path, kind: Literal["model", "dataset"]) -> str:
+        """Send a model or dataset file; the ``upload:<id>`` reference a run's ``model`` or ``dataset`` takes."""
+        p = Path(path)
+        with p.open("rb") as fh:
+            out = self._json("POST", "/uploads", data={"kind": kind}, files={"file": (p.name, fh)})
+        return f"upload:{out['upload_id']}"
+
+    def leaderboard(self) -> list[dict[str, Any]]:
+        """The rows of every campaign leaderboard the server was given (``aisec serve --campaigns DIR``)."""
+        out: list[dict[str, Any]] = self._json("GET", "/leaderboard")["rows"]
+        return out
+
+    def export(self) -> bytes:
+        """Every evidence record of the server's store as one bundle."""
+        return self._bytes("/evidence/export")
 
     def compare(self, *run_ids: str) -> dict[str, Any]:
         out: dict[str, Any] = self._json("GET", "/compare", params=[("runs", r) for r in run_ids])

@@ -12,8 +12,10 @@ from pydantic import BaseModel, Field
 from aisec.core.errors import ConfigError
 from aisec.store.paths import data_dir, default_store_url
 
-#: upload suffixes aisec's loaders read (models: torch, safetensors, ONNX, pickles; data: tables, texts, arrays)
-UPLOAD_SUFFIXES = (".safetensors", ".pt", ".pth", ".onnx", ".pkl", ".joblib", ".npz", ".csv", ".tsv", ".jsonl")
+#: upload suffixes aisec's loaders read (models: torch, safetensors, ONNX, pickles, a zipped model folder such as a
+#: Hugging Face ``save_pretrained`` folder; data: tables, texts, arrays)
+UPLOAD_SUFFIXES = (".safetensors", ".pt", ".pth", ".onnx", ".pkl", ".joblib", ".zip", ".npz", ".csv", ".tsv",
+                   ".jsonl")
 #: model suffixes that hold pickles (refused at run time unless the server trusts model code)
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".joblib")
 

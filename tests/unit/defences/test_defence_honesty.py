@@ -13,7 +13,7 @@ one thread; blackbox_b.. = blackbox_beats_whitebox):
 | model | naive PGD | adaptive worst case | flags |
 |---|---|---|---|
 | undefended, eps 0.2 | 0.000 | 0.000 | none |
-| ±10 logits (SAFAIR contest), eps 0.2 | 0.906 | 0.219 (transfer 0.344, Square 0.688) | zero_gradients, blackbox_b.. |
+| ±10 logits (SAFAIR contest), eps 0.2 | 0.906 | 0.094 (transfer 0.094, Square 0.688) | zero_gradients, blackbox_b.. |
 | JPEG q75 via ``defence=``, eps 0.2 | 0.906 | 0.000 (BPDA-PGD 0.000, Square 0.188, transfer 0.250) | zero_gradients |
 | Gaussian noise sigma 0.3 (clean 0.72), eps 0.2 | 0.125 | 0.000 (EOT-PGD 0.031) | randomized, not_converged |
 | undefended, eps 0.1 | 0.438 | 0.438 | none |
@@ -23,8 +23,10 @@ Thresholds and why: "high" naive robustness is asked with margin below the measu
 adaptive worst case must lie far below the naive number (by at least half the gap to the undefended
 model, or within 0.1 of it where BPDA/EOT apply, since those attack the same function exactly).
 The ±10 model is the hard case: its outputs carry no information beyond the label, so only
-label-only attacks apply, and with 100 queries per sample they close about 80% of the gap, not all
-of it — the test asks for what they do (≤ 0.35) and the flag, not for a bound they do not reach.
+label-only attacks apply. The escalated transfer attack (a surrogate extracted with 100 label queries per
+sample, then up to 10 candidate examples per sample — untargeted, then targeted at the surrogate's next
+classes — each checked with one query) closes about 90% of the gap (0.219 with a single candidate); the
+test asks for ≤ 0.15 and the flag, not for the undefended 0.000 it does not quite reach.
 Gaussian noise is a weak obfuscator on this model: naive PGD is flattered only a little (0.125 against
 the undefended 0.000, at the cost of 0.25 clean accuracy); the test asks for exactly that, the flag,
 and EOT taking it back. The PGD-AT model's margin over the undefended one at eps 0.1 is 5 of 32
@@ -87,7 +89,7 @@ def test_plus_minus_ten_logits_is_flagged_and_brought_down(digits_model, data, u
     naive, worst, flags = _numbers(res)
     assert naive >= 0.8  # measured 0.906: the masking fools PGD
     assert "zero_gradients" in flags and res.measurement("robustness.reliable").value == 0.0
-    assert worst <= 0.35 and worst - undefended <= 0.5 * (naive - undefended)  # measured 0.219 (undefended 0.0)
+    assert worst <= 0.15 and worst - undefended <= 0.2 * (naive - undefended)  # measured 0.094 (undefended 0.0)
 
 
 def test_jpeg_through_the_defence_option_is_flagged_and_bpda_breaks_it(digits_target, data, undefended):

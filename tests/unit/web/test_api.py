@@ -162,3 +162,22 @@ def test_rate_limit_on_run_creation(tmp_path: Path) -> None:
 
 def test_leaderboard_empty_without_campaigns(client: TestClient) -> None:
     assert client.get("/api/v1/leaderboard", headers=AUTH).json() == {"rows": []}
+
+
+def test_leaderboard_shows_a_real_campaign(tmp_path: Path, aisec_cache: str) -> None:
+    from aisec.campaigns.campaign import run_campaign
+    from aisec.campaigns.leaderboard import build_leaderboard
+    from aisec.campaigns.spec import Campaign
+
+    robustness = {"attacks": ["fgsm"], "eps": [0.05], "samples": 16, "clever": {"enabled": False},
+                  "reliability": {"enabled": False}, "examples": 0, "save_adversarial": 0}
+    spec = {"name": "tiny", "models": ["digits-cnn"], "defences": [None, "gaussian-blur:sigma=0.5"],
+            "datasets": ["digits"], "checks": {"robustness": robustness}}
+    run_campaign(Campaign.parse(spec), base_dir=tmp_path / "campaigns")  # its own store, in its folder
+    with TestClient(create_app(_settings(tmp_path, campaigns_dir=tmp_path / "campaigns"))) as c:
+        rows = c.get("/api/v1/leaderboard", headers=AUTH).json()["rows"]
+    board = build_leaderboard(tmp_path / "campaigns" / "tiny")
+    expected = [(r.name, r.rank, r.best_known_robust_accuracy) for t in board.tables for r in t.rows]
+    assert len(expected) == 2
+    assert [(r["name"], r["rank"], r["best_known_robust_accuracy"]) for r in rows] == expected
+    assert all(r["campaign"] == "tiny" and r["best_known_robust_accuracy"] is not None for r in rows)

@@ -59,6 +59,10 @@ class TransferParams(PGDParams):
         default=10, ge=1, le=10_000, description="Victim queries per sample spent labelling an extracted surrogate."
     )
     epochs: int = Field(default=20, ge=1, le=1000, description="Training epochs of an extracted surrogate.")
+    candidates: int = Field(
+        default=1, ge=1, le=100, description="Untargeted runs: examples tried on the victim per sample (the "
+        "untargeted one, then one targeted at each next most likely class of the surrogate), one query each; the "
+        "first that fools the victim is kept.")
 
 
 @contextmanager
@@ -102,7 +106,10 @@ class Transfer:
         sur = self._surrogate(target, x, params)
         dev = torch.device(sur.spec.device)
         tl = target_labels.to(dev) if target_labels is not None else None
-        x_adv = pgd_loop(sur, x.to(dev), y.to(dev), params, tl, start=params.random_start)
+        xd, yd = x.to(dev), y.to(dev)
+        x_adv = pgd_loop(sur, xd, yd, params, tl, start=params.random_start)
+        if params.candidates > 1 and target_labels is None:
+            x_adv = _more_candidates(target, sur, xd, yd, x_adv, params)
         return x_adv.to(x.device)
 
     def _surrogate(self, victim: Target, x: torch.Tensor, params: TransferParams) -> Target:
@@ -129,6 +136,29 @@ class Transfer:
         ext = extract(victim, x.detach().cpu().float(), query_budget=params.max_queries * int(x.shape[0]),
                       epochs=params.epochs, seed=seed)
         return ext.surrogate
+
+
+def _more_candidates(victim: Target, sur: Target, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor,
+                     params: TransferParams) -> torch.Tensor:
+    """Where the untargeted example does not fool the victim, targeted ones at the surrogate's next most likely
+    classes, each checked with one victim query (the label-only analogue of APGD-T's target sweep: a boundary the
+    surrogate misplaces in one direction is often right in another)."""
+    vdev = torch.device(victim.spec.device)
+    with torch.no_grad():
+        fooled = victim.predict(x_adv.to(vdev)).argmax(1).to(y.device) != y
+        rank = sur.predict(x).argsort(1, descending=True)
+    others = rank[rank != y[:, None]].view(len(y), -1)  # every class but the true one, surrogate's order
+    x_adv = x_adv.clone()
+    for k in range(min(params.candidates - 1, others.shape[1])):
+        idx = torch.nonzero(~fooled).flatten()
+        if idx.numel() == 0:
+            break
+        cand = pgd_loop(sur, x[idx], y[idx], params, others[idx, k], start=params.random_start)
+        with torch.no_grad():
+            hit = victim.predict(cand.to(vdev)).argmax(1).to(y.device) != y[idx]
+        x_adv[idx[hit]] = cand[hit]
+        fooled[idx[hit]] = True
+    return x_adv
 
 
 def _as_target(surrogate: Target | nn.Module, victim: Target) -> Target:

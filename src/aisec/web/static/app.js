@@ -234,13 +234,15 @@ async function pageCompare() {
 
 // ---- evidence -------------------------------------------------------------------------------------
 async function pageEvidence() {
-  const ev = await api("/evidence"), items = Array.isArray(ev) ? ev : ev.records || [];
-  document.querySelector("#evidence-table tbody").replaceChildren(...items.map((r) => el("tr", {}, el("td", { text: r.id }), el("td", { text: r.run_id || r.run || "" }),
-    el("td", { text: r.kind || "" }), el("td", { text: r.created || "" }), el("td", { text: (r.digest || "").slice(0, 16) }))));
+  // bound first: a click while the records are still loading must not be lost
   document.getElementById("verify").onclick = async () => {
-    try { const r = await api("/evidence/verify", { method: "POST" }); document.getElementById("verify-report").textContent = JSON.stringify(r, null, 2);
-      say(r.ok === false ? "Evidence verification FAILED" : "Evidence verified", r.ok !== false); } catch (e) { say(`Verify: ${e.message}`); }
+    try { const r = await api("/evidence/verify", { method: "POST" }); document.getElementById("verify-report").textContent = r.text || JSON.stringify(r, null, 2);
+      say(r.ok === false ? "Evidence verification FAILED" : "Evidence verified: ok", r.ok !== false); } catch (e) { say(`Verify: ${e.message}`); }
   };
+  const ev = await api("/evidence"), items = Array.isArray(ev) ? ev : ev.records || [];
+  document.querySelector("#evidence-table tbody").replaceChildren(...items.map((r) => el("tr", {}, el("td", { text: r.id }),
+    el("td", { text: r.run_id || "" }), el("td", { text: r.check || "" }), el("td", { text: r.metric || "" }),
+    el("td", { text: r.value ?? "" }), el("td", { text: r.stored_at || "" }))));
 }
 
 document.addEventListener("DOMContentLoaded", () => {
