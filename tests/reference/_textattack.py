@@ -1,13 +1,14 @@
 """TextAttack 0.3.11, offline, for the cross-check and benchmark of aisec's synonym attack (tests/bench only).
 
 ``import textattack`` imports every recipe's dependencies at import time, some of them heavy or not
-installable offline (flair, datasets, language_tool_python, jieba, pinyin, OpenHowNet, bert_score, langdetect,
-pandas). :func:`load_textattack` puts a *placeholder* module in ``sys.modules`` for each one that is
-not installed, for the duration of ``import textattack`` only: importing it works (so does subclassing one of its classes, as ``strings.py`` does
-with ``flair.data.Tokenizer``), but calling anything from it raises, so a placeholder can never stand
-in silently for something a recipe uses. The PWWS-style recipe compared here (WordSwapWordNet,
-RepeatModification, StopwordModification, MaxWordsPerturbed, GreedyWordSwapWIR, UntargetedClassification)
-uses none of them: only NLTK's WordNet, torch and numpy.
+installable offline (flair, datasets, language_tool_python, jieba, pinyin, OpenHowNet, bert_score,
+langdetect, pandas). :func:`load_textattack` puts a *placeholder* module in ``sys.modules`` for each
+one that is not installed, for the duration of ``import textattack`` only: importing it works (so does
+subclassing one of its classes, as ``strings.py`` does with ``flair.data.Tokenizer``), but calling
+anything from it raises, so a placeholder can never stand in silently for something a recipe uses.
+The PWWS-style recipe compared here (WordSwapWordNet, RepeatModification, StopwordModification,
+MaxWordsPerturbed, GreedyWordSwapWIR, UntargetedClassification) uses none of them: only NLTK's
+WordNet, torch and numpy.
 
 NLTK's WordNet is read from Debian's ``wordnet-base`` (``/usr/share/wordnet``, the same WordNet 3.0
 files aisec reads) through a temporary ``nltk_data/corpora/wordnet`` folder (copies: NLTK refuses

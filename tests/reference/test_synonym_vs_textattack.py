@@ -10,14 +10,19 @@ constraints: no sentence-similarity threshold (TextAttack's PWWS has none), Word
 part of speech (WordSwapWordNet takes every synset), no cap on candidates, the same ``eps``.
 
 Both query one HfTextTarget (frozen MiniLM-L6 + logistic head on Rotten Tomatoes) through
-``target.predict(target.encode(texts))``. The samples are short held-out reviews (at most 20 words, to
-keep TextAttack's per-sample search inside the time budget) that the model classifies correctly.
+``target.predict(target.encode(texts))``. The samples are 32 short held-out reviews (at most 20 words,
+to keep TextAttack's one-text-at-a-time search inside the time budget) that the model classifies
+correctly, as the tokenizer round-trips them (the text aisec attacks), so both split the same words
+(checked below against TextAttack's ``words_from_text``) and get the same budget. ``eps`` is 0.1 (1-2
+words here): at 0.3 both break every short review and success rates compare nothing.
 
-Measured on 40 samples (2026-12, eps 0.3): success 0.975 vs 0.975, mean words changed on successes
-1.69 vs 1.67, the same per-sample outcome on 40 of 40 (bench/bench_text_synonym.py). The remaining
-differences are in the synonym sets only (aisec drops hyphenated and non-alphabetic synonyms and never
-replaces non-alphabetic words; TextAttack keeps both), so the tolerances are small but not zero:
-success rates within 10 points, words changed within 0.5 words on average.
+Measured (December 2026): success 0.81 (aisec) vs 0.84 (TextAttack), mean words changed on successes
+1.19 vs 1.22, the same per-sample outcome on 31 of 32. The one difference is in the synonym sets:
+TextAttack swaps "thoughtful" for "serious-minded", and aisec drops hyphenated (and non-alphabetic)
+synonyms. Hence tolerances that allow a few such samples but no systematic gap: success rates within
+10 points (3 measured), words changed within 0.3 (0.03 measured), per-sample agreement >= 85 %
+(97 % measured). With aisec's MiniLM threshold 0.8 on top, 20 successes instead of 26.
+bench/bench_text_synonym.py runs the same comparison on 100 unfiltered reviews, timed.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import torch
 from aisec.testing.text import package_dir
 
 N = 32
-EPS = 0.3
+EPS = 0.1
 MATCHED = {"eps": EPS, "min_similarity": 0.0, "pos": "any", "max_candidates": 1000}
 
 
@@ -70,7 +75,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         pred = target.predict(target.encode([texts[i] for i in pool]).long()).argmax(1)
     keep = [i for i, p in zip(pool, pred.tolist(), strict=True) if p == int(y[i])][:N]
     assert len(keep) == N
-    x, yy = [texts[i] for i in keep], y[keep]
+    # both attack the text as the target's tokenizer round-trips it (what aisec attacks: uncased MiniLM
+    # lower-cases and respaces punctuation), so both count the same words and get the same budget
+    x, yy = target.decode(target.encode([texts[i] for i in keep])), y[keep]
     ours = run_text_attack("synonym", target, x, yy, MATCHED)
     attack = H.pwws_like(ta, H.model_wrapper(ta, target), eps=EPS, wir="delete")
     theirs = [attack.attack(t, int(lab)) for t, lab in zip(x, yy, strict=True)]
@@ -83,10 +90,10 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_success_rate_and_words_changed_match_textattack(setup: dict[str, Any]) -> None:
     ours, ok, wc = setup["ours"], setup["ta_success"], setup["ta_words"]
     rate_ours, rate_ta = float(ours.success.float().mean()), sum(ok) / len(ok)
-    assert rate_ta >= 0.5  # the reference attack really breaks this model (measured 0.97)
+    assert rate_ta >= 0.5  # the reference attack really breaks this model (measured 0.84)
     assert abs(rate_ours - rate_ta) <= 0.10, (rate_ours, rate_ta)
     words_ours = float(ours.words_changed[ours.success].float().mean())
-    assert abs(words_ours - sum(wc) / len(wc)) <= 0.5, (words_ours, sum(wc) / len(wc))
+    assert abs(words_ours - sum(wc) / len(wc)) <= 0.3, (words_ours, sum(wc) / len(wc))
     agree = sum(bool(a) == b for a, b in zip(ours.success, ok, strict=True))
     assert agree >= math.floor(0.85 * len(ok)), agree  # per sample too, not only on average
 
@@ -115,3 +122,17 @@ def test_similarity_threshold_does_not_raise_success(setup: dict[str, Any]) -> N
     constrained = run_text_attack("synonym", setup["target"], setup["x"], setup["y"],
                                   {**MATCHED, "min_similarity": 0.8})
     assert int(constrained.success.sum()) <= int(setup["ours"].success.sum())
+
+
+def test_words_are_split_as_textattack_splits_them() -> None:
+    """The budget is ``ceil(eps × words)``: aisec's word split must be TextAttack's ``words_from_text``."""
+    H.load_textattack()
+    from textattack.shared.utils import words_from_text
+
+    from aisec.attacks.text.synonym import words_of
+    from aisec.testing.text import rotten_tomatoes
+
+    texts, _ = rotten_tomatoes(seed=0)
+    odd = ["it ' s a -- 'quoted' film's _x_ *star* @me café x-ray 3d `q' 3×4", "--", "' '"]
+    for t in texts[:1000] + odd:
+        assert [w for _, _, w in words_of(t)] == words_from_text(t), t

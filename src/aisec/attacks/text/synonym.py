@@ -36,7 +36,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from aisec.attacks.text._synonyms import WORD_RE, WordNet, load_encoder, load_wordnet
+from aisec.attacks.text._synonyms import WORD_EDGE, WORD_RE, WordNet, load_encoder, load_wordnet
 from aisec.attacks.text.base import TextAttackParams, TextBatch, decode, stop_words
 from aisec.core.registry import AttackKind, register
 from aisec.core.target import TextTarget
@@ -44,8 +44,19 @@ from aisec.core.types import Capability, Modality, Norm
 
 
 def words_of(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, word) of every word (TextAttack's split: letters, digits, ' - _ * @)."""
-    return [(m.start(), m.end(), m.group()) for m in WORD_RE.finditer(text)]
+    """(start, end, word) of every word, as TextAttack's ``words_from_text`` splits: runs of word characters
+    and ' - _ * @, those five stripped from the ends ("'em" is "em", a lone "'" or "--" no word at all).
+
+    The word count sets the budget (``ceil(eps × words)``), so it must be TextAttack's for the two to agree.
+    """
+    out = []
+    for m in WORD_RE.finditer(text):
+        w = m.group()
+        core = w.strip(WORD_EDGE)
+        if core:
+            start = m.start() + (len(w) - len(w.lstrip(WORD_EDGE)))
+            out.append((start, start + len(core), core))
+    return out
 
 
 def candidates(wn: WordNet, word: str, pos: str) -> list[str]:
@@ -203,6 +214,7 @@ def synonym_attack(
     cur_p = {i: float(p0[i][labels[i]]) for i in live}
     budget = {i: math.ceil(len(spans[i]) * params.eps) for i in live}
     step = 0
+    orig: torch.Tensor | None = None
     while live:
         items: list[tuple[int, str]] = []
         owners: list[tuple[int, int, str]] = []
@@ -214,10 +226,10 @@ def synonym_attack(
                 owners.append((i, k, w))
         sims = None
         if enc is not None and items:
+            if orig is None:  # the originals' embeddings, once
+                orig = enc.encode(texts)
             emb = enc.encode([t for _, t in items])
-            orig = enc.encode([texts[i] for i in live])
-            row = {i: r for r, i in enumerate(live)}
-            sims = (emb * orig[[row[i] for i, _ in items]]).sum(1)
+            sims = (emb * orig[[i for i, _ in items]]).sum(1)
             keep = [j for j in range(len(items)) if float(sims[j]) >= params.min_similarity]
         else:
             keep = list(range(len(items)))
