@@ -103,6 +103,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--aisec-default", action="store_true", help="also run aisec with its default constraints")
     ap.add_argument("--skip-textattack", action="store_true", help="aisec only (profiling)")
+    ap.add_argument("--aisec-untrimmed", action="store_true",
+                    help="also run aisec with full-width (max_length) batches: what trimming the padding buys")
     ap.add_argument("--hf-wrapper-samples", type=int, default=0,
                     help="also run TextAttack with its stock HuggingFaceModelWrapper on the first N samples")
     args = ap.parse_args()
@@ -125,6 +127,10 @@ def main() -> None:
         if not args.skip_textattack:
             helper.load_textattack()  # import time (~10 s) is not the attack's
             rows["textattack pwws-like"] = run_textattack(helper, target, texts, y, args.eps)
+        if args.aisec_untrimmed:
+            target.trims_padding = False
+            rows["aisec (matched), untrimmed batches"] = run_aisec(target, texts, y, matched)
+            target.trims_padding = True
         if args.hf_wrapper_samples:
             k = min(args.hf_wrapper_samples, len(texts))
             # the stock wrapper does not truncate at max_length: only texts that fit give the same predictions
