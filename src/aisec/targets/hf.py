@@ -198,6 +198,10 @@ class HfTextTarget(_HfTokenTarget):
 
     #: UTF-8 byte tensors are tokenised in :meth:`logits`; ``input_shape`` counts tokens, not bytes.
     tokenizes_bytes = True
+    #: token-id batches may be cut to their longest real text (columns of ``pad_id`` only dropped): padding
+    #: is masked (and positions counted over real tokens), so the logits are those of the full-width batch.
+    #: Query-heavy attacks use it to skip the padding's compute.
+    trims_padding = True
 
     def __init__(
         self,

@@ -30,8 +30,11 @@ _RULES = {
     "a": [("er", ""), ("est", ""), ("er", "e"), ("est", "e")],
     "r": [],
 }
-#: TextAttack's word splitting (``words_from_text``): runs of letters, digits and ' - _ * @
-WORD_RE = re.compile(r"[A-Za-z0-9'\-_*@]+")
+#: TextAttack's word splitting (``words_from_text``): runs of word characters, ' - _ * @ and the three
+#: non-word characters of its homoglyph list (` ˗ ×), with ' - _ * @ stripped from both ends (so a lone
+#: "'" or "--" is no word; see :func:`aisec.attacks.text.synonym.words_of`)
+WORD_RE = re.compile("[\\w'\\-*@`\u02d7\u00d7]+")
+WORD_EDGE = "'-_*@"
 
 
 def wordnet_dir() -> Path:
@@ -138,14 +141,20 @@ class SentenceEncoder:
 
     @torch.no_grad()
     def encode(self, texts: list[str]) -> torch.Tensor:
-        outs = []
+        """Unit-norm embeddings ``(N, hidden)``, in ``texts``' order; batched by length (less padding to compute)."""
+        dim = int(self.model.config.hidden_size)
+        if not texts:
+            return torch.zeros(0, dim)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = torch.empty(len(texts), dim)
         for i in range(0, len(texts), self.batch_size):
-            enc = self.tok(texts[i : i + self.batch_size], padding=True, truncation=True, max_length=128,
+            sel = order[i : i + self.batch_size]
+            enc = self.tok([texts[j] for j in sel], padding=True, truncation=True, max_length=128,
                            return_tensors="pt").to(self.device)
             h = self.model(**enc).last_hidden_state
             m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
-            outs.append(torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp_min(1e-9), dim=1).cpu())
-        return torch.cat(outs) if outs else torch.zeros(0, 384)
+            out[sel] = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp_min(1e-9), dim=1).cpu()
+        return out
 
 
 @lru_cache(maxsize=2)
@@ -153,4 +162,4 @@ def load_encoder(folder: str | None = None, device: str = "cpu") -> SentenceEnco
     return SentenceEncoder(folder, device=device)
 
 
-__all__ = ["WORD_RE", "SentenceEncoder", "WordNet", "load_encoder", "load_wordnet", "wordnet_dir"]
+__all__ = ["WORD_EDGE", "WORD_RE", "SentenceEncoder", "WordNet", "load_encoder", "load_wordnet", "wordnet_dir"]

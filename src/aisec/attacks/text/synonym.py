@@ -10,7 +10,8 @@ Robust?" (TextFooler), AAAI 2020, https://arxiv.org/abs/1907.11932
 2. **Greedy substitution** in that order: all synonyms of the word (that pass the constraints) are
    scored in one batched pass; the swap that lowers the true-class probability most is kept if it
    lowers it at all. A text stops as soon as its label flips (among flipping swaps, the one most
-   similar to the original is kept, as TextAttack does) or when no word is left.
+   similar to the original is kept, as TextAttack does; with ``min_similarity=0`` the one that lowers
+   the true-class probability most, also TextAttack's choice) or when no word is left.
 
 Constraints: stop words (scikit-learn's list) and non-alphabetic words are never replaced; a word
 is replaced at most once; at most ``eps`` (a fraction, default 0.3) of the text's words change
@@ -35,7 +36,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from aisec.attacks.text._synonyms import WORD_RE, WordNet, load_encoder, load_wordnet
+from aisec.attacks.text._synonyms import WORD_EDGE, WORD_RE, WordNet, load_encoder, load_wordnet
 from aisec.attacks.text.base import TextAttackParams, TextBatch, decode, stop_words
 from aisec.core.registry import AttackKind, register
 from aisec.core.target import TextTarget
@@ -43,8 +44,19 @@ from aisec.core.types import Capability, Modality, Norm
 
 
 def words_of(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, word) of every word (TextAttack's split: letters, digits, ' - _ * @)."""
-    return [(m.start(), m.end(), m.group()) for m in WORD_RE.finditer(text)]
+    """(start, end, word) of every word, as TextAttack's ``words_from_text`` splits: runs of word characters
+    and ' - _ * @, those five stripped from the ends ("'em" is "em", a lone "'" or "--" no word at all).
+
+    The word count sets the budget (``ceil(eps × words)``), so it must be TextAttack's for the two to agree.
+    """
+    out = []
+    for m in WORD_RE.finditer(text):
+        w = m.group()
+        core = w.strip(WORD_EDGE)
+        if core:
+            start = m.start() + (len(w) - len(w.lstrip(WORD_EDGE)))
+            out.append((start, start + len(core), core))
+    return out
 
 
 def candidates(wn: WordNet, word: str, pos: str) -> list[str]:
@@ -116,11 +128,31 @@ class SynonymSwap:
 
 
 def _probs(target: TextTarget, texts: list[str], bs: int) -> torch.Tensor:
-    out = []
+    """Class probabilities of ``texts`` (one query each), ``bs`` texts per forward pass.
+
+    On a target that ``trims_padding`` (HfTextTarget) the texts are batched by token length and each
+    batch is cut to its longest text: the same logits for a fraction of the compute (the candidates of
+    short reviews are otherwise padded to ``max_length``), the attack's main cost.
+    """
+    n = len(texts)
+    if not n:
+        return torch.zeros(0, target.spec.num_classes)
+    pad = getattr(target, "pad_id", None) if getattr(target, "trims_padding", False) else None
+    out = torch.empty(n, target.spec.num_classes)
     with torch.no_grad():
-        for i in range(0, len(texts), bs):
-            out.append(target.predict(target.encode(texts[i : i + bs]).long()).float().cpu())
-    return torch.cat(out) if out else torch.zeros(0, target.spec.num_classes)
+        ids = target.encode(texts).long()
+        if pad is None:
+            for i in range(0, n, bs):
+                out[i : i + bs] = target.predict(ids[i : i + bs]).float().cpu()
+            return out
+        real = ids != int(pad)
+        order = torch.argsort(real.sum(1), descending=True, stable=True)
+        for i in range(0, n, bs):
+            sel = order[i : i + bs]
+            cols = torch.nonzero(real[sel].any(0)).squeeze(1)
+            lo, hi = (int(cols[0]), int(cols[-1]) + 1) if cols.numel() else (0, ids.shape[1])
+            out[sel] = target.predict(ids[sel, lo:hi]).float().cpu()
+    return out
 
 
 def synonym_attack(
@@ -182,6 +214,7 @@ def synonym_attack(
     cur_p = {i: float(p0[i][labels[i]]) for i in live}
     budget = {i: math.ceil(len(spans[i]) * params.eps) for i in live}
     step = 0
+    orig: torch.Tensor | None = None
     while live:
         items: list[tuple[int, str]] = []
         owners: list[tuple[int, int, str]] = []
@@ -193,10 +226,10 @@ def synonym_attack(
                 owners.append((i, k, w))
         sims = None
         if enc is not None and items:
+            if orig is None:  # the originals' embeddings, once
+                orig = enc.encode(texts)
             emb = enc.encode([t for _, t in items])
-            orig = enc.encode([texts[i] for i in live])
-            row = {i: r for r, i in enumerate(live)}
-            sims = (emb * orig[[row[i] for i, _ in items]]).sum(1)
+            sims = (emb * orig[[i for i, _ in items]]).sum(1)
             keep = [j for j in range(len(items)) if float(sims[j]) >= params.min_similarity]
         else:
             keep = list(range(len(items)))
@@ -206,8 +239,9 @@ def synonym_attack(
             i, k, w = owners[j]
             py = float(pr[labels[i]])
             flip = int(pr.argmax()) != labels[i]
-            sim = float(sims[j]) if sims is not None else 0.0
-            key = (1.0 if flip else 0.0, sim if flip else -py)
+            # among flips the one most similar to the original; without the similarity constraint the one
+            # furthest from the true class (TextAttack's choice when its candidates carry no similarity score)
+            key = (1.0 if flip else 0.0, float(sims[j]) if flip and sims is not None else -py)
             if i not in best or key > best[i][:2]:
                 best[i] = (*key, j, int(pr.argmax()), w)
         nxt = []
