@@ -73,7 +73,8 @@ def stages(version: str, *, steps: int = 100, max_queries: int = 5000, n_target_
     """
     apgd = {"steps": steps, "restarts": 1}
     apgd_t = {**apgd, "n_target_classes": n_target_classes}
-    fab = {"steps": steps, "restarts": 1, "n_target_classes": n_target_classes}
+    # the ensemble reads FAB at eps only: a sample leaves FAB's batch as soon as it is broken within eps
+    fab = {"steps": steps, "restarts": 1, "n_target_classes": n_target_classes, "stop_at_eps": True}
     square = {"max_queries": max_queries, "p_init": 0.8}
     if attacks is not None and version != "custom":
         raise ConfigError(f"a list of attacks is for version 'custom'; version '{version}' fixes its own")
