@@ -110,3 +110,21 @@ def test_fab_restarts_match_autoattack(digits_target, data):
     assert abs(sr - sr_ref) <= _three_se(sr_ref, N), (sr, sr_ref)
     # Restarts keep the closest example: never farther than one run, for every sample.
     assert bool((out.distance[single.success] <= single.distance[single.success] + 1e-6).all())
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_stop_at_eps_breaks_the_same_samples_within_eps(digits_target, data, norm):
+    """``stop_at_eps`` (the ensemble's reading) drops a sample at the step it is broken within eps: the same samples
+    are broken at eps as without it and as the reference, and the full search's
+    distances are never larger (it keeps shrinking them)."""
+    x, y = data
+    eps = EPS[norm]
+    base = {"norm": norm, "eps": eps, "steps": STEPS, "n_target_classes": 4}
+    full = run_attack("fab-t", digits_target, x, y, base)
+    stop = run_attack("fab-t", digits_target, x, y, {**base, "stop_at_eps": True})
+    at = [o.success & (o.distance <= eps + 1e-6) for o in (full, stop)]
+    assert torch.equal(at[0], at[1]) and int(at[1].sum()) > 0
+    assert torch.equal(full.success & ~at[0], stop.success & ~at[1])  # beyond eps: both found the same ones
+    assert bool((full.distance[at[0]] <= stop.distance[at[1]] + 1e-6).all())
+    fooled_ref, d_ref = _reference(digits_target.module, x, y, norm, eps, targeted=True, n_target_classes=4)
+    assert abs(int(at[1].sum()) - int((fooled_ref & (d_ref <= eps + 1e-6)).sum())) <= 1
