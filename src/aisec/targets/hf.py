@@ -198,8 +198,8 @@ class HfTextTarget(_HfTokenTarget):
 
     #: UTF-8 byte tensors are tokenised in :meth:`logits`; ``input_shape`` counts tokens, not bytes.
     tokenizes_bytes = True
-    #: token-id batches may be cut to their longest real text (columns of ``pad_id`` only dropped): padding
-    #: is masked (and positions counted over real tokens), so the logits are those of the full-width batch.
+    #: token-id batches may be cut after their longest real text (trailing columns of ``pad_id`` only dropped):
+    #: padding is masked and the real tokens keep their positions, so the logits are the full-width batch's.
     #: Query-heavy attacks use it to skip the padding's compute.
     trims_padding = True
 

@@ -150,8 +150,10 @@ def _probs(target: TextTarget, texts: list[str], bs: int) -> torch.Tensor:
         for i in range(0, n, bs):
             sel = order[i : i + bs]
             cols = torch.nonzero(real[sel].any(0)).squeeze(1)
-            lo, hi = (int(cols[0]), int(cols[-1]) + 1) if cols.numel() else (0, ids.shape[1])
-            out[sel] = target.predict(ids[sel, lo:hi]).float().cpu()
+            # only trailing padding is cut: leading pad columns (left padding) would shift the absolute
+            # positions an encoder gives the real tokens
+            hi = int(cols[-1]) + 1 if cols.numel() else ids.shape[1]
+            out[sel] = target.predict(ids[sel, :hi]).float().cpu()
     return out
 
 
