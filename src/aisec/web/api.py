@@ -413,6 +413,8 @@ def build_router(settings: ServeSettings, manager: RunManager) -> APIRouter:
         if suffix not in settings.upload_suffixes:
             raise HTTPException(415, f"'{suffix or name}' files are not accepted; give one of "
                                 f"{', '.join(settings.upload_suffixes)}")
+        if suffix == ".zip" and kind != "model":
+            raise HTTPException(415, "a .zip is accepted for models only (a zipped Hugging Face model folder)")
         uid = str(uuid.uuid4())
         folder = settings.uploads_dir / uid
         folder.mkdir(parents=True)
@@ -427,7 +429,7 @@ def build_router(settings: ServeSettings, manager: RunManager) -> APIRouter:
                     raise HTTPException(413, f"upload larger than {settings.max_upload_bytes} bytes")
                 fh.write(chunk)
         if suffix == ".zip":
-            _unzip_model(folder / name, kind, settings.max_upload_bytes)
+            _unzip_model(folder / name, settings.max_upload_bytes)
         return Upload(upload_id=uid, name=name, size=size, kind=kind)
 
     @r.get("/compare")
@@ -498,20 +500,17 @@ def build_router(settings: ServeSettings, manager: RunManager) -> APIRouter:
     return r
 
 
-def _unzip_model(archive: Path, kind: str, max_bytes: int) -> None:
+def _unzip_model(archive: Path, max_bytes: int) -> None:
     """A zipped model folder (e.g. Hugging Face ``save_pretrained``) becomes that folder, the upload's one entry."""
     from aisec.core.errors import DataError
-    from aisec.web.unpack import unpack_model_zip
+    from aisec.web.unpack import ZipTooLarge, unpack_model_zip
 
     folder = archive.parent
-    if kind != "model":
-        shutil.rmtree(folder)
-        raise HTTPException(415, "a .zip is accepted for models only (a zipped Hugging Face model folder)")
     try:
         model_dir = unpack_model_zip(archive, folder / ".unpack", max_bytes=max_bytes)
     except DataError as exc:
         shutil.rmtree(folder)
-        raise HTTPException(413 if "inflates" in str(exc) else 422, _one_line(exc)) from None
+        raise HTTPException(413 if isinstance(exc, ZipTooLarge) else 422, _one_line(exc)) from None
     model_dir.rename(folder / archive.stem)
     shutil.rmtree(folder / ".unpack", ignore_errors=True)
     archive.unlink()

@@ -19,6 +19,10 @@ MAX_MEMBERS = 1000
 _CHUNK = 1 << 20
 
 
+class ZipTooLarge(DataError):
+    """The zip inflates to more than the server's upload limit (a zip bomb, or just too big)."""
+
+
 def _member_path(info: zipfile.ZipInfo) -> PurePosixPath:
     name = info.filename.replace("\\", "/")
     p = PurePosixPath(name)
@@ -58,7 +62,7 @@ def unpack_model_zip(archive: Path, dest: Path, *, max_bytes: int) -> Path:
                     while chunk := src.read(_CHUNK):
                         written += len(chunk)
                         if written > max_bytes:
-                            raise DataError(f"{archive.name} inflates to more than {max_bytes} bytes; refused")
+                            raise ZipTooLarge(f"{archive.name} inflates to more than {max_bytes} bytes; refused")
                         fh.write(chunk)
         except (DataError, zipfile.BadZipFile, OSError) as exc:
             shutil.rmtree(dest, ignore_errors=True)
@@ -69,4 +73,4 @@ def unpack_model_zip(archive: Path, dest: Path, *, max_bytes: int) -> Path:
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else dest
 
 
-__all__ = ["MAX_MEMBERS", "unpack_model_zip"]
+__all__ = ["MAX_MEMBERS", "ZipTooLarge", "unpack_model_zip"]
