@@ -14,15 +14,30 @@ of 9.5 ms and a forward + backward 25 ms instead of 28 ms (256 images: 23 vs 61 
 on first use the target runs the batch both ways and keeps channels-last only if it runs and agrees to
 float tolerance (a model that calls ``.view`` on its activations fails there and stays as given), and
 input gradients are handed back contiguous, as in the default layout.
+
+Forwards without gradients (a black-box attack's queries, FAB's checks, predictions) run, where the same
+rule allows it, on a frozen TorchScript copy of the module (``torch.jit.freeze`` +
+``optimize_for_inference``: weights prepacked for oneDNN, ReLUs in place, convolutions fused with their
+activation) instead of eager PyTorch, which repacks every convolution's weights and allocates every
+activation afresh on each call. On advertorch's MNIST LeNet5, 90 images, 1 thread: 9.5 ms per forward
+instead of 21 ms, and the same logits to the last bit. The copy is made on the first gradient-free call after
+the output check, and used only if tracing raised no ``TracerWarning`` (no data-dependent Python control flow)
+and it gives the eager module's logits again, to float tolerance, on that batch and on a one-row slice of it
+(a stochastic model fails there and stays eager). Forwards that need gradients always run the eager module.
+Once the module's weights or buffers change (training through the target, ``load_state_dict``) or it is set
+to training mode, the copy is dropped for good and every call is eager: the copy never answers for weights it
+was not made from. ``frozen_inference=False`` turns it off.
 """
 
 from __future__ import annotations
 
 import hashlib
+import warnings
 from typing import Any, Literal
 
 import torch
 from torch import nn
+from torch.jit._trace import TracerWarning
 
 from aisec.core.errors import ConfigError, OutputError, ShapeError
 from aisec.core.target import Normalization, TargetSpec
@@ -57,6 +72,9 @@ class TorchTarget:
         output: set to ``probabilities`` if the module ends in a softmax.
         memory_format: ``auto`` lets the target switch the module (in place) to channels-last where that is
             faster and changes no output (see the module's docstring); ``contiguous`` leaves it as given.
+        frozen_inference: serve gradient-free forwards from a verified, frozen TorchScript copy (see the
+            module's docstring). None (default): where ``memory_format`` is ``auto`` (a model aisec loaded
+            itself) and the model is a convolutional image model on the CPU; True: any model on the CPU.
 
     >>> target = TorchTarget(net, input_shape=(1, 8, 8), num_classes=10)
     >>> target.predict(x).shape
@@ -78,6 +96,7 @@ class TorchTarget:
         device: str | torch.device | None = None,
         digest: str | None = None,
         memory_format: MemoryFormat = "contiguous",
+        frozen_inference: bool | None = None,
     ) -> None:
         if memory_format not in ("auto", "channels_last", "contiguous"):
             raise ConfigError(f"memory_format must be auto, channels_last or contiguous, got {memory_format!r}")
@@ -88,6 +107,11 @@ class TorchTarget:
             memory_format == "auto" and dev.type == "cpu" and len(tuple(input_shape)) == 3
             and any(isinstance(m, nn.Conv2d) for m in module.modules()))
         self._cl = False
+        #: the frozen copy: "untried", "on" (``self._frozen`` serves no-grad forwards) or "off" for good
+        want_frozen = self._try_cl and memory_format == "auto" if frozen_inference is None else frozen_inference
+        self._frozen_state = "untried" if want_frozen and dev.type == "cpu" else "off"
+        self._frozen: torch.jit.ScriptModule | None = None
+        self._frozen_token: tuple[tuple[int, int], ...] = ()
         norm = Normalization(**normalization) if isinstance(normalization, dict) else normalization
         self._spec = TargetSpec(
             name=name or type(module).__name__,
@@ -129,8 +153,13 @@ class TorchTarget:
         x = x.to(self.device)
         self._queries += int(x.shape[0])
         inp = (x - self._mean) / self._std if self._spec.normalization else x
-        if self._checked:
-            z: torch.Tensor = self.module(_ContiguousGrad.apply(inp) if self._cl else inp)  # type: ignore[no-untyped-call]
+        frozen = None
+        if self._checked and self._frozen_state != "off" and not torch.is_grad_enabled():
+            frozen = self._frozen_forward(inp)
+        if frozen is not None:
+            z: torch.Tensor = frozen
+        elif self._checked:
+            z = self.module(_ContiguousGrad.apply(inp) if self._cl else inp)  # type: ignore[no-untyped-call]
         else:
             try:
                 z = self.module(inp)
@@ -145,6 +174,64 @@ class TorchTarget:
         if self._spec.output is OutputKind.PROBABILITIES:
             z = torch.log(z.clamp_min(1e-12))
         return z
+
+    @property
+    def frozen_inference(self) -> bool:
+        """True while gradient-free forwards run on the frozen TorchScript copy."""
+        return self._frozen_state == "on"
+
+    def _weights_token(self) -> tuple[tuple[int, int], ...]:
+        """Identity and in-place version of every parameter and buffer: changes whenever a weight does."""
+        return tuple((id(t), t._version) for t in (*self.module.parameters(), *self.module.buffers()))
+
+    def _frozen_forward(self, inp: torch.Tensor) -> torch.Tensor | None:
+        """The frozen copy's logits for ``inp``, or None where the eager module must answer."""
+        if self.module.training:
+            self._drop_frozen()
+            return None
+        if self._frozen_state == "untried":
+            self._frozen = self._freeze(inp)
+            self._frozen_state = "on" if self._frozen is not None else "off"
+            self._frozen_token = self._weights_token()
+        if self._frozen is None or self._weights_token() != self._frozen_token:
+            self._drop_frozen()
+            return None
+        try:
+            out: torch.Tensor = self._frozen(inp.contiguous(memory_format=torch.channels_last) if self._cl
+                                             and inp.ndim == 4 else inp)
+        except RuntimeError:  # an input the trace did not foresee: eager from now on
+            self._drop_frozen()
+            return None
+        return out
+
+    def _drop_frozen(self) -> None:
+        self._frozen, self._frozen_state = None, "off"
+
+    def _freeze(self, inp: torch.Tensor) -> torch.jit.ScriptModule | None:
+        """A frozen, inference-optimised trace of the module, if it reproduces the eager logits (else None)."""
+        mods = list(self.module.modules())
+        if any(m._forward_hooks or m._forward_pre_hooks for m in mods):
+            return None  # hooks run Python the trace would not replay
+        ex = inp.detach()
+        if self._cl and ex.ndim == 4:
+            ex = ex.contiguous(memory_format=torch.channels_last)
+        try:
+            with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+                warnings.simplefilter("always")
+                traced = torch.jit.trace(self.module, ex, check_trace=False)
+                frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+                if any(issubclass(w.category, TracerWarning) for w in caught):
+                    return None  # data-dependent control flow or constants baked in: not safe to replay
+                for probe in (ex, ex[:1]):
+                    want, got = self.module(probe), frozen(probe)
+                    if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+                        return None
+                    scale = float(want.abs().max()) or 1.0
+                    if not torch.allclose(got, want, rtol=1e-4, atol=1e-5 * scale):
+                        return None
+        except Exception:  # any failure to trace or freeze just means: stay eager
+            return None
+        return frozen
 
     @property
     def memory_format(self) -> str:
