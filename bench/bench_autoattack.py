@@ -15,6 +15,11 @@ sides on ``standard`` without FAB-T (``version="custom"``) and says so.
     python bench/bench_autoattack.py --models digits --n 500 --version standard
     python bench/bench_autoattack.py --models lenet-adv --n 200 --eps 0.3
     python bench/bench_autoattack.py --reference-layout channels-last   # the reference in aisec's layout too
+    python bench/bench_autoattack.py --reference-layout aisec   # the reference calls aisec's target as its model
+
+``--reference-layout aisec`` hands the reference aisec's own target as its model (channels-last, and the frozen
+TorchScript copy for gradient-free forwards, see ``aisec.targets.torch``), which separates what the ensemble's
+algorithm saves from what aisec's way of running the model saves.
 """
 
 from __future__ import annotations
@@ -108,8 +113,23 @@ def build(model: str, n: int, layout: str = "as-given"):
     ref = copy.deepcopy(net)
     if layout == "channels-last":
         ref = ref.to(memory_format=torch.channels_last)
-    return ref, TorchTarget(net, input_shape=shape, num_classes=10, name=model, device="cpu",
-                            memory_format="auto"), x, y  # as aisec loads a model file
+    target = TorchTarget(net, input_shape=shape, num_classes=10, name=model, device="cpu",
+                         memory_format="auto")  # as aisec loads a model file
+    if layout == "aisec":
+        ref = _TargetModule(TorchTarget(ref, input_shape=shape, num_classes=10, name=model, device="cpu",
+                                        memory_format="auto"))
+    return ref, target, x, y
+
+
+class _TargetModule(nn.Module):
+    """An aisec target as a plain module (for ``--reference-layout aisec``)."""
+
+    def __init__(self, target) -> None:
+        super().__init__()
+        self.target = target
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.target.logits(x)
 
 
 def main() -> None:
@@ -122,8 +142,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--queries", type=int, default=5000)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--reference-layout", default="as-given", choices=["as-given", "channels-last"],
-                    help="the memory layout of the reference's model (aisec's target picks its own)")
+    ap.add_argument("--reference-layout", default="as-given", choices=["as-given", "channels-last", "aisec"],
+                    help="the memory layout of the reference's model (aisec's target picks its own); aisec: the "
+                    "reference calls an aisec target as its model")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 

@@ -127,3 +127,34 @@ def test_linear_model_in_a_binding_box_never_beats_the_lp(norm):
         assert float(out.distance[i]) <= ref * 1.01
     assert checked >= 6
 
+
+
+@pytest.mark.parametrize("rounds", [1, 3, None])
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_water_filling_solve_equals_the_sorted_solve(norm, rounds, monkeypatch):
+    """The saturation-set iteration (with the sort as fallback after ``rounds``) and the full sort agree."""
+    from aisec.attacks.evasion import _fab
+
+    if rounds is not None:
+        monkeypatch.setattr(_fab, "_FILL_ROUNDS", rounds)
+    g = torch.Generator().manual_seed(7)
+    n, d = 64, 3 * 32 * 32
+    t = torch.rand(n, d, generator=g, dtype=torch.float64)
+    t[:, : d // 3] = (t[:, : d // 3] > 0.5).double()  # many coordinates on the box boundary (room 0)
+    w = torch.randn(n, d, generator=g, dtype=torch.float64)
+    w[::4, ::7] = 0.0
+    b = (w * t).sum(1) + torch.randn(n, generator=g, dtype=torch.float64) * torch.logspace(-3, 4, n, dtype=torch.float64)
+    r = (b - (w * t).sum(1)).abs()
+    sign = torch.where(b - (w * t).sum(1) >= 0, 1.0, -1.0).double()
+    ws = w * sign[:, None]
+    a = ws.abs()
+    room = torch.where(a > 0, torch.where(ws > 0, 1 - t, t).clamp_min(0), torch.zeros_like(t))
+    if norm == "linf":
+        kinks, slope = torch.where(a > 0, room, torch.full_like(a, torch.inf)), a
+    else:
+        kinks, slope = torch.where(a > 0, room / a.clamp_min(1e-30), torch.full_like(a, torch.inf)), a * a
+    s_fast, f_fast = _fab._piecewise_solve(r, kinks, slope, a * room)
+    s_sort, f_sort = _fab._piecewise_solve_sorted(r, kinks, slope, a * room)
+    assert torch.equal(f_fast, f_sort) and bool(f_fast.any()) and not bool(f_fast.all())
+    torch.testing.assert_close(s_fast[f_fast], s_sort[f_sort], rtol=1e-9, atol=1e-12)
+    assert bool(torch.isinf(s_fast[~f_fast]).all())

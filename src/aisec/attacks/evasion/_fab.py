@@ -72,6 +72,10 @@ class FABParams(EvasionParams):
         "smallest FAB would find, so robust accuracy below eps is not read from it.")
 
 
+#: Rounds of the saturation-set iteration before a row falls back to the sort (see _piecewise_solve).
+_FILL_ROUNDS = 12
+
+
 def _piecewise_solve(
     r: torch.Tensor, kinks: torch.Tensor, slope: torch.Tensor, reach_at_kink: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,7 +83,45 @@ def _piecewise_solve(
 
     ``kinks[i] = reach_at_kink_i / slope_i`` (``inf`` where ``slope_i = 0``). Returns ``(s, feasible)``;
     where ``phi`` never reaches ``r`` the row is infeasible and ``s`` is ``inf``.
+
+    Hand-written for speed: a row is solved by growing its set of saturated coordinates (water filling),
+    ``s_{k+1} = (r - sum_{kink_i < s_k} reach_i) / sum_{kink_i >= s_k} slope_i`` from ``s_0 = r / sum slope``.
+    ``phi`` is concave and below each of these linear pieces, so ``s_k`` rises monotonically to the root
+    and is exact once the set stops growing, usually within a few rounds of a few passes over the row;
+    rows still growing after ``_FILL_ROUNDS`` rounds are solved by sorting the kinks
+    (:func:`_piecewise_solve_sorted`), which the first version did for every row: on FAB-T's projections of
+    3 x 32 x 32 images the sort alone was a third of the attack's time.
     """
+    total = reach_at_kink.sum(1)
+    feasible = total >= r
+    s = r / slope.sum(1).clamp_min(1e-30)
+    count = torch.zeros_like(r)
+    todo = torch.arange(r.shape[0], device=r.device)
+    s_todo, kinks_t, slope_t, reach_t, r_t, count_t = s, kinks, slope, reach_at_kink, r, count
+    for _ in range(_FILL_ROUNDS):
+        sat = kinks_t < s_todo[:, None]
+        n_sat = sat.sum(1).to(r.dtype)
+        stable = n_sat == count_t
+        if bool(stable.any()):
+            s[todo[stable]] = s_todo[stable]
+            keep = ~stable
+            todo, s_todo, sat, n_sat = todo[keep], s_todo[keep], sat[keep], n_sat[keep]
+            kinks_t, slope_t, reach_t, r_t = kinks_t[keep], slope_t[keep], reach_t[keep], r_t[keep]
+            if todo.numel() == 0:
+                break
+        num = r_t - torch.where(sat, reach_t, 0).sum(1)
+        den = torch.where(sat, 0, slope_t).sum(1)
+        s_todo, count_t = (num / den.clamp_min(1e-30)).clamp_min(0), n_sat
+    if todo.numel():
+        s[todo] = _piecewise_solve_sorted(r[todo], kinks[todo], slope[todo], reach_at_kink[todo])[0]
+    return torch.where(feasible, s, torch.full_like(s, torch.inf)), feasible
+
+
+def _piecewise_solve_sorted(
+    r: torch.Tensor, kinks: torch.Tensor, slope: torch.Tensor, reach_at_kink: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_piecewise_solve` by sorting the kinks: ``phi`` at every kink from one cumulative sum, then the
+    segment that holds ``r`` in closed form."""
     ks, order = kinks.sort(1)
     sl = slope.gather(1, order)
     cs = reach_at_kink.gather(1, order)
