@@ -109,23 +109,39 @@ class Square:
         cols = torch.arange(w, device=dev).view(1, 1, 1, w)
         n_iters = params.max_queries - 1
         propose = _propose_l2 if l2 else _propose_linf
+        # The samples still searched, with their state gathered in the order of ``act`` (ascending, so the
+        # random draws go to the same samples as with the full tensors): re-gathered only when the set
+        # changes, not on every one of the 5,000 iterations (on the digits CNN the gathers and scatters of the
+        # full state were a fifth of an iteration).
+        act = torch.zeros(0, dtype=torch.long)
+        img_a = delta_a = x_adv_a = loss_a = y_a = torch.zeros(0)
+        tl_a: torch.Tensor | None = None
         for it in range(n_iters):
-            active = torch.nonzero(started & (loss.cpu() >= 0)).flatten()
-            idx = ledger.afford(active)
-            if idx.numel() == 0:
+            if it == 0:
+                nxt = ledger.afford(torch.nonzero(started & (loss.cpu() >= 0)).flatten())
+            else:
+                nxt = ledger.afford(act[(loss_a >= 0).cpu()])
+            if it == 0 or nxt.numel() != act.numel():
+                if it > 0:  # hand the state back before the set shrinks
+                    delta[act], x_adv[act], loss[act] = delta_a, x_adv_a, loss_a
+                act = nxt
+                img_a, delta_a, x_adv_a, loss_a, y_a = img[act], delta[act], x_adv[act], loss[act], y[act]
+                tl_a = target_labels[act] if target_labels is not None else None
+            if act.numel() == 0:
                 break
             p = p_selection(params.p_init, it, n_iters)
-            d_new = propose(delta[idx], p, eps, rows, cols)
-            x_new = (img[idx] + d_new).clamp(lo, hi)
+            d_new = propose(delta_a, p, eps, rows, cols)
+            x_new = (img_a + d_new).clamp(lo, hi)
             if l2:
-                d_new = x_new - img[idx]
-            tl = target_labels[idx] if target_labels is not None else None
-            l_new = score_margin(ledger.query_log_scores(x_new.reshape(-1, *x.shape[1:]), idx), y[idx], tl)
-            better = l_new < loss[idx]
-            sel = idx[better.cpu()]
-            delta[sel] = d_new[better]
-            x_adv[sel] = x_new[better]
-            loss[sel] = l_new[better]
+                d_new = x_new - img_a
+            l_new = score_margin(ledger.query_log_scores(x_new.reshape(-1, *x.shape[1:]), act), y_a, tl_a)
+            better = l_new < loss_a
+            if bool(better.any()):
+                delta_a[better] = d_new[better]
+                x_adv_a[better] = x_new[better]
+                loss_a[better] = l_new[better]
+        if act.numel():
+            delta[act], x_adv[act], loss[act] = delta_a, x_adv_a, loss_a
         ledger.publish()
         return x_adv.reshape_as(x)
 
