@@ -143,7 +143,8 @@ def test_water_filling_solve_equals_the_sorted_solve(norm, rounds, monkeypatch):
     t[:, : d // 3] = (t[:, : d // 3] > 0.5).double()  # many coordinates on the box boundary (room 0)
     w = torch.randn(n, d, generator=g, dtype=torch.float64)
     w[::4, ::7] = 0.0
-    b = (w * t).sum(1) + torch.randn(n, generator=g, dtype=torch.float64) * torch.logspace(-3, 4, n, dtype=torch.float64)
+    scale = torch.logspace(-3, 4, n, dtype=torch.float64)
+    b = (w * t).sum(1) + torch.randn(n, generator=g, dtype=torch.float64) * scale
     r = (b - (w * t).sum(1)).abs()
     sign = torch.where(b - (w * t).sum(1) >= 0, 1.0, -1.0).double()
     ws = w * sign[:, None]
